@@ -1,0 +1,1 @@
+"""ltgans_jax: Lifelong Twin GANs (Ye & Bors) in JAX/Flax."""

@@ -1,0 +1,47 @@
+"""Checks a config before anything is trained or written, so a bad value ends in one clear
+sentence naming the value and what is accepted."""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from ltgans_jax import losses, models
+
+
+class ConfigError(ValueError):
+  """A config value is out of range; the message names it and what is accepted."""
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  data, train, gan, vae = config.data, config.train, config.gan, config.vae
+  sizes = sorted(models.BASE_RESOLUTION)
+  _require(data.image_size in sizes,
+           f'data.image_size={data.image_size} is not supported; use one of {sizes}.')
+  _require(data.channels in (1, 3), f'data.channels={data.channels}; use 1 or 3.')
+  _require(config.model.resample in models.RESAMPLE_MODES,
+           f'model.resample={config.model.resample!r}; use one of {models.RESAMPLE_MODES}.')
+  _require(vae.likelihood in losses.LIKELIHOODS,
+           f'vae.likelihood={vae.likelihood!r}; use one of {losses.LIKELIHOODS}.')
+  _require(vae.beta > 0, f'vae.beta={vae.beta}; it must be > 0 (1 is the ELBO, eq. 5).')
+  _require(vae.decoder_std > 0, f'vae.decoder_std={vae.decoder_std}; it must be > 0.')
+  _require(gan.gradient_penalty_weight >= 0,
+           f'gan.gradient_penalty_weight={gan.gradient_penalty_weight}; it must be >= 0 '
+           '(the paper uses 10).')
+  _require(0.0 <= gan.teacher_fraction <= 1.0,
+           f'gan.teacher_fraction={gan.teacher_fraction}; it must lie in [0, 1].')
+  _require(gan.critic_steps >= 1, f'gan.critic_steps={gan.critic_steps}; it must be >= 1.')
+  for name in ('steps_per_task', 'batch_size', 'log_every', 'checkpoint_every',
+               'max_checkpoints'):
+    _require(train[name] >= 1, f'train.{name}={train[name]}; it must be >= 1.')
+  devices = jax.device_count()
+  _require(train.batch_size % devices == 0,
+           f'train.batch_size={train.batch_size} is not divisible by the {devices} devices; '
+           f'use a multiple of {devices}.')
+  for name in ('latent_dim', 'generator_width', 'critic_width'):
+    _require(config.model[name] >= 1, f'model.{name}={config.model[name]}; it must be >= 1.')

@@ -1,0 +1,40 @@
+"""Command line: ``python -m ltgans_jax.main [--config=configs/NAME.py] [--workdir=DIR]
+[--config.a.b=value ...]``.
+
+Without ``--config`` the embedded default runs (``ltgans_jax/config_base.py``): scikit-learn's
+digits in two tasks, no download, a few minutes on a laptop CPU.
+"""
+
+import logging as py_logging
+import os
+
+from absl import app, flags, logging
+import jax
+from ml_collections import config_flags
+
+from ltgans_jax import train
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'config_base.py')
+config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Experiment config file.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', 'workdirs/default',
+                    'Where checkpoints, TensorBoard events, samples and report.md go; rerun '
+                    'with the same workdir to resume.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # Our modules log through Python's root logger at INFO; libraries that log through absl
+  # (orbax writes a dozen lines per checkpoint) are kept to warnings.
+  logging.set_verbosity(logging.INFO)
+  py_logging.getLogger('absl').setLevel(py_logging.WARNING)
+  if os.environ.get('JAX_COORDINATOR_ADDRESS') or os.environ.get('SLURM_JOB_ID'):
+    jax.distributed.initialize()  # Multi-host (TPU VM pods, SLURM): one process per host.
+  logging.info('JAX devices: %s', jax.devices())
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,128 @@
+"""The lifelong state: one immutable pytree, and the pure functions that move it between tasks.
+
+``LifelongState`` holds the Teacher, the Assistant, the critic and the Student (parameters and
+optimiser states), the task index, the step within the task and which of the two physical
+generators currently plays the Teacher. Its size never depends on the number of tasks: no data,
+no per-task snapshots. ``begin_next_task`` swaps the twins' roles (the Assistant, which has just
+learnt everything so far, becomes the frozen Teacher) and gives the new Assistant a fresh
+optimiser state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ltgans_jax import models
+
+
+class Networks(NamedTuple):
+  """The Flax modules; static, bound into the jitted steps."""
+  generator: models.Generator
+  critic: models.Critic
+  student: models.StudentVAE
+
+
+class Optimizers(NamedTuple):
+  """The optax transformations; static, bound into the jitted steps."""
+  generator: optax.GradientTransformation
+  critic: optax.GradientTransformation
+  student: optax.GradientTransformation
+
+
+class NetworkState(flax.struct.PyTreeNode):
+  params: Any
+  opt_state: Any
+
+
+class LifelongState(flax.struct.PyTreeNode):
+  """Everything a lifelong run needs to continue; what a checkpoint holds.
+
+  ``teacher_id`` (0 or 1) names which of the two generators initialised at the start plays the
+  Teacher now: it flips at every task boundary, so it records the role swaps.
+  """
+  teacher: NetworkState
+  assistant: NetworkState
+  critic: NetworkState
+  student: NetworkState
+  task: jnp.ndarray        # int32 scalar, 0-based index of the current task
+  task_step: jnp.ndarray   # int32 scalar, steps done in the current task
+  teacher_id: jnp.ndarray  # int32 scalar, 0 or 1
+
+
+def build_networks(config: ml_collections.ConfigDict) -> Networks:
+  data, model, vae = config.data, config.model, config.vae
+  return Networks(
+      generator=models.Generator(data.image_size, data.channels, model.generator_width,
+                                 model.resample),
+      critic=models.Critic(data.image_size, model.critic_width, model.resample),
+      student=models.StudentVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
+                                model.resample),
+  )
+
+
+def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
+  opt = config.optim
+  adam_gan = lambda: optax.adam(opt.gan_learning_rate, b1=opt.gan_b1, b2=opt.gan_b2)
+  return Optimizers(generator=adam_gan(), critic=adam_gan(),
+                    student=optax.adam(opt.student_learning_rate))
+
+
+def init_state(config: ml_collections.ConfigDict, networks: Networks, optimizers: Optimizers,
+               key: jax.Array) -> LifelongState:
+  """Fresh state for task 0: two independently initialised generators, a critic, a Student."""
+  size, channels = config.data.image_size, config.data.channels
+  images = jnp.zeros((1, size, size, channels), jnp.float32)
+  latents = jnp.zeros((1, config.model.latent_dim), jnp.float32)
+  student_noise = jnp.zeros((1, config.vae.latent_dim), jnp.float32)
+  key_teacher, key_assistant, key_critic, key_student = jax.random.split(key, 4)
+
+  def network_state(params, optimizer):
+    return NetworkState(params=params, opt_state=optimizer.init(params))
+
+  generator_params = [networks.generator.init(k, latents)['params']
+                      for k in (key_teacher, key_assistant)]
+  return LifelongState(
+      teacher=network_state(generator_params[0], optimizers.generator),
+      assistant=network_state(generator_params[1], optimizers.generator),
+      critic=network_state(networks.critic.init(key_critic, images)['params'],
+                           optimizers.critic),
+      student=network_state(
+          networks.student.init(key_student, images, student_noise)['params'],
+          optimizers.student),
+      task=jnp.zeros((), jnp.int32),
+      task_step=jnp.zeros((), jnp.int32),
+      teacher_id=jnp.zeros((), jnp.int32),
+  )
+
+
+def swap_roles(state: LifelongState) -> LifelongState:
+  """The Assistant becomes the Teacher and the Teacher the Assistant; nothing else changes."""
+  return state.replace(teacher=state.assistant, assistant=state.teacher,
+                       teacher_id=1 - state.teacher_id)
+
+
+def begin_next_task(state: LifelongState, generator_optimizer: optax.GradientTransformation
+                    ) -> LifelongState:
+  """Moves a finished task-k state to the start of task k+1 (pure).
+
+  The roles swap, so the generator that has just learnt tasks 1..k becomes the frozen Teacher;
+  the new Assistant (which knows only tasks 1..k-1) starts a fresh optimiser state, since the
+  moments of its last training are stale. The Teacher keeps its (now unused) optimiser state so
+  that the pytree's structure, and therefore its size, stays the same for every task.
+  """
+  swapped = swap_roles(state)
+  fresh_assistant = swapped.assistant.replace(
+      opt_state=generator_optimizer.init(swapped.assistant.params))
+  return swapped.replace(assistant=fresh_assistant, task=state.task + 1,
+                         task_step=jnp.zeros_like(state.task_step))
+
+
+def state_bytes(state: LifelongState) -> int:
+  """Total bytes of every array in the state."""
+  return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(state))

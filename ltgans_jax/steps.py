@@ -1,0 +1,187 @@
+"""The jit-compiled LT-GANs training steps, built from ``losses`` and bound to static parts.
+
+Two phases (paper section 3):
+
+* ``joint`` (task 1, eq. 2): the critic separates real data from the Teacher's samples and from
+  the Assistant's samples, with one gradient penalty for each pair; both generators learn.
+* ``lakd`` (task k >= 2, eq. 3): the Teacher is frozen; the critic's real side is a uniform mix
+  of task-k data and Teacher samples; only the Assistant learns.
+
+In both, the Student VAE takes one step on the task's data plus, from task 2 on, samples of the
+Teacher, the more knowledgeable generator (eqs. 5-6). A step is one critic update, one Student
+update and, when ``update_generators`` is set (every ``config.gan.critic_steps``-th step), one
+generator update. ``step(state, images_uint8, key) -> (state, metrics)``.
+
+The steps are plain ``jax.jit`` functions: given a batch sharded over a device mesh and a
+replicated state, XLA partitions them data-parallel and averages the gradients itself.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ltgans_jax import losses
+from ltgans_jax.state import LifelongState, Networks, NetworkState, Optimizers
+
+Metrics = Dict[str, jnp.ndarray]
+StepFn = Callable[[LifelongState, jnp.ndarray, jax.Array], Tuple[LifelongState, Metrics]]
+KEY_NAMES = ('critic_z_teacher', 'critic_z_assistant', 'penalty_teacher', 'penalty_assistant',
+             'mix', 'generator_z_teacher', 'generator_z_assistant', 'student_noise',
+             'student_replay_noise')
+
+
+def images_from_uint8(batch: jnp.ndarray) -> jnp.ndarray:
+  """[B, H, W, C] uint8 in [0, 255] -> float32 in [-1, 1]."""
+  return batch.astype(jnp.float32) / 127.5 - 1.0
+
+
+def named_keys(key: jax.Array) -> Dict[str, jax.Array]:
+  return dict(zip(KEY_NAMES, jax.random.split(key, len(KEY_NAMES))))
+
+
+def apply_gradients(network: NetworkState, grads, optimizer: optax.GradientTransformation
+                    ) -> NetworkState:
+  updates, opt_state = optimizer.update(grads, network.opt_state, network.params)
+  return NetworkState(params=optax.apply_updates(network.params, updates), opt_state=opt_state)
+
+
+class _Step:
+  """Holds the static parts (networks, optimisers, hyperparameters) shared by both phases."""
+
+  def __init__(self, config: ml_collections.ConfigDict, networks: Networks,
+               optimizers: Optimizers):
+    self.networks = networks
+    self.optimizers = optimizers
+    self.latent_dim = config.model.latent_dim
+    self.student_latent_dim = config.vae.latent_dim
+    self.penalty_weight = config.gan.gradient_penalty_weight
+    self.teacher_fraction = config.gan.teacher_fraction
+    self.student_kwargs = dict(beta=config.vae.beta, likelihood=config.vae.likelihood,
+                               decoder_std=config.vae.decoder_std)
+
+  # Small pure pieces ------------------------------------------------------------------------
+  def generate(self, params, key, num):
+    """[num] samples in [-1, 1] of the generator with ``params``."""
+    z = jax.random.normal(key, (num, self.latent_dim))
+    return self.networks.generator.apply({'params': params}, z)
+
+  def critic_fn(self, params):
+    return lambda images: self.networks.critic.apply({'params': params}, images)
+
+  def critic_pair_loss(self, critic, real, fake, key):
+    """[B] per-example WGAN-GP critic loss for one real/fake pairing."""
+    penalty = losses.gradient_penalty(critic, losses.interpolate(real, fake, key))
+    wasserstein = losses.critic_wasserstein_term(critic(real), critic(fake))
+    return wasserstein + self.penalty_weight * penalty, wasserstein, penalty
+
+  def generator_update(self, network: NetworkState, critic_params, key, num):
+    def loss_fn(params):
+      fake = self.generate(params, key, num)
+      return jnp.mean(losses.generator_wasserstein_term(self.critic_fn(critic_params)(fake)))
+    loss, grads = jax.value_and_grad(loss_fn)(network.params)
+    return apply_gradients(network, grads, self.optimizers.generator), loss
+
+  def student_update(self, student: NetworkState, data, replay, keys):
+    """One step of eq. 5/6: mean loss on the data plus mean loss on replayed samples."""
+    def elbo_terms(params, images, key):
+      noise = jax.random.normal(key, (images.shape[0], self.student_latent_dim))
+      logits, mean, log_var = self.networks.student.apply({'params': params}, images, noise)
+      loss, aux = losses.student_loss(logits, losses.to_unit_interval(images), mean, log_var,
+                                      **self.student_kwargs)
+      return jnp.mean(loss), jax.tree_util.tree_map(jnp.mean, aux)
+
+    def loss_fn(params):
+      loss, aux = elbo_terms(params, data, keys['student_noise'])
+      metrics = {'student/loss_data': loss, 'student/recon_data': aux['recon'],
+                 'student/kl_data': aux['kl']}
+      if replay is not None:
+        replay_loss, _ = elbo_terms(params, replay, keys['student_replay_noise'])
+        metrics['student/loss_replay'] = replay_loss
+        loss = loss + replay_loss
+      return loss, metrics
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
+    return apply_gradients(student, grads, self.optimizers.student), metrics
+
+  # The two phases --------------------------------------------------------------------------
+  def joint(self, state: LifelongState, batch, key, update_generators: bool):
+    """Task 1 (eq. 2): Teacher and Assistant both learn the data against one critic."""
+    keys, real = named_keys(key), images_from_uint8(batch)
+    num = real.shape[0]
+    fake_teacher = self.generate(state.teacher.params, keys['critic_z_teacher'], num)
+    fake_assistant = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
+
+    def critic_loss(params):
+      critic = self.critic_fn(params)
+      loss_t, w_t, gp_t = self.critic_pair_loss(critic, real, fake_teacher,
+                                                keys['penalty_teacher'])
+      loss_a, w_a, gp_a = self.critic_pair_loss(critic, real, fake_assistant,
+                                                keys['penalty_assistant'])
+      return jnp.mean(loss_t + loss_a), {
+          'critic/wasserstein_teacher': -jnp.mean(w_t), 'critic/penalty_teacher': jnp.mean(gp_t),
+          'critic/wasserstein_assistant': -jnp.mean(w_a),
+          'critic/penalty_assistant': jnp.mean(gp_a)}
+
+    (loss, metrics), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic.params)
+    critic = apply_gradients(state.critic, grads, self.optimizers.critic)
+    metrics['critic/loss'] = loss
+    teacher, assistant = state.teacher, state.assistant
+    if update_generators:
+      teacher, metrics['generator/loss_teacher'] = self.generator_update(
+          teacher, critic.params, keys['generator_z_teacher'], num)
+      assistant, metrics['generator/loss_assistant'] = self.generator_update(
+          assistant, critic.params, keys['generator_z_assistant'], num)
+    student, student_metrics = self.student_update(state.student, real, None, keys)
+    new_state = state.replace(teacher=teacher, assistant=assistant, critic=critic,
+                              student=student, task_step=state.task_step + 1)
+    return new_state, {**metrics, **student_metrics}
+
+  def lakd(self, state: LifelongState, batch, key, update_generators: bool):
+    """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the real side."""
+    keys, data = named_keys(key), images_from_uint8(batch)
+    num = data.shape[0]
+    teacher_samples = jax.lax.stop_gradient(
+        self.generate(state.teacher.params, keys['critic_z_teacher'], num))
+    # Exactly round(fraction * B) Teacher samples at random positions: a uniform mixture of
+    # the two sources with less variance than a per-example coin flip, and elementwise (so
+    # it shards over the batch axis like everything else).
+    num_teacher = round(self.teacher_fraction * num)
+    is_data = jax.random.permutation(keys['mix'], jnp.arange(num) >= num_teacher)
+    real_mix = jnp.where(is_data[:, None, None, None], data, teacher_samples)
+    fake = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
+
+    def critic_loss(params):
+      loss, wasserstein, penalty = self.critic_pair_loss(
+          self.critic_fn(params), real_mix, fake, keys['penalty_assistant'])
+      return jnp.mean(loss), {'critic/wasserstein_assistant': -jnp.mean(wasserstein),
+                              'critic/penalty_assistant': jnp.mean(penalty)}
+
+    (loss, metrics), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic.params)
+    critic = apply_gradients(state.critic, grads, self.optimizers.critic)
+    metrics['critic/loss'] = loss
+    assistant = state.assistant
+    if update_generators:
+      assistant, metrics['generator/loss_assistant'] = self.generator_update(
+          assistant, critic.params, keys['generator_z_assistant'], num)
+    student, student_metrics = self.student_update(state.student, data, teacher_samples, keys)
+    new_state = state.replace(assistant=assistant, critic=critic, student=student,
+                              task_step=state.task_step + 1)
+    return new_state, {**metrics, **student_metrics}
+
+
+def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
+                     optimizers: Optimizers) -> Dict[str, Callable]:
+  """Returns {'joint': step, 'lakd': step}; each ``step(state, batch, key, update_generators)``.
+
+  ``batch`` is [B, H, W, C] uint8; ``update_generators`` is static (two compiled variants per
+  phase at most). The input state is donated: do not reuse it after the call.
+  """
+  step = _Step(config, networks, optimizers)
+  jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
+  return {'joint': jit(step.joint), 'lakd': jit(step.lakd)}

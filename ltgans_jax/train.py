@@ -1,0 +1,262 @@
+"""The lifelong training loop: ``train_and_evaluate(config, workdir)``.
+
+For each task: move the state to the task (``begin_next_task`` swaps the twins' roles), run
+``steps_per_task`` jitted steps on deterministic batches, then write sample grids, evaluate the
+Student on every task seen so far, update ``report.md`` and save a checkpoint. Rerunning with
+the same workdir resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Dict, List
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from clu import metrics as clu_metrics
+
+from ltgans_jax import checkpointing, config_validation, evaluation, state as state_lib, steps
+from ltgans_jax import viz, writers
+from ltgans_jax.data import batching, sequences
+
+
+# Keys derived from (seed, task, step): a resumed run draws exactly what an uninterrupted one
+# would. Distinct stream tags keep training, evaluation and pictures apart.
+def step_key(seed: int, task: int, step: int) -> jax.Array:
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), task), step)
+
+
+def stream_key(seed: int, stream: int) -> jax.Array:
+  return jax.random.fold_in(jax.random.key(seed + 1), stream)
+
+
+@dataclasses.dataclass
+class TaskRecord:
+  """What report.md says about one finished task."""
+  name: str
+  steps: int
+  seconds: float
+  last_metrics: Dict[str, float]
+  nll_row: List[float]  # paper NLL on tasks 0..k after task k
+  pictures: Dict[str, str]  # grid name -> path relative to the workdir
+
+
+class ProgressLine:
+  """Logs 'task k/K | step s/S | steps/s | ETA' every ``every`` steps."""
+
+  def __init__(self, total_steps: int, every: int):
+    self.total, self.every = total_steps, every
+    self.last_time, self.last_step = None, None
+
+  def __call__(self, global_step: int, prefix: str, metrics: Dict[str, float]):
+    now = time.time()
+    if self.last_time is None:
+      self.last_time, self.last_step = now, global_step
+      return None
+    rate = (global_step - self.last_step) / max(now - self.last_time, 1e-9)
+    eta = (self.total - global_step) / max(rate, 1e-9)
+    self.last_time, self.last_step = now, global_step
+    shown = ' '.join(f'{k.split("/")[-1]}={v:.3g}' for k, v in sorted(metrics.items())
+                     if k.startswith(('critic/loss', 'generator/', 'student/loss')))
+    logging.info('%s | %.2f steps/s | ETA %s | %s', prefix, rate, _duration(eta), shown)
+    return rate
+
+
+def _duration(seconds: float) -> str:
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{secs:02d}s'
+
+
+def data_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh over every device (of every host): the batch axis is split across it."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+class _Accumulator:
+  """Averages step metrics between log lines with clu's ``Average``."""
+
+  def __init__(self):
+    self.averages = {}
+
+  def add(self, metrics):
+    for name, value in metrics.items():
+      update = clu_metrics.Average.from_model_output(jnp.asarray(value))
+      self.averages[name] = (self.averages[name].merge(update) if name in self.averages
+                             else update)
+
+  def compute_and_reset(self) -> Dict[str, float]:
+    result = {name: float(avg.compute()) for name, avg in self.averages.items()}
+    self.averages = {}
+    return result
+
+
+def write_pictures(config, networks, state, tasks, task, workdir, metrics_log):
+  """Sample grids of both generators and the Student after ``task``; returns file names."""
+  rows = config.eval.grid_rows
+  num = rows * rows
+  latents = jax.random.normal(stream_key(config.seed, 0), (num, config.model.latent_dim))
+  pictures = {}
+  for role in ('teacher', 'assistant'):
+    generator_id = int(state.teacher_id) if role == 'teacher' else 1 - int(state.teacher_id)
+    params = getattr(state, role).params
+    samples = networks.generator.apply({'params': params}, latents)
+    pictures[f'{role}_G{generator_id}_samples'] = viz.image_grid(samples, rows)
+  student_latents = jax.random.normal(stream_key(config.seed, 1), (num, config.vae.latent_dim))
+  student_samples = networks.student.apply({'params': state.student.params}, student_latents,
+                                           method='decode')
+  pictures['student_samples'] = viz.image_grid(jax.nn.sigmoid(student_samples) * 2 - 1, rows)
+  # Reconstructions: for each task seen, a row of originals above a row of reconstructions.
+  per_task = rows
+  originals = np.concatenate([tasks[j].test.images[:per_task] for j in range(task + 1)])
+  images = steps.images_from_uint8(jnp.asarray(originals))
+  mean, _ = networks.student.apply({'params': state.student.params}, images, method='encode')
+  reconstructions = jax.nn.sigmoid(
+      networks.student.apply({'params': state.student.params}, mean, method='decode')) * 2 - 1
+  paired = np.stack([np.asarray(images).reshape(task + 1, per_task, *images.shape[1:]),
+                     np.asarray(reconstructions).reshape(task + 1, per_task,
+                                                         *images.shape[1:])], axis=1)
+  pictures['student_reconstructions'] = viz.image_grid(
+      paired.reshape(-1, *images.shape[1:]), 2 * (task + 1))
+  files = {}
+  for name, grid in pictures.items():
+    files[name] = f'samples/task{task + 1}_{name}.png'
+    if jax.process_index() == 0:
+      viz.save_png(os.path.join(workdir, files[name]), grid, scale=2)
+  metrics_log.write_images(checkpointing.global_step(config, task, config.train.steps_per_task),
+                           {f'task{task + 1}/{k}': v for k, v in pictures.items()})
+  return files
+
+
+def evaluate_seen_tasks(config, networks, state, tasks, task) -> List[float]:
+  """Paper NLL (squared error + KL) of the Student on each seen task's test images."""
+  key = stream_key(config.seed, 2)
+  return [evaluation.paper_nll(networks, state.student.params,
+                               tasks[j].test.images[:config.eval.num_examples], key)
+          for j in range(task + 1)]
+
+
+def write_report(config, workdir, tasks, records: List[TaskRecord]) -> None:
+  """report.md: per-task timing and losses, the NLL-after-each-task matrix, the grids."""
+  if jax.process_index() != 0:
+    return
+  names = [t.name for t in tasks]
+  lines = ['# LT-GANs run report', '',
+           f'Sequence `{config.data.sequence}`: {" -> ".join(names)}; images '
+           f'{config.data.image_size}x{config.data.image_size}x{config.data.channels}; '
+           f'batch {config.train.batch_size}; {config.train.steps_per_task} steps per task; '
+           f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}.', '',
+           '| task | steps | wall time | steps/s | critic loss | Student loss (data) |',
+           '|---|---|---|---|---|---|']
+  for r in records:
+    lines.append(f'| {r.name} | {r.steps} | {_duration(r.seconds)} | '
+                 f'{r.steps / max(r.seconds, 1e-9):.2f} | '
+                 f'{r.last_metrics.get("critic/loss", float("nan")):.3f} | '
+                 f'{r.last_metrics.get("student/loss_data", float("nan")):.2f} |')
+  lines += ['', '## Student NLL (paper quantity: squared error in [0,1] + KL, one sample)', '',
+            f'Row: after learning that task; column: test set of that task '
+            f'(first {config.eval.num_examples} test images). Lower is better.', '',
+            '| after \\ on | ' + ' | '.join(names) + ' |',
+            '|---' * (len(names) + 1) + '|']
+  for r in records:
+    cells = [f'{v:.1f}' for v in r.nll_row] + [''] * (len(names) - len(r.nll_row))
+    lines.append(f'| {r.name} | ' + ' | '.join(cells) + ' |')
+  lines += ['', '## Pictures', '']
+  for task, record in enumerate(records):
+    lines.append(f'After task {task + 1} ({names[task]}):')
+    lines += [f'- {name}: ![{name}]({path})' for name, path in record.pictures.items()]
+    lines.append('')
+  with open(os.path.join(workdir, 'report.md'), 'w') as f:
+    f.write('\n'.join(lines))
+  with open(os.path.join(workdir, 'report.json'), 'w') as f:
+    json.dump({'tasks': names, 'records': [dataclasses.asdict(r) for r in records]}, f, indent=1)
+
+
+def _load_records(workdir) -> List[TaskRecord]:
+  path = os.path.join(workdir, 'report.json')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [TaskRecord(**r) for r in json.load(f)['records']]
+
+
+def train_task(config, step_fns, state, batches, task, sharding, metrics_log, progress,
+               checkpoints, prefix):
+  """Runs the remaining steps of ``task``; returns the state and the last averaged metrics."""
+  phase = 'joint' if task == 0 else 'lakd'
+  accumulator, last = _Accumulator(), {}
+  start = int(state.task_step)
+  for task_step in range(start, config.train.steps_per_task):
+    batch = jax.device_put(batches[task_step], sharding)
+    update_generators = (task_step + 1) % config.gan.critic_steps == 0
+    state, metrics = step_fns[phase](state, batch, step_key(config.seed, task, task_step),
+                                     update_generators=update_generators)
+    accumulator.add(metrics)
+    done = task_step + 1
+    gstep = checkpointing.global_step(config, task, done)
+    if done % config.train.log_every == 0 or done == config.train.steps_per_task:
+      last = accumulator.compute_and_reset()
+      rate = progress(gstep, f'{prefix} | step {done}/{config.train.steps_per_task}', last)
+      metrics_log.write_scalars(gstep, {**last, **({'steps_per_sec': rate} if rate else {})})
+    if done % config.train.checkpoint_every == 0 and done < config.train.steps_per_task:
+      checkpointing.save(checkpoints, gstep, state)
+  return state, last
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.LifelongState:
+  """Trains LT-GANs on ``config.data.sequence``, writing everything into ``workdir``."""
+  config_validation.validate(config)
+  tasks = sequences.build_sequence(config)
+  os.makedirs(workdir, exist_ok=True)
+  networks = state_lib.build_networks(config)
+  optimizers = state_lib.build_optimizers(config)
+  mesh = data_mesh()
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+
+  template = state_lib.init_state(config, networks, optimizers, jax.random.key(config.seed))
+  checkpoints = checkpointing.make_manager(config, workdir, len(tasks))
+  state = checkpointing.restore_latest(checkpoints, template) or template
+  state = jax.device_put(state, replicated)
+  step_fns = steps.make_train_steps(config, networks, optimizers)
+  metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0)
+  progress = ProgressLine(len(tasks) * config.train.steps_per_task, config.train.log_every)
+  # A checkpoint taken at a task boundary holds a finished task: carry on with the next one.
+  finished = int(state.task_step) == config.train.steps_per_task
+  records = _load_records(workdir)[:int(state.task) + finished]
+  logging.info('%d tasks: %s; state holds %.1f MB.', len(tasks),
+               ' -> '.join(t.name for t in tasks), state_lib.state_bytes(state) / 1e6)
+
+  for task in range(int(state.task) + finished, len(tasks)):
+    if int(state.task) < task:
+      state = state_lib.begin_next_task(state, optimizers.generator)
+    prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
+    started = time.time()
+    steps_before = int(state.task_step)
+    batches = batching.TaskBatches(tasks[task].train.images, config.train.batch_size,
+                                   config.seed, task)
+    state, last = train_task(config, step_fns, state, batches, task, batch_sharding,
+                             metrics_log, progress, checkpoints, prefix)
+    seconds = time.time() - started
+    nll_row = evaluate_seen_tasks(config, networks, state, tasks, task)
+    logging.info('%s done: paper NLL per seen task %s', prefix,
+                 ', '.join(f'{tasks[j].name}={v:.1f}' for j, v in enumerate(nll_row)))
+    pictures = write_pictures(config, networks, state, tasks, task, workdir, metrics_log)
+    records = records[:task] + [TaskRecord(tasks[task].name,
+                                           config.train.steps_per_task - steps_before,
+                                           seconds, last, nll_row, pictures)]
+    write_report(config, workdir, tasks, records)
+    checkpointing.save(checkpoints, checkpointing.global_step(
+        config, task, config.train.steps_per_task), state)
+  checkpoints.wait_until_finished()
+  checkpoints.close()
+  metrics_log.close()
+  logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
+  return state
