@@ -1,0 +1,96 @@
+"""LAKD invariants: the frozen Teacher, the role swaps, the fixed-size state."""
+
+import jax
+import numpy as np
+
+from ltgans_jax import state as state_lib
+from tests.helpers import build, copy_tree, random_batch, tree_equal
+
+
+def _run_task(config, state, step_fns, optimizers, task, num_steps=2):
+  if task > 0:
+    state = state_lib.begin_next_task(state, optimizers.generator)
+  phase = 'joint' if task == 0 else 'lakd'
+  for i in range(num_steps):
+    state, metrics = step_fns[phase](state, random_batch(config, 10 * task + i),
+                                     jax.random.key(i), update_generators=True)
+    for name, value in metrics.items():
+      assert np.isfinite(value), f'{name} is not finite'
+  return state
+
+
+def test_first_task_trains_both_generators_critic_and_student(test_config):
+  _, optimizers, state, step_fns = build(test_config)
+  before = copy_tree(state)
+  after = _run_task(test_config, state, step_fns, optimizers, task=0)
+  for part in ('teacher', 'assistant', 'critic', 'student'):
+    assert not tree_equal(getattr(before, part).params, getattr(after, part).params), part
+  assert int(after.task_step) == 2
+
+
+def test_lakd_freezes_the_teacher_bit_for_bit_and_trains_the_assistant(test_config):
+  _, optimizers, state, step_fns = build(test_config)
+  state = _run_task(test_config, state, step_fns, optimizers, task=0)
+  state = state_lib.begin_next_task(state, optimizers.generator)
+  before = copy_tree(state)
+  for i in range(3):
+    state, _ = step_fns['lakd'](state, random_batch(test_config, i), jax.random.key(i),
+                                update_generators=True)
+  assert tree_equal(before.teacher, state.teacher)  # params and optimiser state untouched
+  assert not tree_equal(before.assistant.params, state.assistant.params)
+  assert not tree_equal(before.critic.params, state.critic.params)
+  assert not tree_equal(before.student.params, state.student.params)
+
+
+def test_critic_only_steps_leave_generators_alone(test_config):
+  _, _, state, step_fns = build(test_config)
+  before = copy_tree(state)
+  state, metrics = step_fns['joint'](state, random_batch(test_config), jax.random.key(0),
+                                     update_generators=False)
+  assert tree_equal(before.teacher, state.teacher)
+  assert tree_equal(before.assistant, state.assistant)
+  assert not tree_equal(before.critic.params, state.critic.params)
+  assert 'generator/loss_teacher' not in metrics
+
+
+def test_roles_alternate_over_four_tasks(test_config):
+  """The generator frozen in task k is the one that learnt in task k-1, and vice versa."""
+  _, optimizers, state, step_fns = build(test_config)
+  state = _run_task(test_config, state, step_fns, optimizers, task=0)
+  trained_by_task = []
+  for task in range(1, 4):
+    teacher_id = int(state_lib.begin_next_task(state, optimizers.generator).teacher_id)
+    snapshot = {int(state.teacher_id): copy_tree(state.teacher.params),
+                1 - int(state.teacher_id): copy_tree(state.assistant.params)}
+    state = _run_task(test_config, state, step_fns, optimizers, task)
+    assert int(state.teacher_id) == teacher_id
+    current = {int(state.teacher_id): state.teacher.params,
+               1 - int(state.teacher_id): state.assistant.params}
+    changed = [g for g in (0, 1) if not tree_equal(snapshot[g], current[g])]
+    assert changed == [1 - teacher_id]
+    trained_by_task.append(changed[0])
+  # Tasks 2, 3, 4 train generators A, B, A (or B, A, B): strictly alternating.
+  assert trained_by_task[0] != trained_by_task[1] and trained_by_task[0] == trained_by_task[2]
+
+
+def test_begin_next_task_swaps_roles_and_resets_the_assistant_optimiser(test_config):
+  _, optimizers, state, step_fns = build(test_config)
+  state = _run_task(test_config, state, step_fns, optimizers, task=0)
+  nxt = state_lib.begin_next_task(state, optimizers.generator)
+  assert tree_equal(nxt.teacher, state.assistant)
+  assert tree_equal(nxt.assistant.params, state.teacher.params)
+  fresh = optimizers.generator.init(state.teacher.params)
+  assert tree_equal(nxt.assistant.opt_state, fresh)
+  assert int(nxt.task) == 1 and int(nxt.task_step) == 0 and int(nxt.teacher_id) == 1
+
+
+def test_state_size_is_the_same_after_one_and_after_five_tasks(test_config):
+  _, optimizers, state, step_fns = build(test_config)
+  state = _run_task(test_config, state, step_fns, optimizers, task=0, num_steps=1)
+  after_one = state_lib.state_bytes(state)
+  structure = jax.tree_util.tree_structure(state)
+  for task in range(1, 5):
+    state = _run_task(test_config, state, step_fns, optimizers, task, num_steps=1)
+  assert state_lib.state_bytes(state) == after_one
+  assert jax.tree_util.tree_structure(state) == structure
+  assert int(state.task) == 4

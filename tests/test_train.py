@@ -1,0 +1,59 @@
+"""End to end: two tasks on the test config, checkpoints, exact resume."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from ltgans_jax import checkpointing, train, writers
+from tests.helpers import tree_equal
+
+
+def _steps_on_disk(workdir):
+  return sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+
+
+def test_two_tasks_end_to_end_then_exact_resume(test_config, tmp_path):
+  reference_dir = str(tmp_path / 'reference')
+  final = train.train_and_evaluate(test_config, reference_dir)
+  assert int(final.task) == 1 and int(final.task_step) == test_config.train.steps_per_task
+
+  # Task-boundary checkpoints (4, 8) are kept besides the newest rolling ones.
+  steps_on_disk = _steps_on_disk(reference_dir)
+  assert {4, 8} <= set(steps_on_disk)
+  with open(os.path.join(reference_dir, 'report.json')) as f:
+    report = json.load(f)
+  assert [len(r['nll_row']) for r in report['records']] == [1, 2]
+  assert all(np.isfinite(v) for r in report['records'] for v in r['nll_row'])
+  for record in report['records']:
+    for path in record['pictures'].values():
+      assert os.path.getsize(os.path.join(reference_dir, path)) > 0
+  assert any('critic/loss' in row for row in writers.read_metrics(reference_dir))
+
+  # Resume from inside task 2 (step 6) and from the task boundary (step 4): both must end
+  # with exactly the parameters of the uninterrupted run.
+  for keep_up_to in (6, 4):
+    resumed_dir = str(tmp_path / f'resumed_{keep_up_to}')
+    shutil.copytree(reference_dir, resumed_dir)
+    for step in _steps_on_disk(resumed_dir):
+      if step > keep_up_to:
+        shutil.rmtree(os.path.join(resumed_dir, 'checkpoints', str(step)))
+    resumed = train.train_and_evaluate(test_config, resumed_dir)
+    assert tree_equal(resumed, final), f'resume from step {keep_up_to} diverged'
+    assert _steps_on_disk(resumed_dir)[-1] == 8
+
+
+def test_finished_workdir_rerun_trains_nothing(test_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  test_config.train.steps_per_task = 2
+  first = train.train_and_evaluate(test_config, workdir)
+  metrics_rows = len(writers.read_metrics(workdir))
+  again = train.train_and_evaluate(test_config, workdir)
+  assert tree_equal(first, again)
+  assert len(writers.read_metrics(workdir)) == metrics_rows
+
+
+def test_global_steps_count_across_tasks(test_config):
+  assert checkpointing.global_step(test_config, 1, 3) == test_config.train.steps_per_task + 3
+  assert checkpointing.task_boundary_steps(test_config, 2) == [4, 8]
