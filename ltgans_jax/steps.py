@@ -145,6 +145,13 @@ class _Step:
   def lakd(self, state: LifelongState, batch, key, update_generators: bool):
     """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the real side."""
     keys, data = named_keys(key), images_from_uint8(batch)
+    state, metrics, teacher_samples = self.lakd_adversarial(state, data, keys, update_generators)
+    student, student_metrics = self.student_update(state.student, data, teacher_samples, keys)
+    return state.replace(student=student), {**metrics, **student_metrics}
+
+  def lakd_adversarial(self, state: LifelongState, data, keys, update_generators: bool):
+    """The critic and Assistant updates of a LAKD step; returns (state, metrics, the Teacher
+    samples [B, H, W, C] that the Student replays)."""
     num = data.shape[0]
     teacher_samples = jax.lax.stop_gradient(
         self.generate(state.teacher.params, keys['critic_z_teacher'], num))
@@ -169,10 +176,8 @@ class _Step:
     if update_generators:
       assistant, metrics['generator/loss_assistant'] = self.generator_update(
           assistant, critic.params, keys['generator_z_assistant'], num)
-    student, student_metrics = self.student_update(state.student, data, teacher_samples, keys)
-    new_state = state.replace(assistant=assistant, critic=critic, student=student,
-                              task_step=state.task_step + 1)
-    return new_state, {**metrics, **student_metrics}
+    new_state = state.replace(assistant=assistant, critic=critic, task_step=state.task_step + 1)
+    return new_state, metrics, teacher_samples
 
 
 def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
@@ -185,3 +190,24 @@ def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
   step = _Step(config, networks, optimizers)
   jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
   return {'joint': jit(step.joint), 'lakd': jit(step.lakd)}
+
+
+def make_component_steps(config: ml_collections.ConfigDict, networks: Networks,
+                         optimizers: Optimizers) -> Dict[str, Callable]:
+  """The two halves of a LAKD step, jitted apart, for benchmarks.
+
+  ``lakd_adversarial(state, batch_uint8, key) -> state`` (critic and Assistant updates) and
+  ``student(student_state, data, replay, key) -> student_state`` (data and replay [B, H, W, C]
+  floats in [-1, 1]).
+  """
+  step = _Step(config, networks, optimizers)
+
+  def adversarial(state, batch, key):
+    keys = named_keys(key)
+    return step.lakd_adversarial(state, images_from_uint8(batch), keys, True)[0]
+
+  def student(student_state, data, replay, key):
+    return step.student_update(student_state, data, replay, named_keys(key))[0]
+
+  return {'lakd_adversarial': jax.jit(adversarial, donate_argnums=0),
+          'student': jax.jit(student, donate_argnums=0)}
