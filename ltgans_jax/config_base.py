@@ -17,10 +17,24 @@ def get_config() -> ml_collections.ConfigDict:
   # image shape. ``data_dir`` holds one folder per dataset in its published file format.
   config.data = ml_collections.ConfigDict()
   config.data.sequence = 'digits_split'
+  config.data.source = 'local'  # 'local' (published files under data_dir) or 'tfds'
   config.data.data_dir = ''
   config.data.image_size = 32
   config.data.channels = 1
-  config.data.num_tasks = 2  # for class-split sequences: how many tasks the classes form
+  # class_split / digits_split: which dataset, and how many tasks its classes form.
+  config.data.dataset = 'mnist'
+  config.data.num_tasks = 2
+  # Fuzzy sequences: class exchanged between the i-th pair of neighbouring databases.
+  config.data.fuzzy_swap_classes = (8, 9)
+  # cifar_imagenet: the ImageNet subsets as class-folder names (WordNet ids) under
+  # data_dir/imagenet/. The paper does not list its classes; these defaults are the public
+  # Imagenette (Sub1) and Imagewoof (Sub2) class lists.
+  config.data.imagenet_sub1 = ('n01440764', 'n02102040', 'n02979186', 'n03000684',
+                               'n03028079', 'n03394916', 'n03417042', 'n03425413',
+                               'n03445777', 'n03888257')
+  config.data.imagenet_sub2 = ('n02086240', 'n02087394', 'n02088364', 'n02089973',
+                               'n02093754', 'n02096294', 'n02099601', 'n02105641',
+                               'n02111889', 'n02115641')
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 100
@@ -59,4 +73,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 500  # test images per task for the end-of-task NLL
   config.eval.grid_rows = 8
+  return config
+
+
+def get_paper_config(sequence: str) -> ml_collections.ConfigDict:
+  """The paper's setting for mixed-domain sequences: 32x32x3 images, z=100, batch 64, widths
+  64, WGAN-GP with 5 critic updates per generator update and lambda=10."""
+  config = get_config()
+  config.data.sequence = sequence
+  config.data.channels = 3
+  config.model.generator_width = 64
+  config.model.critic_width = 64
+  config.vae.width = 64
+  config.vae.latent_dim = 64
+  config.gan.critic_steps = 5
+  config.optim.gan_learning_rate = 1e-4
+  config.train.steps_per_task = 10000
+  config.train.log_every = 200
+  config.train.checkpoint_every = 2000
+  config.eval.num_examples = 2000
   return config

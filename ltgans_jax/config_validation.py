@@ -20,6 +20,9 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   data, train, gan, vae = config.data, config.train, config.gan, config.vae
+  from ltgans_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  _require(data.source in datasets.SOURCES,
+           f'data.source={data.source!r}; use one of {datasets.SOURCES}.')
   sizes = sorted(models.BASE_RESOLUTION)
   _require(data.image_size in sizes,
            f'data.image_size={data.image_size} is not supported; use one of {sizes}.')

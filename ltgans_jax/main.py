@@ -7,12 +7,15 @@ digits in two tasks, no download, a few minutes on a laptop CPU.
 
 import logging as py_logging
 import os
+import sys
 
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
 from ltgans_jax import train
+from ltgans_jax.config_validation import ConfigError
+from ltgans_jax.data.local import DatasetError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'config_base.py')
 config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Experiment config file.',
@@ -33,7 +36,11 @@ def main(argv):
   if os.environ.get('JAX_COORDINATOR_ADDRESS') or os.environ.get('SLURM_JOB_ID'):
     jax.distributed.initialize()  # Multi-host (TPU VM pods, SLURM): one process per host.
   logging.info('JAX devices: %s', jax.devices())
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (ConfigError, DatasetError) as e:  # A user's mistake: one sentence, no traceback.
+    logging.error('%s', e)
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -1,9 +1,13 @@
 """Builders shared by the tests."""
 
+import gzip
+import struct
+
 import jax
 import numpy as np
 
 from ltgans_jax import state as state_lib, steps
+from ltgans_jax.data import local
 
 
 def build(config):
@@ -27,3 +31,25 @@ def tree_equal(a, b):
 def copy_tree(tree):
   """A host copy (the steps donate their input state)."""
   return jax.tree_util.tree_map(np.array, tree)
+
+
+def write_idx(path, array):
+  header = struct.pack('>BBBB', 0, 0, 0x08, array.ndim) + b''.join(
+      struct.pack('>I', d) for d in array.shape)
+  with gzip.open(path, 'wb') as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist_folder(folder, n_train=12, n_test=5, num_classes=10, seed=0):
+  """Writes the four MNIST IDX .gz files of random images into ``folder``."""
+  folder.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for split, (images_file, labels_file), n in zip(
+      ('train', 'test'), local.IDX_FILES.values(), (n_train, n_test)):
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.permutation(np.arange(n) % num_classes).astype(np.uint8)
+    write_idx(folder / images_file, images)
+    write_idx(folder / labels_file, labels)
+    arrays[split] = (images, labels)
+  return arrays

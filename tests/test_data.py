@@ -1,36 +1,16 @@
 """IDX parsing, the digits source, preprocessing, class splits and batching."""
 
 import gzip
-import struct
 
 import numpy as np
 import pytest
 
 from ltgans_jax.data import batching, local, preprocess, sequences
-
-
-def _write_idx(path, array):
-  header = struct.pack('>BBBB', 0, 0, 0x08, array.ndim) + b''.join(
-      struct.pack('>I', d) for d in array.shape)
-  with gzip.open(path, 'wb') as f:
-    f.write(header + array.astype(np.uint8).tobytes())
-
-
-def _write_mnist_folder(folder, n_train=12, n_test=5):
-  rng = np.random.default_rng(0)
-  arrays = {}
-  for split, (images_file, labels_file), n in zip(
-      ('train', 'test'), local.IDX_FILES.values(), (n_train, n_test)):
-    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    _write_idx(folder / images_file, images)
-    _write_idx(folder / labels_file, labels)
-    arrays[split] = (images, labels)
-  return arrays
+from tests.helpers import write_mnist_folder
 
 
 def test_idx_round_trip(tmp_path):
-  arrays = _write_mnist_folder(tmp_path)
+  arrays = write_mnist_folder(tmp_path)
   splits = local.load_idx_dataset(str(tmp_path))
   for split, (images, labels) in arrays.items():
     np.testing.assert_array_equal(splits[split].images[..., 0], images)
@@ -41,7 +21,7 @@ def test_idx_round_trip(tmp_path):
 def test_idx_errors_are_clear(tmp_path):
   with pytest.raises(local.DatasetError, match='Missing dataset file .*data_dir'):
     local.load_idx_dataset(str(tmp_path))
-  _write_mnist_folder(tmp_path)
+  write_mnist_folder(tmp_path)
   path = tmp_path / local.IDX_FILES['train'][0]
   raw = gzip.open(path).read()
   with gzip.open(path, 'wb') as f:
