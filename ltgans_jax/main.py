@@ -38,9 +38,12 @@ def main(argv):
   logging.info('JAX devices: %s', jax.devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ConfigError, DatasetError) as e:  # A user's mistake: one sentence, no traceback.
-    logging.error('%s', e)
+  except (ConfigError, DatasetError, train.DivergenceError) as e:
+    logging.error('%s', e)  # One sentence that says what to do; no traceback.
     sys.exit(f'error: {e}')
+  except train.StopRequested as e:
+    logging.warning('%s', e)
+    sys.exit(143)
 
 
 if __name__ == '__main__':

@@ -12,6 +12,8 @@ import dataclasses
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Dict, List
 
@@ -187,8 +189,52 @@ def _load_records(workdir) -> List[TaskRecord]:
     return [TaskRecord(**r) for r in json.load(f)['records']]
 
 
+class DivergenceError(RuntimeError):
+  """A loss became NaN or infinite; the newest checkpoint is the last good state."""
+
+
+class StopRequested(Exception):
+  """SIGTERM or SIGINT arrived; a checkpoint of the current step has been saved."""
+
+
+class _StopSignal:
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step (main thread only)."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def check_finite(metrics: Dict[str, jnp.ndarray], task_name: str, task_step: int,
+                 checkpoints) -> None:
+  """Raises DivergenceError naming the network, task and step of a non-finite loss."""
+  values = jax.device_get(metrics)
+  bad = sorted(name for name, value in values.items() if not np.all(np.isfinite(value)))
+  if bad:
+    networks = sorted({name.split('/')[0] for name in bad})
+    raise DivergenceError(
+        f'Non-finite {", ".join(bad)} ({" and ".join(networks)}) at task {task_name}, step '
+        f'{task_step}; training stopped without saving, so the newest checkpoint '
+        f'({checkpoints.latest_step()}) is the last good state: lower the learning rates or '
+        'the gradient penalty weight and rerun.')
+
+
 def train_task(config, step_fns, state, batches, task, sharding, metrics_log, progress,
-               checkpoints, prefix):
+               checkpoints, prefix, task_name, stop):
   """Runs the remaining steps of ``task``; returns the state and the last averaged metrics."""
   phase = 'joint' if task == 0 else 'lakd'
   accumulator, last = _Accumulator(), {}
@@ -198,9 +244,17 @@ def train_task(config, step_fns, state, batches, task, sharding, metrics_log, pr
     update_generators = (task_step + 1) % config.gan.critic_steps == 0
     state, metrics = step_fns[phase](state, batch, step_key(config.seed, task, task_step),
                                      update_generators=update_generators)
-    accumulator.add(metrics)
     done = task_step + 1
+    if done % config.train.check_finite_every == 0:
+      check_finite(metrics, task_name, done, checkpoints)
+    accumulator.add(metrics)
     gstep = checkpointing.global_step(config, task, done)
+    # At a task's last step the end-of-task section saves; the next step sees the flag.
+    if stop.received and done < config.train.steps_per_task:
+      checkpointing.save(checkpoints, gstep, state)
+      checkpoints.wait_until_finished()
+      raise StopRequested(f'{stop.received} received: saved checkpoint {gstep} (task '
+                          f'{task_name}, step {done}); rerun the same command to resume.')
     if done % config.train.log_every == 0 or done == config.train.steps_per_task:
       last = accumulator.compute_and_reset()
       rate = progress(gstep, f'{prefix} | step {done}/{config.train.steps_per_task}', last)
@@ -234,7 +288,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   logging.info('%d tasks: %s; state holds %.1f MB.', len(tasks),
                ' -> '.join(t.name for t in tasks), state_lib.state_bytes(state) / 1e6)
 
-  for task in range(int(state.task) + finished, len(tasks)):
+  try:
+    with _StopSignal() as stop:
+      state = _train_tasks(config, tasks, networks, optimizers, state, step_fns, records,
+                           int(state.task) + finished, batch_sharding, checkpoints,
+                           metrics_log, progress, workdir, stop)
+  finally:  # Never leave an asynchronous save half-written.
+    checkpoints.wait_until_finished()
+    checkpoints.close()
+    metrics_log.close()
+  logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
+  return state
+
+
+def _train_tasks(config, tasks, networks, optimizers, state, step_fns, records, first_task,
+                 batch_sharding, checkpoints, metrics_log, progress, workdir, stop):
+  """The per-task sections of ``train_and_evaluate``."""
+  for task in range(first_task, len(tasks)):
     if int(state.task) < task:
       state = state_lib.begin_next_task(state, optimizers.generator)
     prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
@@ -243,7 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     batches = batching.TaskBatches(tasks[task].train.images, config.train.batch_size,
                                    config.seed, task)
     state, last = train_task(config, step_fns, state, batches, task, batch_sharding,
-                             metrics_log, progress, checkpoints, prefix)
+                             metrics_log, progress, checkpoints, prefix, tasks[task].name, stop)
     seconds = time.time() - started
     nll_row = evaluate_seen_tasks(config, networks, state, tasks, task)
     logging.info('%s done: paper NLL per seen task %s', prefix,
@@ -255,8 +325,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     write_report(config, workdir, tasks, records)
     checkpointing.save(checkpoints, checkpointing.global_step(
         config, task, config.train.steps_per_task), state)
-  checkpoints.wait_until_finished()
-  checkpoints.close()
-  metrics_log.close()
-  logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
   return state
