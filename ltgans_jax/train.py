@@ -240,7 +240,8 @@ def train_task(config, step_fns, state, batches, task, sharding, metrics_log, pr
   accumulator, last = _Accumulator(), {}
   start = int(state.task_step)
   for task_step in range(start, config.train.steps_per_task):
-    batch = jax.device_put(batches[task_step], sharding)
+    batch = jax.make_array_from_process_local_data(
+        sharding, batches.process_slice(task_step, jax.process_index(), jax.process_count()))
     update_generators = (task_step + 1) % config.gan.critic_steps == 0
     state, metrics = step_fns[phase](state, batch, step_key(config.seed, task, task_step),
                                      update_generators=update_generators)

@@ -35,3 +35,10 @@ class TaskBatches:
   def __getitem__(self, step: int) -> np.ndarray:
     return self.images[batch_indices(self.seed, self.task, step, len(self.images),
                                      self.batch_size)]
+
+  def process_slice(self, step: int, process_index: int, process_count: int) -> np.ndarray:
+    """This host's contiguous share [B / process_count, H, W, C] of the global batch ``step``:
+    every host draws the same global indices and loads only its own rows."""
+    indices = batch_indices(self.seed, self.task, step, len(self.images), self.batch_size)
+    per_process = self.batch_size // process_count
+    return self.images[indices[process_index * per_process:(process_index + 1) * per_process]]

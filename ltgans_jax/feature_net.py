@@ -1,0 +1,133 @@
+"""A small feature network the project trains itself, for FIDs where the Inception weights are
+not available.
+
+A convolutional classifier is trained on the task datasets' labels; its penultimate layer (128-d
+by default, after a ReLU like Inception's pool3) gives the features. The Frechet distance on
+these features is a different number from the FID of the literature (other features, other
+scale), so it must be reported as ``FID_NAME``, never as "FID".
+
+``train_feature_net(images, labels, num_classes, steps, key) -> params`` and
+``features_fn(params)`` (uint8 [B, H, W, C] -> [B, D], for ``evaluation.fid``). The network's
+sizes are read back from ``params``, so the parameters are all that needs keeping.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+FID_NAME = 'FID (own features)'
+FEATURE_DIM = 128
+
+
+class FeatureNet(nn.Module):
+  """uint8-derived images [B, H, W, C] in [-1, 1] -> (features [B, feature_dim], logits [B,
+  num_classes]).
+
+  Two stages of two 3x3 convolutions and a 2x2 max pool, one more convolution, a global mean,
+  then the feature layer and the classifier. H and W must be at least 4. No normalisation
+  layers, so features are a pure function of (params, image).
+  """
+  num_classes: int
+  width: int = 32
+  feature_dim: int = FEATURE_DIM
+
+  @nn.compact
+  def __call__(self, x):
+    for stage, features in enumerate((self.width, 2 * self.width)):
+      x = nn.relu(nn.Conv(features, (3, 3), name=f'conv{stage}a')(x))
+      x = nn.relu(nn.Conv(features, (3, 3), name=f'conv{stage}b')(x))
+      x = nn.max_pool(x, (2, 2), (2, 2))
+    x = nn.relu(nn.Conv(4 * self.width, (3, 3), name='conv2')(x))
+    features = nn.relu(nn.Dense(self.feature_dim, name='features')(jnp.mean(x, axis=(1, 2))))
+    return features, nn.Dense(self.num_classes, name='classifier')(features)
+
+
+def _images(batch_uint8: jnp.ndarray) -> jnp.ndarray:
+  return batch_uint8.astype(jnp.float32) / 127.5 - 1.0
+
+
+def module_from_params(params) -> FeatureNet:
+  """The ``FeatureNet`` whose parameters ``params`` are (sizes read from the kernels)."""
+  return FeatureNet(num_classes=params['classifier']['kernel'].shape[1],
+                    width=params['conv0a']['kernel'].shape[-1],
+                    feature_dim=params['features']['kernel'].shape[1])
+
+
+def train_feature_net(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int,
+                      key: jax.Array, batch_size: int = 64, learning_rate: float = 1e-3,
+                      width: int = 32, feature_dim: int = FEATURE_DIM) -> Any:
+  """Trains ``FeatureNet`` by softmax cross-entropy with Adam; returns its params.
+
+  Args:
+    images: [N, H, W, C] uint8 (all tasks' training images, at the sequence's common shape).
+    labels: [N] integer class labels in [0, num_classes).
+    num_classes: number of classes (e.g. the union of the tasks' classes).
+    steps: optimiser steps, each on ``batch_size`` images drawn uniformly with replacement.
+    key: PRNG key for the initialisation and the batches.
+  Returns:
+    The parameters; ``features_fn(params)`` gives the feature extractor.
+  """
+  labels = np.asarray(labels, np.int32)
+  if len(images) != len(labels) or images.ndim != 4:
+    raise ValueError(f'images {images.shape} and labels {labels.shape} do not match.')
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f'labels span [{labels.min()}, {labels.max()}], outside '
+                     f'[0, {num_classes}).')
+  model = FeatureNet(num_classes, width, feature_dim)
+  init_key, data_key = jax.random.split(key)
+  params = model.init(init_key, jnp.zeros((1,) + images.shape[1:], jnp.float32))['params']
+  optimizer = optax.adam(learning_rate)
+  # The dataset stays on the device; each step gathers its batch there.
+  images_device, labels_device = jnp.asarray(images), jnp.asarray(labels)
+
+  @jax.jit
+  def step(params, opt_state, step_key):
+    index = jax.random.randint(step_key, (batch_size,), 0, images_device.shape[0])
+
+    def loss_fn(params):
+      _, logits = model.apply({'params': params}, _images(images_device[index]))
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels_device[index]).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  opt_state = optimizer.init(params)
+  for i in range(steps):
+    params, opt_state, loss = step(params, opt_state, jax.random.fold_in(data_key, i))
+    if (i + 1) % max(steps // 10, 1) == 0 or i + 1 == steps:
+      logging.info('feature net step %d/%d: cross-entropy %.4f', i + 1, steps, float(loss))
+  return params
+
+
+def _apply_fn(params) -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+  model = module_from_params(params)
+  apply = jax.jit(lambda params, batch: model.apply({'params': params}, _images(batch)))
+  return lambda batch_uint8: tuple(np.asarray(a) for a in apply(params, jnp.asarray(batch_uint8)))
+
+
+def features_fn(params) -> Callable[[np.ndarray], np.ndarray]:
+  """uint8 images [B, H, W, C] -> numpy features [B, feature_dim], for ``evaluation.fid``.
+
+  Report the Frechet distance on them as ``FID_NAME``.
+  """
+  apply = _apply_fn(params)
+  return lambda batch_uint8: apply(batch_uint8)[0]
+
+
+def accuracy(params, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
+  """Classification accuracy on uint8 images [N, H, W, C] with labels [N] (a sanity check that
+  the features carry class information)."""
+  apply = _apply_fn(params)
+  correct = 0
+  for start in range(0, len(images), batch_size):
+    _, logits = apply(images[start:start + batch_size])
+    correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start:start + batch_size]))
+  return correct / len(images)

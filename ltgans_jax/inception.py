@@ -1,0 +1,593 @@
+"""The FID Inception network (pytorch-fid's InceptionV3) in Flax, and a torch-free weight loader.
+
+``InceptionV3`` is the network pytorch-fid uses for FID: torchvision's Inception v3 with the
+TensorFlow FID graph's quirks (``FIDInceptionA/C/E_1``: average pools that ignore the zero
+padding; ``FIDInceptionE_2``: a max pool in the pool branch), returning the 2048-d pool3
+features. Inputs are NHWC images in [-1, 1] (the project's convention), resized bilinearly to
+299x299 without antialiasing as ``F.interpolate(..., mode='bilinear', align_corners=False)``
+does; resizing [-1, 1] images is the same as pytorch-fid's resize of [0, 1] images followed by
+``2x - 1`` because bilinear weights sum to one. Grey images are repeated to 3 channels.
+
+Module and parameter names follow the PyTorch state dict (``Mixed_5b.branch1x1.conv.weight``
+is ``params['Mixed_5b']['branch1x1']['conv']['kernel']``), with batch norm kept as
+``nn.BatchNorm`` in inference mode (eps = 0.001) so that every tensor of the file has one place.
+
+``load_fid_inception_params(path)`` reads pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``
+without torch: a ``torch.save`` file is a zip of ``data.pkl`` (a pickle whose tensors point at
+storages by persistent id) and raw little-endian storages under ``data/``; the pre-1.6 "legacy"
+format (pickles followed by raw storages in one stream) is read as well. The unpickler only
+resolves the handful of globals a state dict needs, so loading a file cannot run arbitrary code.
+``save_torch_state_dict`` writes the zip format from numpy arrays (for tests and round trips);
+``torch.load`` reads its files.
+
+This project never downloads the weights: put the file somewhere and pass its path.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import io
+import os
+import pickle
+import struct
+import zipfile
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FID_NAME = 'FID'  # the name of an FID computed with these features (pytorch-fid's)
+WEIGHTS_FILE = 'pt_inception-2015-12-05-6726825d.pth'
+FEATURE_DIM = 2048
+NUM_CLASSES = 1008  # the TF graph's classifier (1000 ImageNet classes + 8 unused)
+INPUT_SIZE = 299
+BN_EPSILON = 1e-3
+
+# ------------------------------------------------------------------------------------------
+# The network.
+
+Padding = Tuple[int, int]
+
+
+class BasicConv2d(nn.Module):
+  """Convolution without bias, batch norm (running statistics), ReLU: [B, H, W, C] -> [B, H', W',
+  features]. ``padding`` is (rows, columns) of zeros on each side, as PyTorch's."""
+  features: int
+  kernel_size: Tuple[int, int]
+  strides: Tuple[int, int] = (1, 1)
+  padding: Padding = (0, 0)
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(self.features, self.kernel_size, self.strides,
+                padding=[(self.padding[0],) * 2, (self.padding[1],) * 2], use_bias=False,
+                name='conv')(x)
+    x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPSILON, name='bn')(x)
+    return nn.relu(x)
+
+
+def _avg_pool_3x3_same(x):
+  """3x3 stride-1 average over the valid pixels only (TF's pool; count_include_pad=False)."""
+  return nn.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+def _max_pool_3x3(x, strides=(2, 2), padding='VALID'):
+  return nn.max_pool(x, (3, 3), strides, padding=padding)
+
+
+class FIDInceptionA(nn.Module):
+  """[B, H, W, C] -> [B, H, W, 224 + pool_features]."""
+  pool_features: int
+
+  @nn.compact
+  def __call__(self, x):
+    branch1x1 = BasicConv2d(64, (1, 1), name='branch1x1')(x)
+    branch5x5 = BasicConv2d(48, (1, 1), name='branch5x5_1')(x)
+    branch5x5 = BasicConv2d(64, (5, 5), padding=(2, 2), name='branch5x5_2')(branch5x5)
+    branch3x3dbl = BasicConv2d(64, (1, 1), name='branch3x3dbl_1')(x)
+    branch3x3dbl = BasicConv2d(96, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(branch3x3dbl)
+    branch3x3dbl = BasicConv2d(96, (3, 3), padding=(1, 1), name='branch3x3dbl_3')(branch3x3dbl)
+    branch_pool = BasicConv2d(self.pool_features, (1, 1),
+                              name='branch_pool')(_avg_pool_3x3_same(x))
+    return jnp.concatenate([branch1x1, branch5x5, branch3x3dbl, branch_pool], axis=-1)
+
+
+class InceptionB(nn.Module):
+  """Grid reduction (Mixed_6a): [B, H, W, C] -> [B, (H-3)/2+1, (W-3)/2+1, 480 + C]."""
+
+  @nn.compact
+  def __call__(self, x):
+    branch3x3 = BasicConv2d(384, (3, 3), strides=(2, 2), name='branch3x3')(x)
+    branch3x3dbl = BasicConv2d(64, (1, 1), name='branch3x3dbl_1')(x)
+    branch3x3dbl = BasicConv2d(96, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(branch3x3dbl)
+    branch3x3dbl = BasicConv2d(96, (3, 3), strides=(2, 2), name='branch3x3dbl_3')(branch3x3dbl)
+    return jnp.concatenate([branch3x3, branch3x3dbl, _max_pool_3x3(x)], axis=-1)
+
+
+class FIDInceptionC(nn.Module):
+  """Factorised 7x7 block: [B, H, W, C] -> [B, H, W, 768]."""
+  channels_7x7: int
+
+  @nn.compact
+  def __call__(self, x):
+    c7 = self.channels_7x7
+    branch1x1 = BasicConv2d(192, (1, 1), name='branch1x1')(x)
+    branch7x7 = BasicConv2d(c7, (1, 1), name='branch7x7_1')(x)
+    branch7x7 = BasicConv2d(c7, (1, 7), padding=(0, 3), name='branch7x7_2')(branch7x7)
+    branch7x7 = BasicConv2d(192, (7, 1), padding=(3, 0), name='branch7x7_3')(branch7x7)
+    dbl = BasicConv2d(c7, (1, 1), name='branch7x7dbl_1')(x)
+    dbl = BasicConv2d(c7, (7, 1), padding=(3, 0), name='branch7x7dbl_2')(dbl)
+    dbl = BasicConv2d(c7, (1, 7), padding=(0, 3), name='branch7x7dbl_3')(dbl)
+    dbl = BasicConv2d(c7, (7, 1), padding=(3, 0), name='branch7x7dbl_4')(dbl)
+    dbl = BasicConv2d(192, (1, 7), padding=(0, 3), name='branch7x7dbl_5')(dbl)
+    branch_pool = BasicConv2d(192, (1, 1), name='branch_pool')(_avg_pool_3x3_same(x))
+    return jnp.concatenate([branch1x1, branch7x7, dbl, branch_pool], axis=-1)
+
+
+class InceptionD(nn.Module):
+  """Grid reduction (Mixed_7a): [B, H, W, C] -> [B, (H-3)/2+1, (W-3)/2+1, 512 + C]."""
+
+  @nn.compact
+  def __call__(self, x):
+    branch3x3 = BasicConv2d(192, (1, 1), name='branch3x3_1')(x)
+    branch3x3 = BasicConv2d(320, (3, 3), strides=(2, 2), name='branch3x3_2')(branch3x3)
+    branch7x7x3 = BasicConv2d(192, (1, 1), name='branch7x7x3_1')(x)
+    branch7x7x3 = BasicConv2d(192, (1, 7), padding=(0, 3), name='branch7x7x3_2')(branch7x7x3)
+    branch7x7x3 = BasicConv2d(192, (7, 1), padding=(3, 0), name='branch7x7x3_3')(branch7x7x3)
+    branch7x7x3 = BasicConv2d(192, (3, 3), strides=(2, 2), name='branch7x7x3_4')(branch7x7x3)
+    return jnp.concatenate([branch3x3, branch7x7x3, _max_pool_3x3(x)], axis=-1)
+
+
+class FIDInceptionE(nn.Module):
+  """Expanded-filter block: [B, H, W, C] -> [B, H, W, 2048].
+
+  ``pool='avg'`` is FIDInceptionE_1 (Mixed_7b), ``pool='max'`` FIDInceptionE_2 (Mixed_7c),
+  whose pool branch the TF FID graph computes with a 3x3 stride-1 max pool.
+  """
+  pool: str = 'avg'
+
+  @nn.compact
+  def __call__(self, x):
+    branch1x1 = BasicConv2d(320, (1, 1), name='branch1x1')(x)
+    branch3x3 = BasicConv2d(384, (1, 1), name='branch3x3_1')(x)
+    branch3x3 = jnp.concatenate([
+        BasicConv2d(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(branch3x3),
+        BasicConv2d(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(branch3x3)], axis=-1)
+    dbl = BasicConv2d(448, (1, 1), name='branch3x3dbl_1')(x)
+    dbl = BasicConv2d(384, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(dbl)
+    dbl = jnp.concatenate([
+        BasicConv2d(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(dbl),
+        BasicConv2d(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(dbl)], axis=-1)
+    if self.pool == 'avg':
+      pooled = _avg_pool_3x3_same(x)
+    else:  # -inf padding, as F.max_pool2d's
+      pooled = _max_pool_3x3(x, (1, 1), ((1, 1), (1, 1)))
+    branch_pool = BasicConv2d(192, (1, 1), name='branch_pool')(pooled)
+    return jnp.concatenate([branch1x1, branch3x3, dbl, branch_pool], axis=-1)
+
+
+def resize_bilinear(images: jnp.ndarray, size: int) -> jnp.ndarray:
+  """[B, H, W, C] -> [B, size, size, C], bilinear with half-pixel centres and no antialiasing.
+
+  The same as PyTorch's ``F.interpolate(mode='bilinear', align_corners=False)`` (edge pixels
+  replicate outward), which pytorch-fid uses; ``jax.image.resize`` would antialias when
+  shrinking.
+  """
+  if images.shape[1:3] == (size, size):
+    return images
+  return jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), 'bilinear',
+                          antialias=False)
+
+
+class InceptionV3(nn.Module):
+  """pytorch-fid's FID InceptionV3: images [B, H, W, C] in [-1, 1], C in {1, 3} -> pool3
+  features [B, 2048] (and, with ``with_logits``, the 1008 classifier logits as well).
+
+  ``resize_input=False`` skips the 299x299 resize; the network then needs H, W >= 75 (the
+  smallest size every valid convolution and pool accepts), which keeps tests small.
+  """
+  resize_input: bool = True
+  with_logits: bool = False
+
+  @nn.compact
+  def __call__(self, images):
+    x = images.astype(jnp.float32)
+    if x.shape[-1] == 1:
+      x = jnp.repeat(x, 3, axis=-1)
+    if self.resize_input:
+      x = resize_bilinear(x, INPUT_SIZE)
+    x = BasicConv2d(32, (3, 3), strides=(2, 2), name='Conv2d_1a_3x3')(x)
+    x = BasicConv2d(32, (3, 3), name='Conv2d_2a_3x3')(x)
+    x = BasicConv2d(64, (3, 3), padding=(1, 1), name='Conv2d_2b_3x3')(x)
+    x = _max_pool_3x3(x)
+    x = BasicConv2d(80, (1, 1), name='Conv2d_3b_1x1')(x)
+    x = BasicConv2d(192, (3, 3), name='Conv2d_4a_3x3')(x)
+    x = _max_pool_3x3(x)
+    x = FIDInceptionA(32, name='Mixed_5b')(x)
+    x = FIDInceptionA(64, name='Mixed_5c')(x)
+    x = FIDInceptionA(64, name='Mixed_5d')(x)
+    x = InceptionB(name='Mixed_6a')(x)
+    x = FIDInceptionC(128, name='Mixed_6b')(x)
+    x = FIDInceptionC(160, name='Mixed_6c')(x)
+    x = FIDInceptionC(160, name='Mixed_6d')(x)
+    x = FIDInceptionC(192, name='Mixed_6e')(x)
+    x = InceptionD(name='Mixed_7a')(x)
+    x = FIDInceptionE('avg', name='Mixed_7b')(x)
+    x = FIDInceptionE('max', name='Mixed_7c')(x)
+    features = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)): pool3, [B, 2048]
+    if self.with_logits:
+      return features, nn.Dense(NUM_CLASSES, name='fc')(features)
+    return features
+
+
+def variable_shapes(with_logits: bool = False) -> Dict[str, Any]:
+  """The variables' tree ({'params': ..., 'batch_stats': ...}) of ``jax.ShapeDtypeStruct``
+  leaves, traced, not computed."""
+  model = InceptionV3(resize_input=False, with_logits=with_logits)
+  return jax.eval_shape(model.init, jax.random.key(0),
+                        jax.ShapeDtypeStruct((1, 75, 75, 3), jnp.float32))
+
+
+def features_fn(variables, resize_input: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+  """uint8 images [B, H, W, C] -> numpy pool3 features [B, 2048], jitted, for ``evaluation.fid``.
+
+  Report the FID it gives as ``FID_NAME``.
+  """
+  model = InceptionV3(resize_input=resize_input)
+  # On the device once, and passed as an argument: closed-over arrays would be baked into the
+  # compiled program as ~90 MB of constants.
+  variables = jax.device_put(variables)
+
+  @jax.jit
+  def apply(variables, batch_uint8):
+    images = batch_uint8.astype(jnp.float32) / 127.5 - 1.0
+    return model.apply(variables, images)
+
+  return lambda batch_uint8: np.asarray(apply(variables, jnp.asarray(batch_uint8)))
+
+
+# ------------------------------------------------------------------------------------------
+# torch.save files without torch.
+
+_STORAGE_DTYPES = {
+    'DoubleStorage': np.float64, 'FloatStorage': np.float32, 'HalfStorage': np.float16,
+    'BFloat16Storage': 'bfloat16', 'LongStorage': np.int64, 'IntStorage': np.int32,
+    'ShortStorage': np.int16, 'CharStorage': np.int8, 'ByteStorage': np.uint8,
+    'BoolStorage': np.bool_,
+}
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
+
+
+class TorchFormatError(ValueError):
+  """The file is not a torch.save state dict this reader understands."""
+
+
+class _StorageType(collections.namedtuple('_StorageType', 'name')):
+  """Stands for ``torch.FloatStorage`` and its kin in a pickle."""
+
+  @property
+  def dtype(self):
+    return _STORAGE_DTYPES[self.name]
+
+
+class _Storage:
+  """A flat storage; ``array`` is filled once its bytes are read (after the pickle, in the
+  legacy format)."""
+
+  def __init__(self, storage_type: _StorageType, key: str):
+    self.storage_type, self.key, self.array = storage_type, key, None
+
+
+class _LazyTensor(collections.namedtuple('_LazyTensor', 'storage offset size stride')):
+  """A tensor view (offset, size, stride in elements) of a storage not read yet."""
+
+  def materialize(self) -> np.ndarray:
+    flat = self.storage.array
+    if flat is None:
+      raise TorchFormatError(f'storage {self.storage.key} was never read.')
+    size, stride = tuple(self.size), tuple(self.stride)
+    needed = self.offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0
+    if needed > flat.size:
+      raise TorchFormatError(f'tensor of size {size} runs past storage {self.storage.key}.')
+    view = np.lib.stride_tricks.as_strided(
+        flat[self.offset:], shape=size, strides=[s * flat.itemsize for s in stride])
+    return np.array(view)  # a contiguous copy that owns its memory
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+  del requires_grad, backward_hooks, metadata  # inference weights only
+  return _LazyTensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+  return _LazyTensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+  del requires_grad, backward_hooks, state
+  return data
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+  del new_type, state  # a torch.Tensor subclass; its data is all a state dict needs
+  return func(*args)
+
+
+_SAFE_GLOBALS = {
+    ('collections', 'OrderedDict'): collections.OrderedDict,
+    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
+    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+    ('torch._tensor', '_rebuild_from_type_v2'): _rebuild_from_type_v2,
+    ('torch', 'Tensor'): None,  # only ever passed through _rebuild_from_type_v2
+    ('torch.nn.parameter', 'Parameter'): None,
+}
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+  """Resolves only the globals of a tensor state dict; storages come through persistent ids."""
+
+  def __init__(self, file, storages: Dict[str, _Storage]):
+    super().__init__(file)
+    self.storages = storages
+
+  def find_class(self, module, name):
+    if module == 'torch' and name in _STORAGE_DTYPES:
+      return _StorageType(name)
+    if (module, name) in _SAFE_GLOBALS:
+      return _SAFE_GLOBALS[(module, name)]
+    raise TorchFormatError(f'{module}.{name} is not part of a tensor state dict; refusing to '
+                           'unpickle it.')
+
+  def persistent_load(self, pid):
+    kind = pid[0].decode() if isinstance(pid[0], bytes) else pid[0]
+    if kind != 'storage':
+      raise TorchFormatError(f'unsupported persistent id {kind!r}.')
+    storage_type, key = pid[1], str(pid[2])
+    if not isinstance(storage_type, _StorageType):
+      raise TorchFormatError(f'unsupported storage type {storage_type!r}.')
+    if len(pid) > 5 and pid[5] is not None:
+      raise TorchFormatError('storage views (torch < 0.4 files) are not supported.')
+    if key not in self.storages:
+      self.storages[key] = _Storage(storage_type, key)
+    return self.storages[key]
+
+
+def _to_array(raw: bytes, storage_type: _StorageType, big_endian: bool) -> np.ndarray:
+  dtype = storage_type.dtype
+  if dtype == 'bfloat16':  # no numpy dtype: the upper half of a float32
+    bits = np.frombuffer(raw, '>u2' if big_endian else '<u2').astype(np.uint32)
+    return (bits << 16).view(np.float32)
+  return np.frombuffer(raw, np.dtype(dtype).newbyteorder('>' if big_endian else '<')
+                       ).astype(dtype)
+
+
+def _materialize(obj):
+  if isinstance(obj, _LazyTensor):
+    return obj.materialize()
+  if isinstance(obj, dict):
+    return type(obj)((k, _materialize(v)) for k, v in obj.items())
+  if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+    return type(obj)(_materialize(v) for v in obj)
+  return obj
+
+
+def _read_zip(path: str):
+  with zipfile.ZipFile(path) as archive:
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith('data.pkl')]
+    if len(pickles) != 1:
+      raise TorchFormatError(f'{path}: expected one data.pkl in the zip, found {pickles}.')
+    prefix = pickles[0][:-len('data.pkl')]
+    byteorder = (archive.read(prefix + 'byteorder').decode().strip()
+                 if prefix + 'byteorder' in names else 'little')
+    storages: Dict[str, _Storage] = {}
+    result = _StateDictUnpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
+    for key, storage in storages.items():
+      entry = f'{prefix}data/{key}'
+      if entry not in names:
+        raise TorchFormatError(f'{path}: missing storage record {entry}.')
+      storage.array = _to_array(archive.read(entry), storage.storage_type,
+                                byteorder == 'big')
+  return result
+
+
+def _read_legacy(path: str):
+  with open(path, 'rb') as f:
+    if pickle.load(f) != _LEGACY_MAGIC:
+      raise TorchFormatError(f'{path} is neither a zip nor a legacy torch.save file.')
+    if pickle.load(f) != _LEGACY_PROTOCOL:
+      raise TorchFormatError(f'{path}: unsupported legacy protocol version.')
+    sys_info = pickle.load(f)
+    big_endian = not sys_info.get('little_endian', True)
+    storages: Dict[str, _Storage] = {}
+    result = _StateDictUnpickler(f, storages).load()
+    for key in pickle.load(f):  # the storages' keys, in the order of their bytes
+      storage = storages[str(key)]
+      itemsize = 2 if storage.storage_type.dtype == 'bfloat16' else np.dtype(
+          storage.storage_type.dtype).itemsize
+      (numel,) = struct.unpack('>q' if big_endian else '<q', f.read(8))
+      raw = f.read(numel * itemsize)
+      if len(raw) != numel * itemsize:
+        raise TorchFormatError(f'{path}: truncated storage {key}.')
+      storage.array = _to_array(raw, storage.storage_type, big_endian)
+  return result
+
+
+def read_torch_state_dict(path: str) -> Dict[str, np.ndarray]:
+  """Reads a ``torch.save``d state dict without torch: name -> numpy array (in torch's layout).
+
+  Both the zip format (torch >= 1.6) and the legacy stream format are read.
+  """
+  if zipfile.is_zipfile(path):
+    result = _read_zip(path)
+  else:
+    result = _read_legacy(path)
+  result = _materialize(result)
+  if isinstance(result, dict) and 'state_dict' in result and isinstance(result['state_dict'],
+                                                                         dict):
+    result = result['state_dict']  # a checkpoint dict that wraps the state dict
+  if not isinstance(result, dict):
+    raise TorchFormatError(f'{path} holds a {type(result).__name__}, not a state dict.')
+  return dict(result)
+
+
+class _Global:
+  """A reference to ``module.name`` that the writer emits without importing the module."""
+
+  def __init__(self, module: str, name: str):
+    self.module, self.name = module, name
+
+  def __call__(self, *args):  # pickle's save_reduce insists on a callable
+    raise TypeError(f'{self.module}.{self.name} is a reference for pickling only.')
+
+
+class _TensorRef:
+  def __init__(self, key: str, array: np.ndarray, storage_name: str):
+    self.key, self.array, self.storage_name = key, array, storage_name
+
+
+class _TorchPickler(pickle._Pickler):  # pylint: disable=protected-access
+  """The pure-Python pickler, taught to emit torch's globals and storage persistent ids."""
+
+  dispatch = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
+
+  def _save_global_ref(self, obj: _Global):
+    self.write(pickle.GLOBAL + f'{obj.module}\n{obj.name}\n'.encode())
+
+  def _save_tensor(self, obj: _TensorRef):
+    array = obj.array
+    strides = tuple(s // array.itemsize for s in array.strides) if array.ndim else ()
+    self.save_reduce(_Global('torch._utils', '_rebuild_tensor_v2'),
+                     (_StoragePid(obj), 0, tuple(array.shape), strides, False,
+                      _OrderedDictCall()), obj=obj)
+
+  def _save_ordered_dict_call(self, obj):
+    self.save_reduce(_Global('collections', 'OrderedDict'), (), obj=obj)
+
+  dispatch[_Global] = _save_global_ref
+  dispatch[_TensorRef] = _save_tensor
+
+  def persistent_id(self, obj):
+    if isinstance(obj, _StoragePid):
+      ref = obj.tensor
+      return ('storage', _Global('torch', ref.storage_name), ref.key, 'cpu', ref.array.size)
+    return None
+
+
+class _StoragePid:
+  def __init__(self, tensor: _TensorRef):
+    self.tensor = tensor
+
+
+class _OrderedDictCall:
+  """An empty ``collections.OrderedDict()``, emitted as the call (torch's backward_hooks)."""
+
+
+_TorchPickler.dispatch[_OrderedDictCall] = _TorchPickler._save_ordered_dict_call  # pylint: disable=protected-access
+_NUMPY_TO_STORAGE = {np.dtype(v): k for k, v in _STORAGE_DTYPES.items() if k != 'BFloat16Storage'}
+
+
+def save_torch_state_dict(path: str, state_dict: Mapping[str, np.ndarray],
+                          archive_name: Optional[str] = None) -> None:
+  """Writes name -> numpy array as a ``torch.save`` zip file (protocol 2, as torch writes).
+
+  What ``torch.load`` and ``read_torch_state_dict`` read back: an OrderedDict of tensors, one
+  storage each, little-endian, under ``<archive_name>/`` (the file's stem by default).
+  """
+  archive_name = archive_name or os.path.splitext(os.path.basename(path))[0]
+  tensors = collections.OrderedDict()
+  for i, (name, value) in enumerate(state_dict.items()):
+    array = np.array(value, order='C')  # (np.ascontiguousarray would make 0-d arrays 1-d)
+    if array.dtype not in _NUMPY_TO_STORAGE:
+      raise TypeError(f'{name}: dtype {array.dtype} has no torch storage type.')
+    tensors[name] = _TensorRef(str(i), array.astype(array.dtype.newbyteorder('<')),
+                               _NUMPY_TO_STORAGE[array.dtype])
+  buffer = io.BytesIO()
+  _TorchPickler(buffer, protocol=2).dump(tensors)
+  with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+    archive.writestr(f'{archive_name}/data.pkl', buffer.getvalue())
+    archive.writestr(f'{archive_name}/byteorder', 'little')
+    for ref in tensors.values():
+      archive.writestr(f'{archive_name}/data/{ref.key}', ref.array.tobytes())
+    archive.writestr(f'{archive_name}/version', '3\n')
+
+
+# ------------------------------------------------------------------------------------------
+# pytorch-fid names -> the Flax tree.
+
+
+def _set(tree: Dict[str, Any], path: Sequence[str], leaf: str, value: np.ndarray) -> None:
+  for part in path:
+    tree = tree.setdefault(part, {})
+  if leaf in tree:
+    raise TorchFormatError(f'{".".join(path)}.{leaf} is set twice.')
+  tree[leaf] = value
+
+
+def flax_variables_from_state_dict(state_dict: Mapping[str, np.ndarray],
+                                   include_fc: bool = False) -> Dict[str, Any]:
+  """pytorch-fid's state dict -> {'params': ..., 'batch_stats': ...} of ``InceptionV3``.
+
+  Convolution weights OIHW -> HWIO; batch-norm weight/bias -> scale/bias in ``params``,
+  running_mean/var -> mean/var in ``batch_stats``; ``fc`` (kept only with ``include_fc``, for
+  ``InceptionV3(with_logits=True)``) [out, in] -> kernel [in, out]. Every leaf is checked
+  against the network's own shapes; ``num_batches_tracked`` counters are dropped.
+  """
+  params: Dict[str, Any] = {}
+  batch_stats: Dict[str, Any] = {}
+  for name, value in state_dict.items():
+    value = np.asarray(value)
+    *path, layer, leaf = name.split('.')
+    if leaf == 'num_batches_tracked':
+      continue
+    if layer == 'fc' and not path:
+      if include_fc:
+        _set(params, ['fc'], {'weight': 'kernel', 'bias': 'bias'}[leaf],
+             value.T if leaf == 'weight' else value)
+      continue
+    if layer == 'conv' and leaf == 'weight' and value.ndim == 4:
+      _set(params, path + ['conv'], 'kernel', value.transpose(2, 3, 1, 0).astype(np.float32))
+    elif layer == 'bn' and leaf in ('weight', 'bias'):
+      _set(params, path + ['bn'], {'weight': 'scale', 'bias': 'bias'}[leaf],
+           value.astype(np.float32))
+    elif layer == 'bn' and leaf in ('running_mean', 'running_var'):
+      _set(batch_stats, path + ['bn'], {'running_mean': 'mean', 'running_var': 'var'}[leaf],
+           value.astype(np.float32))
+    else:
+      raise TorchFormatError(f'unexpected tensor {name} {value.shape}; is this the FID '
+                             f'Inception file ({WEIGHTS_FILE})?')
+  variables = {'params': params, 'batch_stats': batch_stats}
+  _check_shapes(variables, variable_shapes(with_logits=include_fc))
+  return variables
+
+
+def _check_shapes(variables, expected) -> None:
+  got = {jax.tree_util.keystr(p): tuple(np.shape(v))
+         for p, v in jax.tree_util.tree_leaves_with_path(variables)}
+  want = {jax.tree_util.keystr(p): tuple(v.shape)
+          for p, v in jax.tree_util.tree_leaves_with_path(expected)}
+  missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+  wrong = [f'{k}: {got[k]} (want {want[k]})' for k in sorted(set(got) & set(want))
+           if got[k] != want[k]]
+  if missing or extra or wrong:
+    raise TorchFormatError(f'not the FID Inception weights: missing {missing[:5]}, unexpected '
+                           f'{extra[:5]}, wrong shapes {wrong[:5]} '
+                           f'({len(missing)}, {len(extra)}, {len(wrong)} in all).')
+
+
+def load_fid_inception_params(path: str, include_fc: bool = False) -> Dict[str, Any]:
+  """Reads pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (no torch needed).
+
+  Returns the ``InceptionV3`` variables {'params', 'batch_stats'} as float32 numpy arrays.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such file; the FID Inception weights are pytorch-fid\'s '
+                            f'{WEIGHTS_FILE} (this project does not download them).')
+  return flax_variables_from_state_dict(read_torch_state_dict(path), include_fc)
