@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Optional
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
@@ -41,11 +42,46 @@ def save(manager: ocp.CheckpointManager, step: int, state: LifelongState) -> Non
   manager.save(step, args=ocp.args.StandardSave(state))
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint in the workdir can be restored; the message says what to do."""
+
+
 def restore_latest(manager: ocp.CheckpointManager,
                    template: LifelongState) -> Optional[LifelongState]:
-  """The newest checkpoint restored into ``template``'s pytree types, or None if there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return None
-  logging.info('Resuming from checkpoint %d in %s.', step, manager.directory)
-  return manager.restore(step, args=ocp.args.StandardRestore(template))
+  """The newest checkpoint that restores cleanly into ``template``'s pytree types, or None if
+  there is none. A damaged checkpoint (truncated file, missing item) is skipped with a warning;
+  it is left on disk, untouched, for a person to inspect."""
+  steps = sorted(manager.all_steps(), reverse=True)
+  failures = []
+  # Each step's item is read with its own checkpointer: after meeting a damaged step the
+  # manager's inferred item layout can no longer read the healthy ones.
+  checkpointer = ocp.StandardCheckpointer()
+  for step in steps:
+    try:
+      state = checkpointer.restore(os.path.join(manager.directory, str(step), 'default'),
+                                   template)
+      _check_matches(template, state)
+    except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds.
+      failures.append(f'{step}: {type(e).__name__}: {str(e)[:200]}')
+      logging.warning('Checkpoint %d in %s cannot be restored (%s: %s); trying an older one.',
+                      step, manager.directory, type(e).__name__, str(e)[:200])
+      continue
+    logging.info('Resuming from checkpoint %d in %s.', step, manager.directory)
+    return state
+  if failures:
+    raise CheckpointError(
+        f'None of the checkpoints in {manager.directory} can be restored ({"; ".join(failures)}'
+        '); move that folder away to start afresh, or restore it from a backup.')
+  return None
+
+
+def _check_matches(template, state) -> None:
+  """Raises ValueError unless ``state`` has the template's structure, shapes and dtypes."""
+  leaves_t, tree_t = jax.tree_util.tree_flatten(template)
+  leaves_s, tree_s = jax.tree_util.tree_flatten(state)
+  if tree_t != tree_s:
+    raise ValueError('the state structure differs from the config\'s')
+  for a, b in zip(leaves_t, leaves_s):
+    if a.shape != b.shape or a.dtype != b.dtype:
+      raise ValueError(f'an array has shape {b.shape} {b.dtype}, the config needs {a.shape} '
+                       f'{a.dtype}')

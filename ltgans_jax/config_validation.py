@@ -3,14 +3,14 @@ sentence naming the value and what is accepted."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import jax
 import ml_collections
 
 from ltgans_jax import losses, models
-
-
-class ConfigError(ValueError):
-  """A config value is out of range; the message names it and what is accepted."""
+from ltgans_jax.errors import ConfigError
 
 
 def _require(condition: bool, message: str) -> None:
@@ -48,3 +48,41 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f'use a multiple of {devices}.')
   for name in ('latent_dim', 'generator_width', 'critic_width'):
     _require(config.model[name] >= 1, f'model.{name}={config.model[name]}; it must be >= 1.')
+
+
+# Values a resumed run must share with the run that wrote the workdir: they shape the state,
+# the task sequence, the data order or the checkpoint numbering.
+RESUME_KEYS = ('seed', 'method', 'data.sequence', 'data.source', 'data.image_size',
+               'data.channels', 'data.dataset', 'data.num_tasks', 'data.fuzzy_swap_classes',
+               'model.latent_dim', 'model.generator_width', 'model.critic_width',
+               'model.resample', 'vae.latent_dim', 'vae.width', 'train.batch_size',
+               'train.steps_per_task')
+
+
+def _lookup(config, dotted: str):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Records the resume-critical values in ``workdir/config.json`` on the first run and refuses
+  a later run whose values differ, before anything in the workdir is touched."""
+  path = os.path.join(workdir, 'config.json')
+  current = {key: _lookup(config, key) for key in RESUME_KEYS}
+  if os.path.exists(path):
+    with open(path) as f:
+      written = json.load(f).get('resume_keys', {})
+    differing = [f'{k}={written[k]!r} (this config: {current[k]!r})'
+                 for k in RESUME_KEYS if k in written and written[k] != current[k]]
+    if differing:
+      raise ConfigError(f'{workdir} was written by an incompatible config: '
+                        f'{", ".join(differing)}; use another --workdir, or these values to '
+                        'resume it.')
+    return
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, 'w') as f:
+      json.dump({'resume_keys': current, 'config': json.loads(config.to_json_best_effort())},
+                f, indent=1)

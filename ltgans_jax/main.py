@@ -14,6 +14,7 @@ import jax
 from ml_collections import config_flags
 
 from ltgans_jax import train
+from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.config_validation import ConfigError
 from ltgans_jax.data.local import DatasetError
 
@@ -38,7 +39,7 @@ def main(argv):
   logging.info('JAX devices: %s', jax.devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ConfigError, DatasetError, train.DivergenceError) as e:
+  except (ConfigError, DatasetError, train.DivergenceError, CheckpointError) as e:
     logging.error('%s', e)  # One sentence that says what to do; no traceback.
     sys.exit(f'error: {e}')
   except train.StopRequested as e:

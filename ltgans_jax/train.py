@@ -269,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   """Trains LT-GANs on ``config.data.sequence``, writing everything into ``workdir``."""
   config_validation.validate(config)
   tasks = sequences.build_sequence(config)
-  os.makedirs(workdir, exist_ok=True)
+  config_validation.check_workdir(config, workdir)
   networks = state_lib.build_networks(config)
   optimizers = state_lib.build_optimizers(config)
   mesh = data_mesh()

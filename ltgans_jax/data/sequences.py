@@ -34,6 +34,7 @@ import numpy as np
 
 from ltgans_jax.data import datasets, local, preprocess
 from ltgans_jax.data.local import SplitArrays
+from ltgans_jax.errors import ConfigError
 
 
 class Task(NamedTuple):
@@ -58,7 +59,7 @@ def split_by_class(name: str, splits: Dict[str, SplitArrays], num_tasks: int) ->
   """One dataset's classes, in order, divided into ``num_tasks`` contiguous groups."""
   classes = np.unique(splits['train'].labels)
   if not 1 <= num_tasks <= len(classes):
-    raise ValueError(f'data.num_tasks={num_tasks} but {name} has {len(classes)} classes; '
+    raise ConfigError(f'data.num_tasks={num_tasks} but {name} has {len(classes)} classes; '
                      f'use 1 to {len(classes)}.')
   tasks = []
   for group in np.array_split(classes, num_tasks):
@@ -88,7 +89,7 @@ def exchange_class(first: Task, second: Task, label: int):
 def fuzzy_chain(tasks: Sequence[Task], swap_classes: Sequence[int]) -> List[Task]:
   """Exchanges class ``swap_classes[i]`` between tasks i and i+1; names get a '-c'."""
   if len(swap_classes) < len(tasks) - 1:
-    raise ValueError(f'data.fuzzy_swap_classes={tuple(swap_classes)} names fewer classes than '
+    raise ConfigError(f'data.fuzzy_swap_classes={tuple(swap_classes)} names fewer classes than '
                      f'the {len(tasks) - 1} neighbouring pairs of the sequence; give one per '
                      'pair.')
   tasks = list(tasks)
@@ -146,5 +147,11 @@ SEQUENCES: Dict[str, Callable[[ml_collections.ConfigDict], List[Task]]] = {
 def build_sequence(config: ml_collections.ConfigDict) -> List[Task]:
   name = config.data.sequence
   if name not in SEQUENCES:
-    raise ValueError(f'data.sequence={name!r} is unknown; use one of {sorted(SEQUENCES)}.')
-  return SEQUENCES[name](config)
+    raise ConfigError(f'data.sequence={name!r} is unknown; use one of {sorted(SEQUENCES)}.')
+  tasks = SEQUENCES[name](config)
+  for task in tasks:
+    if len(task.train.images) < config.train.batch_size:
+      raise ConfigError(f'train.batch_size={config.train.batch_size} exceeds the '
+                        f'{len(task.train.images)} training images of task {task.name}; use a '
+                        'smaller batch.')
+  return tasks
