@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp

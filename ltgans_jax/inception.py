@@ -26,7 +26,6 @@ This project never downloads the weights: put the file somewhere and pass its pa
 from __future__ import annotations
 
 import collections
-import functools
 import io
 import os
 import pickle
@@ -453,6 +452,17 @@ class _TensorRef:
     self.key, self.array, self.storage_name = key, array, storage_name
 
 
+class _StoragePid:
+  """Marks a tensor's storage, which the pickler writes as a persistent id."""
+
+  def __init__(self, tensor: _TensorRef):
+    self.tensor = tensor
+
+
+class _OrderedDictCall:
+  """An empty ``collections.OrderedDict()``, emitted as the call (torch's backward_hooks)."""
+
+
 class _TorchPickler(pickle._Pickler):  # pylint: disable=protected-access
   """The pure-Python pickler, taught to emit torch's globals and storage persistent ids."""
 
@@ -473,6 +483,7 @@ class _TorchPickler(pickle._Pickler):  # pylint: disable=protected-access
 
   dispatch[_Global] = _save_global_ref
   dispatch[_TensorRef] = _save_tensor
+  dispatch[_OrderedDictCall] = _save_ordered_dict_call
 
   def persistent_id(self, obj):
     if isinstance(obj, _StoragePid):
@@ -481,16 +492,6 @@ class _TorchPickler(pickle._Pickler):  # pylint: disable=protected-access
     return None
 
 
-class _StoragePid:
-  def __init__(self, tensor: _TensorRef):
-    self.tensor = tensor
-
-
-class _OrderedDictCall:
-  """An empty ``collections.OrderedDict()``, emitted as the call (torch's backward_hooks)."""
-
-
-_TorchPickler.dispatch[_OrderedDictCall] = _TorchPickler._save_ordered_dict_call  # pylint: disable=protected-access
 _NUMPY_TO_STORAGE = {np.dtype(v): k for k, v in _STORAGE_DTYPES.items() if k != 'BFloat16Storage'}
 
 
@@ -505,10 +506,11 @@ def save_torch_state_dict(path: str, state_dict: Mapping[str, np.ndarray],
   tensors = collections.OrderedDict()
   for i, (name, value) in enumerate(state_dict.items()):
     array = np.array(value, order='C')  # (np.ascontiguousarray would make 0-d arrays 1-d)
-    if array.dtype not in _NUMPY_TO_STORAGE:
+    native = array.dtype.newbyteorder('=')
+    if native not in _NUMPY_TO_STORAGE:
       raise TypeError(f'{name}: dtype {array.dtype} has no torch storage type.')
-    tensors[name] = _TensorRef(str(i), array.astype(array.dtype.newbyteorder('<')),
-                               _NUMPY_TO_STORAGE[array.dtype])
+    tensors[name] = _TensorRef(str(i), array.astype(native.newbyteorder('<')),
+                               _NUMPY_TO_STORAGE[native])
   buffer = io.BytesIO()
   _TorchPickler(buffer, protocol=2).dump(tensors)
   with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:

@@ -118,9 +118,8 @@ def _corrupt_half_written(step_dir):
 @pytest.mark.parametrize('corrupt', [_corrupt_truncate, _corrupt_missing_item,
                                      _corrupt_half_written])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(test_config, tmp_path,
-                                                                  corrupt):
-  reference_dir = str(tmp_path / 'reference')
-  reference = train.train_and_evaluate(test_config, reference_dir)
+                                                                  corrupt, reference_run):
+  reference_dir, reference = reference_run
   workdir = str(tmp_path / 'damaged')
   shutil.copytree(reference_dir, workdir)
   shutil.rmtree(os.path.join(workdir, 'checkpoints', '8'))  # interrupted in task 2 ...

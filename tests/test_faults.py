@@ -32,8 +32,9 @@ def _latest(workdir):
   return max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
 
 
-def test_sigterm_saves_then_the_rerun_ends_bit_identical(test_config, tmp_path, monkeypatch):
-  reference = train.train_and_evaluate(test_config, str(tmp_path / 'reference'))
+def test_sigterm_saves_then_the_rerun_ends_bit_identical(test_config, tmp_path, monkeypatch,
+                                                          reference_run):
+  _, reference = reference_run
   workdir = str(tmp_path / 'interrupted')
 
   def interrupt(phase, task_step, metrics):

@@ -16,9 +16,9 @@ def test_space_to_depth_inverts_depth_to_space():
   np.testing.assert_array_equal(models.space_to_depth(image)[0, 0, 0], [0, 1, 4, 5])
 
 
-@pytest.mark.parametrize('size', [28, 32, 64])
-@pytest.mark.parametrize('channels', [1, 3])
-@pytest.mark.parametrize('resample', models.RESAMPLE_MODES)
+@pytest.mark.parametrize('size, channels, resample', [
+    (28, 1, 'pixel_shuffle'), (32, 3, 'pixel_shuffle'), (64, 3, 'pixel_shuffle'),
+    (28, 3, 'strided'), (32, 1, 'strided'), (64, 1, 'strided')])
 def test_network_shapes(size, channels, resample):
   key = jax.random.key(0)
   generator = models.Generator(size, channels, width=4, resample=resample)

@@ -14,9 +14,8 @@ def _steps_on_disk(workdir):
   return sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
 
 
-def test_two_tasks_end_to_end_then_exact_resume(test_config, tmp_path):
-  reference_dir = str(tmp_path / 'reference')
-  final = train.train_and_evaluate(test_config, reference_dir)
+def test_two_tasks_end_to_end_then_exact_resume(test_config, tmp_path, reference_run):
+  reference_dir, final = reference_run
   assert int(final.task) == 1 and int(final.task_step) == test_config.train.steps_per_task
 
   # Task-boundary checkpoints (4, 8) are kept besides the newest rolling ones.
