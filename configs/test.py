@@ -19,4 +19,6 @@ def get_config():
   config.train.checkpoint_every = 2
   config.eval.num_examples = 16
   config.eval.grid_rows = 2
+  config.eval.iwae_samples = 3
+  config.eval.feature_net_steps = 5
   return config

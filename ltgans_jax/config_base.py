@@ -72,7 +72,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.check_finite_every = 1  # steps between NaN/inf checks of the losses
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.num_examples = 500  # test images per task for the end-of-task NLL
+  config.eval.num_examples = 500  # test images (and generated samples) per task for metrics
+  config.eval.iwae_samples = 50  # k of the importance-weighted NLL bound (5000 is customary)
+  config.eval.feature_net_steps = 1000  # training steps of the FID feature classifier
+  config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
   config.eval.grid_rows = 8
   return config
 
@@ -93,4 +96,6 @@ def get_paper_config(sequence: str) -> ml_collections.ConfigDict:
   config.train.log_every = 200
   config.train.checkpoint_every = 2000
   config.eval.num_examples = 2000
+  config.eval.iwae_samples = 100
+  config.eval.feature_net_steps = 2000
   return config

@@ -23,8 +23,8 @@ import ml_collections
 import numpy as np
 from clu import metrics as clu_metrics
 
-from ltgans_jax import checkpointing, config_validation, evaluation, state as state_lib, steps
-from ltgans_jax import viz, writers
+from ltgans_jax import checkpointing, config_validation, state as state_lib, steps
+from ltgans_jax import feature_net, task_eval, viz, writers
 from ltgans_jax.data import batching, sequences
 
 
@@ -45,7 +45,7 @@ class TaskRecord:
   steps: int
   seconds: float
   last_metrics: Dict[str, float]
-  nll_row: List[float]  # paper NLL on tasks 0..k after task k
+  evaluation: Dict[str, List[float]]  # metric -> value on tasks 0..k after task k
   pictures: Dict[str, str]  # grid name -> path relative to the workdir
 
 
@@ -137,14 +137,6 @@ def write_pictures(config, networks, state, tasks, task, workdir, metrics_log):
   return files
 
 
-def evaluate_seen_tasks(config, networks, state, tasks, task) -> List[float]:
-  """Paper NLL (squared error + KL) of the Student on each seen task's test images."""
-  key = stream_key(config.seed, 2)
-  return [evaluation.paper_nll(networks, state.student.params,
-                               tasks[j].test.images[:config.eval.num_examples], key)
-          for j in range(task + 1)]
-
-
 def write_report(config, workdir, tasks, records: List[TaskRecord]) -> None:
   """report.md: per-task timing and losses, the NLL-after-each-task matrix, the grids."""
   if jax.process_index() != 0:
@@ -162,14 +154,23 @@ def write_report(config, workdir, tasks, records: List[TaskRecord]) -> None:
                  f'{r.steps / max(r.seconds, 1e-9):.2f} | '
                  f'{r.last_metrics.get("critic/loss", float("nan")):.3f} | '
                  f'{r.last_metrics.get("student/loss_data", float("nan")):.2f} |')
-  lines += ['', '## Student NLL (paper quantity: squared error in [0,1] + KL, one sample)', '',
-            f'Row: after learning that task; column: test set of that task '
-            f'(first {config.eval.num_examples} test images). Lower is better.', '',
-            '| after \\ on | ' + ' | '.join(names) + ' |',
-            '|---' * (len(names) + 1) + '|']
-  for r in records:
-    cells = [f'{v:.1f}' for v in r.nll_row] + [''] * (len(names) - len(r.nll_row))
-    lines.append(f'| {r.name} | ' + ' | '.join(cells) + ' |')
+  lines += ['', '## After each task, on every task seen so far', '',
+            f'Row: after learning that task; column: test set of that task (first '
+            f'{config.eval.num_examples} test images; IWAE with {config.eval.iwae_samples} '
+            f'samples, {config.vae.likelihood} likelihood). Lower is better for all. Heatmaps '
+            'and JSON in `eval/`.']
+  for metric, title in task_eval.METRIC_NAMES.items():
+    if records and metric in records[0].evaluation:
+      lines += ['', f'### {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
+                '|---' * (len(names) + 1) + '|']
+      for r in records:
+        row = r.evaluation[metric]
+        cells = [f'{v:.2f}' for v in row] + [''] * (len(names) - len(row))
+        lines.append(f'| {r.name} | ' + ' | '.join(cells) + ' |')
+  if records and 'fid_own_all' in records[-1].evaluation:
+    lines += ['', f'{feature_net.FID_NAME} of the Assistant against all seen test sets '
+              'together, after each task: ' + ', '.join(
+                  f'{r.name} {r.evaluation["fid_own_all"][0]:.2f}' for r in records)]
   lines += ['', '## Pictures', '']
   for task, record in enumerate(records):
     lines.append(f'After task {task + 1} ({names[task]}):')
@@ -305,6 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
 def _train_tasks(config, tasks, networks, optimizers, state, step_fns, records, first_task,
                  batch_sharding, checkpoints, metrics_log, progress, workdir, stop):
   """The per-task sections of ``train_and_evaluate``."""
+  evaluator = task_eval.TaskEvaluator(config, networks, tasks, workdir)
   for task in range(first_task, len(tasks)):
     if int(state.task) < task:
       state = state_lib.begin_next_task(state, optimizers.generator)
@@ -316,13 +318,16 @@ def _train_tasks(config, tasks, networks, optimizers, state, step_fns, records, 
     state, last = train_task(config, step_fns, state, batches, task, batch_sharding,
                              metrics_log, progress, checkpoints, prefix, tasks[task].name, stop)
     seconds = time.time() - started
-    nll_row = evaluate_seen_tasks(config, networks, state, tasks, task)
-    logging.info('%s done: paper NLL per seen task %s', prefix,
-                 ', '.join(f'{tasks[j].name}={v:.1f}' for j, v in enumerate(nll_row)))
+    results = evaluator.evaluate(state, task)
+    for metric, row in results.items():
+      logging.info('%s done: %s %s', prefix, metric,
+                   ', '.join(f'{tasks[j].name}={v:.2f}' for j, v in enumerate(row)))
     pictures = write_pictures(config, networks, state, tasks, task, workdir, metrics_log)
     records = records[:task] + [TaskRecord(tasks[task].name,
                                            config.train.steps_per_task - steps_before,
-                                           seconds, last, nll_row, pictures)]
+                                           seconds, last, results, pictures)]
+    if jax.process_index() == 0:
+      task_eval.write_matrices(workdir, [t.name for t in tasks], [r.evaluation for r in records])
     write_report(config, workdir, tasks, records)
     checkpointing.save(checkpoints, checkpointing.global_step(
         config, task, config.train.steps_per_task), state)

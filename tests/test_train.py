@@ -23,8 +23,10 @@ def test_two_tasks_end_to_end_then_exact_resume(test_config, tmp_path, reference
   assert {4, 8} <= set(steps_on_disk)
   with open(os.path.join(reference_dir, 'report.json')) as f:
     report = json.load(f)
-  assert [len(r['nll_row']) for r in report['records']] == [1, 2]
-  assert all(np.isfinite(v) for r in report['records'] for v in r['nll_row'])
+  for metric in ('nll_paper', 'nll_iwae', 'fid_own'):
+    assert [len(r['evaluation'][metric]) for r in report['records']] == [1, 2]
+    assert all(np.isfinite(v) for r in report['records'] for v in r['evaluation'][metric])
+    assert os.path.getsize(os.path.join(reference_dir, 'eval', f'{metric}.png')) > 0
   for record in report['records']:
     for path in record['pictures'].values():
       assert os.path.getsize(os.path.join(reference_dir, path)) > 0
