@@ -53,14 +53,9 @@ def restore_latest(manager: ocp.CheckpointManager,
   it is left on disk, untouched, for a person to inspect."""
   steps = sorted(manager.all_steps(), reverse=True)
   failures = []
-  # Each step's item is read with its own checkpointer: after meeting a damaged step the
-  # manager's inferred item layout can no longer read the healthy ones.
-  checkpointer = ocp.StandardCheckpointer()
   for step in steps:
     try:
-      state = checkpointer.restore(os.path.join(manager.directory, str(step), 'default'),
-                                   template)
-      _check_matches(template, state)
+      state = restore_step(manager, step, template)
     except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds.
       failures.append(f'{step}: {type(e).__name__}: {str(e)[:200]}')
       logging.warning('Checkpoint %d in %s cannot be restored (%s: %s); trying an older one.',
@@ -73,6 +68,19 @@ def restore_latest(manager: ocp.CheckpointManager,
         f'None of the checkpoints in {manager.directory} can be restored ({"; ".join(failures)}'
         '); move that folder away to start afresh, or restore it from a backup.')
   return None
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int,
+                 template: LifelongState) -> LifelongState:
+  """Checkpoint ``step`` in ``template``'s types; raises if it is damaged or does not fit.
+
+  Read with a checkpointer of its own, not ``manager.restore``: after meeting a damaged step
+  the manager's inferred item layout can no longer read the healthy ones.
+  """
+  state = ocp.StandardCheckpointer().restore(
+      os.path.join(manager.directory, str(step), 'default'), template)
+  _check_matches(template, state)
+  return state
 
 
 def _check_matches(template, state) -> None:

@@ -77,6 +77,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.feature_net_steps = 1000  # training steps of the FID feature classifier
   config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
   config.eval.grid_rows = 8
+
+  # --mode=sample: which network, how many images, which latents.
+  config.sample = ml_collections.ConfigDict()
+  config.sample.network = 'assistant'
+  config.sample.num = 64
+  config.sample.seed = 0
   return config
 
 

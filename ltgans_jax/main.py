@@ -1,5 +1,5 @@
 """Command line: ``python -m ltgans_jax.main [--config=configs/NAME.py] [--workdir=DIR]
-[--config.a.b=value ...]``.
+[--mode=train|evaluate|sample] [--config.a.b=value ...]``.
 
 Without ``--config`` the embedded default runs (``ltgans_jax/config_base.py``): scikit-learn's
 digits in two tasks, no download, a few minutes on a laptop CPU.
@@ -13,7 +13,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from ltgans_jax import train
+from ltgans_jax import inspect_run, train
 from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.config_validation import ConfigError
 from ltgans_jax.data.local import DatasetError
@@ -24,6 +24,9 @@ config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Experiment config fi
 flags.DEFINE_string('workdir', 'workdirs/default',
                     'Where checkpoints, TensorBoard events, samples and report.md go; rerun '
                     'with the same workdir to resume.')
+flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'sample'],
+                  'train (or resume); evaluate the task-boundary checkpoints of a workdir; '
+                  'sample N images of one network (config.sample) from the newest checkpoint.')
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +41,12 @@ def main(argv):
     jax.distributed.initialize()  # Multi-host (TPU VM pods, SLURM): one process per host.
   logging.info('JAX devices: %s', jax.devices())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if FLAGS.mode == 'train':
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    elif FLAGS.mode == 'evaluate':
+      inspect_run.evaluate_workdir(FLAGS.config, FLAGS.workdir)
+    else:
+      inspect_run.sample(FLAGS.config, FLAGS.workdir)
   except (ConfigError, DatasetError, train.DivergenceError, CheckpointError) as e:
     logging.error('%s', e)  # One sentence that says what to do; no traceback.
     sys.exit(f'error: {e}')

@@ -24,7 +24,7 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from ltgans_jax import checkpointing, config_validation, state as state_lib, steps
-from ltgans_jax import feature_net, task_eval, viz, writers
+from ltgans_jax import feature_net, figures, task_eval, viz, writers
 from ltgans_jax.data import batching, sequences
 
 
@@ -331,4 +331,8 @@ def _train_tasks(config, tasks, networks, optimizers, state, step_fns, records, 
     write_report(config, workdir, tasks, records)
     checkpointing.save(checkpoints, checkpointing.global_step(
         config, task, config.train.steps_per_task), state)
+    if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
+      records[-1].pictures.update(figures.write_latent_figures(
+          networks, state.student.params, tasks, workdir))
+      write_report(config, workdir, tasks, records)
   return state

@@ -1,0 +1,113 @@
+"""Modes of the main command over an existing workdir (no training):
+
+* ``evaluate``: restores every task-boundary checkpoint and recomputes the forgetting matrices
+  with the current ``eval`` config (e.g. ``--config.eval.iwae_samples=5000`` for final numbers,
+  ``--config.eval.inception_weights=...``), writing ``eval/`` and ``eval/evaluation.md``, plus
+  the Student's latent figures of the last finished task.
+* ``sample``: writes ``config.sample.num`` images of ``config.sample.network`` ('teacher',
+  'assistant' or 'student') from the newest checkpoint to ``samples_<network>.npz`` (uint8
+  [N, H, W, C]) and a PNG grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import numpy as np
+
+from ltgans_jax import checkpointing, config_validation, figures, state as state_lib
+from ltgans_jax import task_eval, viz
+from ltgans_jax.checkpointing import CheckpointError
+from ltgans_jax.data import sequences
+from ltgans_jax.errors import ConfigError
+
+NETWORKS = ('teacher', 'assistant', 'student')
+
+
+def _open(config, workdir):
+  config_validation.validate(config)
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise CheckpointError(f'{workdir} holds no checkpoints; train first with --mode=train.')
+  config_validation.check_workdir(config, workdir)
+  tasks = sequences.build_sequence(config)
+  networks = state_lib.build_networks(config)
+  optimizers = state_lib.build_optimizers(config)
+  template = state_lib.init_state(config, networks, optimizers, jax.random.key(config.seed))
+  return tasks, networks, template, checkpointing.make_manager(config, workdir, len(tasks))
+
+
+def evaluate_workdir(config, workdir: str) -> dict:
+  """Recomputes the per-task metrics from the task-boundary checkpoints; returns summaries."""
+  tasks, networks, template, manager = _open(config, workdir)
+  boundaries = checkpointing.task_boundary_steps(config, len(tasks))
+  available = set(manager.all_steps())
+  finished = [t for t, step in enumerate(boundaries) if step in available]
+  if not finished:
+    raise CheckpointError(f'{workdir} has no task-boundary checkpoint yet; finish a task first.')
+  evaluator = task_eval.TaskEvaluator(config, networks, tasks, workdir)
+  rows = []
+  for task in range(max(finished) + 1):
+    if task not in finished:
+      raise CheckpointError(f'The checkpoint at the end of task {task + 1} '
+                            f'(step {boundaries[task]}) is missing; the matrix needs every one.')
+    state = checkpointing.restore_step(manager, boundaries[task], template)
+    rows.append(evaluator.evaluate(state, task))
+    logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
+  summaries = task_eval.write_matrices(workdir, [t.name for t in tasks], rows)
+  figure_files = figures.write_latent_figures(networks, state.student.params,
+                                              tasks[:max(finished) + 1], workdir)
+  _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files)
+  manager.close()
+  return summaries
+
+
+def _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files):
+  names = [t.name for t in tasks]
+  lines = ['# Evaluation', '', f'{config.eval.num_examples} test images per task; IWAE with '
+           f'{config.eval.iwae_samples} samples ({config.vae.likelihood} likelihood).']
+  for metric, title in task_eval.METRIC_NAMES.items():
+    if metric not in rows[0]:
+      continue
+    lines += ['', f'## {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
+              '|---' * (len(names) + 1) + '|']
+    for task, row in enumerate(rows):
+      cells = [f'{v:.2f}' for v in row[metric]] + [''] * (len(names) - len(row[metric]))
+      lines.append(f'| {names[task]} | ' + ' | '.join(cells) + ' |')
+    s = summaries[metric]
+    lines += ['', f'Final-row average {s["final_average"]:.2f}; diagonal average '
+              f'{s["diagonal_average"]:.2f}; mean forgetting {s["mean_forgetting"]:.2f}.',
+              f'![{metric}]({metric}.png)']
+  lines += ['', '## Student latent space (after the last finished task)', '']
+  lines += [f'- {name}: ![{name}](../{path})' for name, path in figure_files.items()]
+  with open(os.path.join(workdir, 'eval', 'evaluation.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+def sample(config, workdir: str) -> str:
+  """Writes N samples of one network from the newest checkpoint; returns the .npz path."""
+  network = config.sample.network
+  if network not in NETWORKS:
+    raise ConfigError(f'sample.network={network!r}; use one of {NETWORKS}.')
+  _, networks, template, manager = _open(config, workdir)
+  state = checkpointing.restore_latest(manager, template)
+  if state is None:
+    raise CheckpointError(f'{workdir} holds no checkpoint; train first with --mode=train.')
+  key = jax.random.key(config.sample.seed)
+  if network == 'student':
+    z = jax.random.normal(key, (config.sample.num, config.vae.latent_dim))
+    images = jax.nn.sigmoid(networks.student.apply({'params': state.student.params}, z,
+                                                   method='decode')) * 2 - 1
+  else:
+    z = jax.random.normal(key, (config.sample.num, config.model.latent_dim))
+    images = networks.generator.apply({'params': getattr(state, network).params}, z)
+  pixels = np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+  path = os.path.join(workdir, f'samples_{network}.npz')
+  np.savez_compressed(path, images=pixels)
+  rows = max(r for r in range(1, int(np.sqrt(len(pixels))) + 1) if len(pixels) % r == 0)
+  viz.save_png(path.replace('.npz', '.png'), viz.image_grid(np.asarray(images), rows), scale=2)
+  manager.close()
+  logging.info('Wrote %d %s samples (task %d, step %d) to %s', len(pixels), network,
+               int(state.task) + 1, int(state.task_step), path)
+  return path
