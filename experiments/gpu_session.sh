@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
-# One device session on a lent GPU (see README "Results"): the MNIST -> Fashion-MNIST run at the
-# paper's sizes, then the benchmark. Run from the repo root on the GPU machine:
-#   bash experiments/gpu_session.sh DATA_DIR OUT_DIR TRAIN_SECONDS
-# DATA_DIR holds mnist/ and fashion_mnist/ (published IDX files). The number of steps per task
-# is chosen from a measured probe so that training fits TRAIN_SECONDS; the choice is logged.
+# One session on a lent GPU: the benchmark, then MNIST -> Fashion-MNIST and the 4-task offline
+# MSFO stand-in at the paper's sizes (32x32x3, z=100, batch 64, widths 64, 5 critic steps).
+#   bash experiments/gpu_session.sh DATA_DIR OUT_DIR SECONDS_FOR_TRAINING
+# DATA_DIR holds mnist/ and fashion_mnist/ (published IDX files). MNIST -> Fashion runs a fixed
+# 5000 steps per task; the 4-task run then gets as many steps per task (multiple of 1000,
+# 2000 to 10000) as the measured speed allows in the seconds left. Both choices are logged.
 set -uo pipefail
-DATA_DIR=$1; OUT=$2; TRAIN_SECONDS=${3:-240}
+DATA_DIR=$1; OUT=$2; BUDGET=${3:-420}
+FIRST_STEPS=${FIRST_STEPS:-5000}  # EXTRA: more --config overrides (for a dry run on a CPU)
+EXTRA=${EXTRA:-}
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
+START=$(date +%s)
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())"
+} | tee "$OUT/gpu.txt"
 
-probe_dir=$(mktemp -d)
-python3 -m ltgans_jax.main --config=configs/mnist_fashion.py --workdir="$probe_dir" \
-  --config.data.data_dir="$DATA_DIR" --config.train.steps_per_task=1000 \
-  --config.train.log_every=500 --config.eval.num_examples=100 2>&1 | tee "$OUT/probe.log" \
-  | grep -E "steps/s|done|Error" | cut -c1-200
-rate=$(grep -oE "[0-9.]+ steps/s" "$OUT/probe.log" | tail -1 | cut -d' ' -f1)
-steps=$(python3 -c "r=float('${rate:-20}'); print(max(1000, min(10000, int(r*$TRAIN_SECONDS/2)//1000*1000)))")
-echo "probe: ${rate} steps/s -> ${steps} steps per task" | tee "$OUT/steps_choice.txt"
+run() {  # name config steps
+  local name=$1 config=$2 steps=$3 t0=$(date +%s)
+  python3 -m ltgans_jax.main --config="$config" --workdir="workdirs/$name" \
+    --config.data.data_dir="$DATA_DIR" --config.train.steps_per_task="$steps" \
+    --config.train.log_every=500 --config.eval.num_examples=1000 $EXTRA 2>&1 \
+    | grep -vE "^W|oneDNN|TF_ENABLE" > "$OUT/$name.log"
+  echo "$name: $steps steps per task, wall time $(( $(date +%s) - t0 )) s, exit ${PIPESTATUS[0]}" \
+    | tee -a "$OUT/runs.txt"
+  grep -E "steps/s|done:" "$OUT/$name.log" | tail -4 | cut -c1-220
+  tar czf "$OUT/$name.tgz" -C "workdirs/$name" report.md report.json metrics.jsonl config.json \
+    samples figures eval 2>/dev/null
+}
 
-workdir=workdirs/mnist_fashion_gpu
-start=$(date +%s)
-python3 -m ltgans_jax.main --config=configs/mnist_fashion.py --workdir="$workdir" \
-  --config.data.data_dir="$DATA_DIR" --config.train.steps_per_task="$steps" 2>&1 \
-  | grep -vE "^W|oneDNN" > "$OUT/train.log"
-echo "wall time $(( $(date +%s) - start )) s" | tee -a "$OUT/steps_choice.txt"
-grep -E "steps/s|done" "$OUT/train.log" | tail -6 | cut -c1-200
-tar czf "$OUT/mnist_fashion_gpu.tgz" -C "$workdir" report.md report.json metrics.jsonl samples
+run mnist_fashion_gpu configs/mnist_fashion.py "$FIRST_STEPS"
+rate=$(grep -oE "[0-9.]+ steps/s" "$OUT/mnist_fashion_gpu.log" | tail -1 | cut -d' ' -f1)
+left=$(( BUDGET - ($(date +%s) - START) - 60 ))
+steps=$(python3 -c "r=float('${rate:-50}'); print(max(min(2000, $FIRST_STEPS), min(10000, int(r*$left/4*0.8)//1000*1000)))")
+echo "measured ${rate} steps/s; ${left} s left -> ${steps} steps per task" | tee -a "$OUT/runs.txt"
+run msfo_offline_gpu configs/msfo_offline.py "$steps"

@@ -9,7 +9,7 @@ import os
 import jax
 import ml_collections
 
-from ltgans_jax import losses, models
+from ltgans_jax import losses, methods, models
 from ltgans_jax.errors import ConfigError
 
 
@@ -21,6 +21,7 @@ def _require(condition: bool, message: str) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   data, train, gan, vae = config.data, config.train, config.gan, config.vae
   from ltgans_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  methods.get(config.method)
   _require(data.source in datasets.SOURCES,
            f'data.source={data.source!r}; use one of {datasets.SOURCES}.')
   sizes = sorted(models.BASE_RESOLUTION)

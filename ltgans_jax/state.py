@@ -107,15 +107,19 @@ def swap_roles(state: LifelongState) -> LifelongState:
                        teacher_id=1 - state.teacher_id)
 
 
-def begin_next_task(state: LifelongState, generator_optimizer: optax.GradientTransformation
-                    ) -> LifelongState:
+def begin_next_task(state: LifelongState, generator_optimizer: optax.GradientTransformation,
+                    swap: bool = True) -> LifelongState:
   """Moves a finished task-k state to the start of task k+1 (pure).
+
+  ``swap=False`` (the baselines) only advances the counters.
 
   The roles swap, so the generator that has just learnt tasks 1..k becomes the frozen Teacher;
   the new Assistant (which knows only tasks 1..k-1) starts a fresh optimiser state, since the
   moments of its last training are stale. The Teacher keeps its (now unused) optimiser state so
   that the pytree's structure, and therefore its size, stays the same for every task.
   """
+  if not swap:
+    return state.replace(task=state.task + 1, task_step=jnp.zeros_like(state.task_step))
   swapped = swap_roles(state)
   fresh_assistant = swapped.assistant.replace(
       opt_state=generator_optimizer.init(swapped.assistant.params))

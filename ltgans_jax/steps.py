@@ -110,8 +110,13 @@ class _Step:
     return apply_gradients(student, grads, self.optimizers.student), metrics
 
   # The two phases --------------------------------------------------------------------------
-  def joint(self, state: LifelongState, batch, key, update_generators: bool):
-    """Task 1 (eq. 2): Teacher and Assistant both learn the data against one critic."""
+  def joint(self, state: LifelongState, batch, key, update_generators: bool,
+            replay: bool = False):
+    """Task 1 (eq. 2): Teacher and Assistant both learn the data against one critic.
+
+    With ``replay`` (the no-LAKD baseline of Fig. 4b on later tasks) the Student also replays
+    Teacher samples, as in eq. 5.
+    """
     keys, real = named_keys(key), images_from_uint8(batch)
     num = real.shape[0]
     fake_teacher = self.generate(state.teacher.params, keys['critic_z_teacher'], num)
@@ -137,19 +142,29 @@ class _Step:
           teacher, critic.params, keys['generator_z_teacher'], num)
       assistant, metrics['generator/loss_assistant'] = self.generator_update(
           assistant, critic.params, keys['generator_z_assistant'], num)
-    student, student_metrics = self.student_update(state.student, real, None, keys)
+    replayed = fake_teacher if replay else None
+    student, student_metrics = self.student_update(state.student, real, replayed, keys)
     new_state = state.replace(teacher=teacher, assistant=assistant, critic=critic,
                               student=student, task_step=state.task_step + 1)
     return new_state, {**metrics, **student_metrics}
 
-  def lakd(self, state: LifelongState, batch, key, update_generators: bool):
-    """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the real side."""
+  def lakd(self, state: LifelongState, batch, key, update_generators: bool,
+           teacher_fraction: float = None, replay: bool = True):
+    """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the real side.
+
+    ``teacher_fraction=0, replay=False`` is plain training of the Assistant and the Student on
+    the data alone (the fine-tuning and joint-training baselines).
+    """
     keys, data = named_keys(key), images_from_uint8(batch)
-    state, metrics, teacher_samples = self.lakd_adversarial(state, data, keys, update_generators)
-    student, student_metrics = self.student_update(state.student, data, teacher_samples, keys)
+    state, metrics, teacher_samples = self.lakd_adversarial(
+        state, data, keys, update_generators,
+        self.teacher_fraction if teacher_fraction is None else teacher_fraction)
+    student, student_metrics = self.student_update(
+        state.student, data, teacher_samples if replay else None, keys)
     return state.replace(student=student), {**metrics, **student_metrics}
 
-  def lakd_adversarial(self, state: LifelongState, data, keys, update_generators: bool):
+  def lakd_adversarial(self, state: LifelongState, data, keys, update_generators: bool,
+                       teacher_fraction: float):
     """The critic and Assistant updates of a LAKD step; returns (state, metrics, the Teacher
     samples [B, H, W, C] that the Student replays)."""
     num = data.shape[0]
@@ -158,7 +173,7 @@ class _Step:
     # Exactly round(fraction * B) Teacher samples at random positions: a uniform mixture of
     # the two sources with less variance than a per-example coin flip, and elementwise (so
     # it shards over the batch axis like everything else).
-    num_teacher = round(self.teacher_fraction * num)
+    num_teacher = round(teacher_fraction * num)
     is_data = jax.random.permutation(keys['mix'], jnp.arange(num) >= num_teacher)
     real_mix = jnp.where(is_data[:, None, None, None], data, teacher_samples)
     fake = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
@@ -182,14 +197,22 @@ class _Step:
 
 def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
                      optimizers: Optimizers) -> Dict[str, Callable]:
-  """Returns {'joint': step, 'lakd': step}; each ``step(state, batch, key, update_generators)``.
+  """Returns the jitted phases, each ``step(state, batch, key, update_generators)``:
+
+  * ``joint``: eq. 2 (task 1 of LT-GANs); ``joint_replay``: the same with the Student replaying
+    Teacher samples (the no-LAKD baseline on later tasks);
+  * ``lakd``: eq. 3 (tasks k >= 2 of LT-GANs);
+  * ``plain``: the Assistant and the Student on the data alone (fine-tuning, joint training).
 
   ``batch`` is [B, H, W, C] uint8; ``update_generators`` is static (two compiled variants per
-  phase at most). The input state is donated: do not reuse it after the call.
+  phase at most, compiled on first use). The input state is donated: do not reuse it.
   """
   step = _Step(config, networks, optimizers)
   jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
-  return {'joint': jit(step.joint), 'lakd': jit(step.lakd)}
+  return {'joint': jit(step.joint),
+          'joint_replay': jit(functools.partial(step.joint, replay=True)),
+          'lakd': jit(step.lakd),
+          'plain': jit(functools.partial(step.lakd, teacher_fraction=0.0, replay=False))}
 
 
 def make_component_steps(config: ml_collections.ConfigDict, networks: Networks,
@@ -204,7 +227,8 @@ def make_component_steps(config: ml_collections.ConfigDict, networks: Networks,
 
   def adversarial(state, batch, key):
     keys = named_keys(key)
-    return step.lakd_adversarial(state, images_from_uint8(batch), keys, True)[0]
+    return step.lakd_adversarial(state, images_from_uint8(batch), keys, True,
+                                 step.teacher_fraction)[0]
 
   def student(student_state, data, replay, key):
     return step.student_update(student_state, data, replay, named_keys(key))[0]

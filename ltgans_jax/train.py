@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from clu import metrics as clu_metrics
 
-from ltgans_jax import checkpointing, config_validation, state as state_lib, steps
+from ltgans_jax import checkpointing, config_validation, methods, state as state_lib, steps
 from ltgans_jax import feature_net, figures, task_eval, viz, writers
 from ltgans_jax.data import batching, sequences
 
@@ -237,7 +237,7 @@ def check_finite(metrics: Dict[str, jnp.ndarray], task_name: str, task_step: int
 def train_task(config, step_fns, state, batches, task, sharding, metrics_log, progress,
                checkpoints, prefix, task_name, stop):
   """Runs the remaining steps of ``task``; returns the state and the last averaged metrics."""
-  phase = 'joint' if task == 0 else 'lakd'
+  phase = methods.get(config.method).phase(task)
   accumulator, last = _Accumulator(), {}
   start = int(state.task_step)
   for task_step in range(start, config.train.steps_per_task):
@@ -308,13 +308,15 @@ def _train_tasks(config, tasks, networks, optimizers, state, step_fns, records, 
   """The per-task sections of ``train_and_evaluate``."""
   evaluator = task_eval.TaskEvaluator(config, networks, tasks, workdir)
   for task in range(first_task, len(tasks)):
+    method = methods.get(config.method)
     if int(state.task) < task:
-      state = state_lib.begin_next_task(state, optimizers.generator)
+      state = state_lib.begin_next_task(state, optimizers.generator, method.swap_roles)
     prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
     started = time.time()
     steps_before = int(state.task_step)
-    batches = batching.TaskBatches(tasks[task].train.images, config.train.batch_size,
-                                   config.seed, task)
+    images = (np.concatenate([t.train.images for t in tasks[:task + 1]])
+              if method.cumulative_data else tasks[task].train.images)
+    batches = batching.TaskBatches(images, config.train.batch_size, config.seed, task)
     state, last = train_task(config, step_fns, state, batches, task, batch_sharding,
                              metrics_log, progress, checkpoints, prefix, tasks[task].name, stop)
     seconds = time.time() - started

@@ -94,3 +94,23 @@ def test_state_size_is_the_same_after_one_and_after_five_tasks(test_config):
   assert state_lib.state_bytes(state) == after_one
   assert jax.tree_util.tree_structure(state) == structure
   assert int(state.task) == 4
+
+
+def test_baseline_phases_keep_their_invariants(test_config):
+  """plain: only the Assistant learns, no replay; joint_replay: both learn, the Student replays."""
+  _, optimizers, state, step_fns = build(test_config)
+  before = copy_tree(state)
+  state, metrics = step_fns['plain'](state, random_batch(test_config), jax.random.key(0),
+                                     update_generators=True)
+  assert tree_equal(before.teacher, state.teacher)
+  assert not tree_equal(before.assistant.params, state.assistant.params)
+  assert 'student/loss_replay' not in metrics
+  before = copy_tree(state)
+  state, metrics = step_fns['joint_replay'](state, random_batch(test_config, 1),
+                                            jax.random.key(1), update_generators=True)
+  assert not tree_equal(before.teacher.params, state.teacher.params)
+  assert not tree_equal(before.assistant.params, state.assistant.params)
+  assert 'student/loss_replay' in metrics
+  nxt = state_lib.begin_next_task(state, optimizers.generator, swap=False)
+  assert tree_equal(nxt.teacher, state.teacher) and int(nxt.teacher_id) == 0
+  assert int(nxt.task) == 1 and int(nxt.task_step) == 0

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from ltgans_jax import checkpointing, train, writers
 from tests.helpers import tree_equal
@@ -58,3 +59,11 @@ def test_finished_workdir_rerun_trains_nothing(test_config, tmp_path):
 def test_global_steps_count_across_tasks(test_config):
   assert checkpointing.global_step(test_config, 1, 3) == test_config.train.steps_per_task + 3
   assert checkpointing.task_boundary_steps(test_config, 2) == [4, 8]
+
+
+@pytest.mark.parametrize('method', ['no_lakd', 'finetune', 'joint'])
+def test_baselines_run_two_tasks(test_config, tmp_path, method):
+  test_config.method = method
+  test_config.train.steps_per_task = 2
+  final = train.train_and_evaluate(test_config, str(tmp_path / method))
+  assert int(final.task) == 1 and int(final.teacher_id) == 0  # no role swap
