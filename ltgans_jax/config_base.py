@@ -69,7 +69,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.log_every = 100
   config.train.checkpoint_every = 500
   config.train.max_checkpoints = 2  # rolling ones; task-boundary checkpoints are always kept
-  config.train.check_finite_every = 1  # steps between NaN/inf checks of the losses
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 500  # test images (and generated samples) per task for metrics

@@ -41,7 +41,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f'gan.teacher_fraction={gan.teacher_fraction}; it must lie in [0, 1].')
   _require(gan.critic_steps >= 1, f'gan.critic_steps={gan.critic_steps}; it must be >= 1.')
   for name in ('steps_per_task', 'batch_size', 'log_every', 'checkpoint_every',
-               'max_checkpoints', 'check_finite_every'):
+               'max_checkpoints'):
     _require(train[name] >= 1, f'train.{name}={train[name]}; it must be >= 1.')
   devices = jax.device_count()
   _require(train.batch_size % devices == 0,

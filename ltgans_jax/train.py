@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from clu import metrics as clu_metrics
 
 from ltgans_jax import checkpointing, config_validation, methods, state as state_lib, steps
 from ltgans_jax import feature_net, figures, task_eval, viz, writers
@@ -82,22 +81,39 @@ def data_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-class _Accumulator:
-  """Averages step metrics between log lines with clu's ``Average``."""
+class MetricsWindow:
+  """Checks every step's losses for NaN/inf and averages them between log lines, on the host.
 
-  def __init__(self):
-    self.averages = {}
+  A step's metrics are fetched after the next step has been dispatched, so the accelerator
+  never waits for the host; a non-finite loss still stops the run one step after it appears,
+  and ``flush`` runs before anything is saved, so no checkpoint holds a diverged state.
+  """
 
-  def add(self, metrics):
-    for name, value in metrics.items():
-      update = clu_metrics.Average.from_model_output(jnp.asarray(value))
-      self.averages[name] = (self.averages[name].merge(update) if name in self.averages
-                             else update)
+  def __init__(self, task_name: str, checkpoints):
+    self.task_name, self.checkpoints = task_name, checkpoints
+    self.pending = None
+    self.sums, self.counts = {}, {}
 
-  def compute_and_reset(self) -> Dict[str, float]:
-    result = {name: float(avg.compute()) for name, avg in self.averages.items()}
-    self.averages = {}
-    return result
+  def push(self, metrics: Dict[str, jnp.ndarray], task_step: int) -> None:
+    self.flush()
+    self.pending = (metrics, task_step)
+
+  def flush(self) -> None:
+    if self.pending is None:
+      return
+    metrics, task_step = self.pending
+    self.pending = None
+    values = jax.device_get(metrics)
+    check_finite(values, self.task_name, task_step, self.checkpoints)
+    for name, value in values.items():
+      self.sums[name] = self.sums.get(name, 0.0) + float(value)
+      self.counts[name] = self.counts.get(name, 0) + 1
+
+  def average_and_reset(self) -> Dict[str, float]:
+    self.flush()
+    averages = {name: total / self.counts[name] for name, total in self.sums.items()}
+    self.sums, self.counts = {}, {}
+    return averages
 
 
 def write_pictures(config, networks, state, tasks, task, workdir, metrics_log):
@@ -220,10 +236,9 @@ class _StopSignal:
       signal.signal(sig, handler)
 
 
-def check_finite(metrics: Dict[str, jnp.ndarray], task_name: str, task_step: int,
+def check_finite(values: Dict[str, np.ndarray], task_name: str, task_step: int,
                  checkpoints) -> None:
   """Raises DivergenceError naming the network, task and step of a non-finite loss."""
-  values = jax.device_get(metrics)
   bad = sorted(name for name, value in values.items() if not np.all(np.isfinite(value)))
   if bad:
     networks = sorted({name.split('/')[0] for name in bad})
@@ -238,7 +253,7 @@ def train_task(config, step_fns, state, batches, task, sharding, metrics_log, pr
                checkpoints, prefix, task_name, stop):
   """Runs the remaining steps of ``task``; returns the state and the last averaged metrics."""
   phase = methods.get(config.method).phase(task)
-  accumulator, last = _Accumulator(), {}
+  window, last = MetricsWindow(task_name, checkpoints), {}
   start = int(state.task_step)
   for task_step in range(start, config.train.steps_per_task):
     batch = jax.make_array_from_process_local_data(
@@ -247,22 +262,23 @@ def train_task(config, step_fns, state, batches, task, sharding, metrics_log, pr
     state, metrics = step_fns[phase](state, batch, step_key(config.seed, task, task_step),
                                      update_generators=update_generators)
     done = task_step + 1
-    if done % config.train.check_finite_every == 0:
-      check_finite(metrics, task_name, done, checkpoints)
-    accumulator.add(metrics)
+    window.push(metrics, done)
     gstep = checkpointing.global_step(config, task, done)
     # At a task's last step the end-of-task section saves; the next step sees the flag.
     if stop.received and done < config.train.steps_per_task:
+      window.flush()
       checkpointing.save(checkpoints, gstep, state)
       checkpoints.wait_until_finished()
       raise StopRequested(f'{stop.received} received: saved checkpoint {gstep} (task '
                           f'{task_name}, step {done}); rerun the same command to resume.')
     if done % config.train.log_every == 0 or done == config.train.steps_per_task:
-      last = accumulator.compute_and_reset()
+      last = window.average_and_reset()
       rate = progress(gstep, f'{prefix} | step {done}/{config.train.steps_per_task}', last)
       metrics_log.write_scalars(gstep, {**last, **({'steps_per_sec': rate} if rate else {})})
     if done % config.train.checkpoint_every == 0 and done < config.train.steps_per_task:
+      window.flush()
       checkpointing.save(checkpoints, gstep, state)
+  window.flush()  # The end-of-task section saves next.
   return state, last
 
 

@@ -8,6 +8,8 @@ drops its last partial batch. Indices within a batch are sorted (fast contiguous
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -19,8 +21,17 @@ def batch_indices(seed: int, task: int, step: int, num_examples: int,
                      f'batch_size={batch_size}; lower --config.train.batch_size.')
   batches_per_epoch = num_examples // batch_size
   epoch, position = divmod(step, batches_per_epoch)
-  order = np.random.default_rng([seed, task, epoch]).permutation(num_examples)
+  order = epoch_order(seed, task, epoch, num_examples)
   return np.sort(order[position * batch_size:(position + 1) * batch_size])
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(seed: int, task: int, epoch: int, num_examples: int) -> np.ndarray:
+  """The permutation of a task's examples in one epoch (cached: one draw per epoch, not per
+  step, keeps the host out of the accelerator's way)."""
+  order = np.random.default_rng([seed, task, epoch]).permutation(num_examples)
+  order.setflags(write=False)
+  return order
 
 
 class TaskBatches:
