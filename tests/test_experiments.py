@@ -1,0 +1,206 @@
+"""The experiment scripts' helpers (experiments/common.py): command assembly, override sets,
+reading workdirs, markdown tables, and Fig. 4b's reconstruction error. No training runs here
+except the shared reference run (conftest), reused for the reconstruction error."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+import fig4b_ablation  # pylint: disable=g-import-not-at-top,wrong-import-position
+import table1_msfo  # pylint: disable=g-import-not-at-top,wrong-import-position
+import table2_cifar_imagenet  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TASKS = ['mnist', 'fashion_mnist']
+
+
+def write_fake_workdir(path, config_overrides=None, finished=2):
+  """A workdir as train.py leaves it, with made-up numbers: report.json, eval/*.json and
+  config.json (the test config plus ``config_overrides``)."""
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.join(path, 'eval'), exist_ok=True)
+  rows = [{'nll_paper': [100.0], 'nll_iwae': [500.0], 'fid_own': [3.0], 'fid_own_all': [3.0]},
+          {'nll_paper': [110.0, 90.0], 'nll_iwae': [520.0, 480.0], 'fid_own': [4.0, 2.0],
+           'fid_own_all': [3.5]}][:finished]
+  records = [{'name': TASKS[i], 'steps': 4, 'seconds': 1.5, 'last_metrics': {},
+              'evaluation': row, 'pictures': {}} for i, row in enumerate(rows)]
+  with open(os.path.join(path, 'report.json'), 'w') as f:
+    json.dump({'tasks': TASKS, 'records': records}, f)
+  with open(os.path.join(path, 'report.md'), 'w') as f:
+    f.write('Sequence ...; devices: 1 x cpu.\n')
+  for metric in ('nll_paper', 'nll_iwae'):
+    matrix = [row[metric] + [None] * (2 - len(row[metric])) for row in rows]
+    with open(os.path.join(path, 'eval', f'{metric}.json'), 'w') as f:
+      json.dump({'metric': metric, 'task_names': TASKS, 'matrix': matrix,
+                 'summary': {'final_average': 100.0, 'diagonal_average': 95.0,
+                             'forgetting': [10.0, 0.0], 'mean_forgetting': 10.0}}, f)
+  config = test_config.get_config()
+  for key, value in (config_overrides or {}).items():
+    section, name = key.split('.')
+    config[section][name] = value
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump({'resume_keys': {}, 'config': json.loads(config.to_json_best_effort())}, f)
+  return str(path)
+
+
+def test_build_command_puts_overrides_after_config_and_workdir():
+  command = common.build_command('configs/msfo.py', '/w/run',
+                                 {'train.steps_per_task': 4, 'vae.beta': 2.0, 'method': 'joint'})
+  assert command[1:] == ['-m', 'ltgans_jax.main', '--config=configs/msfo.py',
+                         '--workdir=/w/run', '--config.train.steps_per_task=4',
+                         '--config.vae.beta=2.0', '--config.method=joint']
+  assert '--mode=evaluate' in common.build_command('c.py', 'w', {}, mode='evaluate')
+  assert common.shell_line(['a b', '--x=1']) == "'a b' --x=1"
+
+
+def test_size_overrides_order_and_presets():
+  assert common.size_overrides('paper', False) == {}
+  small = common.size_overrides('small', False, image_size=32, channels=3)
+  assert small['model.generator_width'] == 16 and small['data.channels'] == 3
+  quick = common.size_overrides('small', True, steps_per_task=7,
+                                extra={'eval.iwae_samples': '9'}, image_size=32, channels=3)
+  assert quick['model.generator_width'] == 4  # --quick wins over the preset
+  assert quick['train.steps_per_task'] == 7  # --steps_per_task over --quick
+  assert quick['eval.iwae_samples'] == '9'  # --set last
+  assert (quick['data.image_size'], quick['data.channels']) == (32, 3)
+  with pytest.raises(ValueError):
+    common.size_overrides('huge', False)
+
+
+def test_parse_assignments():
+  assert common.parse_assignments(['eval.iwae_samples=5000', '--config.vae.beta=4']) == {
+      'eval.iwae_samples': '5000', 'vae.beta': '4'}
+  with pytest.raises(ValueError, match='KEY=VALUE'):
+    common.parse_assignments(['eval.iwae_samples'])
+
+
+def test_split_methods_skips_unimplemented_with_a_note():
+  available, notes = common.split_methods('ltgans,curl,no_lakd,lgm,ltgans')
+  assert available == ['ltgans', 'no_lakd']
+  assert len(notes) == 2 and 'curl' in notes[0] and 'not implemented' in notes[0]
+  with pytest.raises(SystemExit, match='no implemented method'):
+    common.split_methods('curl,lgm')
+
+
+def test_markdown_tables():
+  assert common.fmt(None) == 'n/a' and common.fmt(float('nan')) == 'n/a'
+  assert common.fmt(1.234) == '1.23' and common.fmt('x') == 'x'
+  table = common.methods_by_task_table(TASKS, {'ltgans': [1.0, 3.0], 'curl': None})
+  assert table.splitlines() == [
+      '| task | LT-GANs | CURL |', '|---|---|---|', '| mnist | 1.00 | n/a |',
+      '| fashion_mnist | 3.00 | n/a |', '| Average | 2.00 | n/a |']
+
+
+def test_reading_a_workdir(tmp_path):
+  workdir = write_fake_workdir(tmp_path / 'run')
+  assert common.is_complete(workdir)
+  assert common.task_names(workdir) == TASKS
+  assert common.final_row(workdir, 'nll_paper') == [110.0, 90.0]
+  assert common.final_row(workdir, 'missing') is None
+  assert common.per_task_after_each(workdir, 'fid_own_all') == [3.0, 3.5]
+  assert sorted(common.load_eval(workdir)) == ['nll_iwae', 'nll_paper']
+  assert common.devices_from_report(workdir) == '1 x cpu'
+  result = common.RunResult('ltgans', ['python'], workdir, workdir + '.log', 1.0, 0)
+  table = common.forgetting_table({'ltgans': result}, ['nll_paper'])
+  assert '| LT-GANs | nll_paper | 100.00 | 95.00 | 10.00 |' in table
+  assert not common.is_complete(write_fake_workdir(tmp_path / 'half', finished=1))
+
+
+def test_nll_sections_write_plots_and_copy_heatmaps(tmp_path):
+  workdir = write_fake_workdir(tmp_path / 'run')
+  with open(os.path.join(workdir, 'eval', 'nll_paper.png'), 'wb') as f:
+    f.write(b'png')
+  ok = common.RunResult('ltgans', ['python'], workdir, workdir + '.log', 1.0, 0)
+  failed = common.RunResult('joint', ['python'], str(tmp_path / 'x'), 'x.log', 1.0, 1, 'boom')
+  out = str(tmp_path / 'out')
+  sections = dict(common.nll_sections({'ltgans': ok, 'joint': failed}, out, 'test'))
+  text = '\n'.join(sections.values())
+  assert '| mnist | 110.00 | n/a |' in text
+  assert os.path.exists(os.path.join(out, 'plots', 'nll_paper_final.png'))
+  assert os.path.exists(os.path.join(out, 'figures', 'ltgans_nll_paper.png'))
+
+
+def test_table2_fid_sections_from_a_workdir(tmp_path):
+  workdir = write_fake_workdir(tmp_path / 'run')
+  ok = common.RunResult('ltgans', ['python'], workdir, workdir + '.log', 1.0, 0)
+  sections = dict(table2_cifar_imagenet.fid_sections({'ltgans': ok}, str(tmp_path / 'out'),
+                                                     'fid_own'))
+  text = '\n'.join(sections.values())
+  assert '| mnist | 4.00 |' in text  # the final row
+  assert '| after fashion_mnist | 3.50 |' in text  # against all seen tasks, after each task
+
+
+def test_setting_section_names_what_changed(tmp_path):
+  workdir = write_fake_workdir(tmp_path / 'run', {'train.steps_per_task': 9, 'vae.beta': 4.0})
+  text = common.setting_section('configs/test.py', workdir, quick=True, notes=['a note'],
+                                ignore=('vae.beta',))
+  assert '`train.steps_per_task`: 4 -> 9' in text
+  assert 'vae.beta' not in text.split('Changed from')[1]
+  assert 'smoke run' in text and 'a note' in text
+
+
+def test_resolve_folders_keeps_quick_results_out_of_the_repository():
+  args = table1_msfo.parse_args(['--data_dir=/d', '--quick'])
+  out, root = common.resolve_folders(args, 'table1_msfo')
+  assert not out.startswith(os.path.join(ROOT, 'experiments'))
+  assert root == os.path.join(out, 'workdirs')
+  args = table1_msfo.parse_args(['--data_dir=/d'])
+  out, root = common.resolve_folders(args, 'table1_msfo')
+  assert out == os.path.join(ROOT, 'experiments', 'results', 'table1_msfo')
+  assert root == os.path.join(ROOT, 'workdirs', 'experiments', 'table1_msfo')
+
+
+def test_table1_falls_back_to_the_offline_sequence(tmp_path):
+  (tmp_path / 'mnist').mkdir()
+  (tmp_path / 'fashion_mnist').mkdir()
+  args = table1_msfo.parse_args([f'--data_dir={tmp_path}'])
+  sequence, note = table1_msfo.choose_sequence(args)
+  assert sequence == 'msfo_offline' and 'svhn/' in note and 'omniglot/' in note
+  for folder in ('svhn', 'omniglot'):
+    (tmp_path / folder).mkdir()
+  assert table1_msfo.choose_sequence(args) == ('msfo', '')
+  args = table1_msfo.parse_args([f'--data_dir={tmp_path}', '--offline'])
+  assert table1_msfo.choose_sequence(args)[0] == 'msfo_offline'
+
+
+def test_fig4b_betas():
+  assert fig4b_ablation.parse_betas('1,2,4.5') == [1.0, 2.0, 4.5]
+  assert fig4b_ablation.run_name('no_lakd', 4.0) == 'no_lakd_beta4'
+  with pytest.raises(ValueError):
+    fig4b_ablation.parse_betas('0,1')
+
+
+def test_run_config_reuses_a_finished_workdir(tmp_path):
+  workdir = write_fake_workdir(tmp_path / 'run')
+  overrides = {'train.steps_per_task': 4}
+  command = common.build_command('configs/test.py', workdir, overrides)
+  with open(os.path.join(workdir, common.RUN_RECORD), 'w') as f:
+    json.dump({'command': command[1:], 'seconds': 12.5}, f)
+  result = common.run_config('test', 'configs/test.py', workdir, overrides)
+  assert result.ok and result.reused and result.seconds == 12.5
+
+
+def test_a_failing_first_run_exits_with_the_library_message(tmp_path):
+  specs = [('bad', 'configs/test.py', str(tmp_path / 'bad'), {'data.image_size': 30})]
+  with pytest.raises(SystemExit) as exit_info:
+    common.run_all(specs)
+  assert 'data.image_size=30 is not supported' in str(exit_info.value)
+  assert 'no results written' in str(exit_info.value)
+  assert os.path.exists(str(tmp_path / 'bad') + '.log')
+
+
+def test_student_reconstruction_error_of_the_reference_run(reference_run):
+  workdir, _ = reference_run
+  error = common.student_reconstruction_error(workdir, num_examples=8)
+  assert error['tasks'] == common.task_names(workdir)
+  assert len(error['sse']) == len(error['mse']) == 2
+  assert np.all(np.isfinite(error['sse'])) and min(error['sse']) > 0
+  np.testing.assert_allclose(np.array(error['mse']) * 28 * 28, error['sse'], rtol=1e-6)
+  # Deterministic: the posterior mean, not a sample.
+  assert common.student_reconstruction_error(workdir, num_examples=8)['sse'] == error['sse']
