@@ -17,7 +17,9 @@ START=$(date +%s)
 
 run() {  # name config steps
   local name=$1 config=$2 steps=$3 t0=$(date +%s)
-  python3 -m ltgans_jax.main --config="$config" --workdir="workdirs/$name" \
+  local left=$(( BUDGET - (t0 - START) ))
+  # Bounded so that what finished (reports of finished tasks, checkpoints) is still packed.
+  timeout --signal=TERM "$left" python3 -m ltgans_jax.main --config="$config" --workdir="workdirs/$name" \
     --config.data.data_dir="$DATA_DIR" --config.train.steps_per_task="$steps" \
     --config.train.log_every=500 --config.eval.num_examples=1000 $EXTRA 2>&1 \
     | grep -vE "^W|oneDNN|TF_ENABLE" > "$OUT/$name.log"

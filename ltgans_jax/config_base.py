@@ -73,7 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 500  # test images (and generated samples) per task for metrics
   config.eval.iwae_samples = 50  # k of the importance-weighted NLL bound (5000 is customary)
-  config.eval.feature_net_steps = 1000  # training steps of the FID feature classifier
+  config.eval.feature_net_steps = 300  # training steps of the FID feature classifier
   config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
   config.eval.grid_rows = 8
 
