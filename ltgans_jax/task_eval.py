@@ -26,7 +26,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from ltgans_jax import evaluation, feature_net, inception
+from ltgans_jax import evaluation, feature_net, inception, rng
 from ltgans_jax.data.sequences import Task
 
 METRIC_NAMES = {
@@ -35,10 +35,6 @@ METRIC_NAMES = {
     'fid_own': feature_net.FID_NAME,
     'fid_inception': inception.FID_NAME + ' (InceptionV3 pool-3)',
 }
-
-
-def _stream_key(seed: int, stream: int) -> jax.Array:
-  return jax.random.fold_in(jax.random.key(seed + 1), stream)
 
 
 def _sequence_labels(tasks: Sequence[Task]):
@@ -66,7 +62,7 @@ class TaskEvaluator:
     path = os.path.join(workdir, 'feature_net.msgpack')
     images, labels = _sequence_labels(self.tasks)
     num_classes = int(labels.max()) + 1
-    key = _stream_key(self.config.seed, 3)
+    key = rng.stream_key(self.config.seed, rng.FEATURE_NET)
     if os.path.exists(path):
       template = jax.eval_shape(lambda: feature_net.train_feature_net(
           images[:2], labels[:2], num_classes, 0, key))
@@ -85,7 +81,7 @@ class TaskEvaluator:
 
   def generator_samples(self, params, num: int) -> np.ndarray:
     """[num, H, W, C] uint8 samples of the generator with ``params`` (fixed latents)."""
-    latents = jax.random.normal(_stream_key(self.config.seed, 4),
+    latents = jax.random.normal(rng.stream_key(self.config.seed, rng.FID_LATENTS),
                                 (num, self.config.model.latent_dim))
     out = []
     for start in range(0, num, 500):
@@ -101,8 +97,9 @@ class TaskEvaluator:
     student = state.student.params
     rows = {
         'nll_paper': [evaluation.paper_nll(self.networks, student, x,
-                                           _stream_key(config.seed, 2)) for x in tests],
-        'nll_iwae': [evaluation.iwae_nll(self.networks, student, x, _stream_key(config.seed, 5),
+                                           rng.stream_key(config.seed, rng.PAPER_NLL)) for x in tests],
+        'nll_iwae': [evaluation.iwae_nll(self.networks, student, x,
+                                         rng.stream_key(config.seed, rng.IWAE),
                                          config.eval.iwae_samples, config.vae.likelihood,
                                          config.vae.decoder_std).nll for x in tests],
     }

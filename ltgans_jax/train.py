@@ -23,18 +23,8 @@ import ml_collections
 import numpy as np
 
 from ltgans_jax import checkpointing, config_validation, methods, state as state_lib, steps
-from ltgans_jax import feature_net, figures, task_eval, viz, writers
+from ltgans_jax import feature_net, figures, rng, task_eval, viz, writers
 from ltgans_jax.data import batching, sequences
-
-
-# Keys derived from (seed, task, step): a resumed run draws exactly what an uninterrupted one
-# would. Distinct stream tags keep training, evaluation and pictures apart.
-def step_key(seed: int, task: int, step: int) -> jax.Array:
-  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), task), step)
-
-
-def stream_key(seed: int, stream: int) -> jax.Array:
-  return jax.random.fold_in(jax.random.key(seed + 1), stream)
 
 
 @dataclasses.dataclass
@@ -120,14 +110,16 @@ def write_pictures(config, networks, state, tasks, task, workdir, metrics_log):
   """Sample grids of both generators and the Student after ``task``; returns file names."""
   rows = config.eval.grid_rows
   num = rows * rows
-  latents = jax.random.normal(stream_key(config.seed, 0), (num, config.model.latent_dim))
+  latents = jax.random.normal(rng.stream_key(config.seed, rng.GRID_LATENTS),
+                              (num, config.model.latent_dim))
   pictures = {}
   for role in ('teacher', 'assistant'):
     generator_id = int(state.teacher_id) if role == 'teacher' else 1 - int(state.teacher_id)
     params = getattr(state, role).params
     samples = networks.generator.apply({'params': params}, latents)
     pictures[f'{role}_G{generator_id}_samples'] = viz.image_grid(samples, rows)
-  student_latents = jax.random.normal(stream_key(config.seed, 1), (num, config.vae.latent_dim))
+  student_latents = jax.random.normal(rng.stream_key(config.seed, rng.STUDENT_GRID_LATENTS),
+                                      (num, config.vae.latent_dim))
   student_samples = networks.student.apply({'params': state.student.params}, student_latents,
                                            method='decode')
   pictures['student_samples'] = viz.image_grid(jax.nn.sigmoid(student_samples) * 2 - 1, rows)
@@ -259,7 +251,7 @@ def train_task(config, step_fns, state, batches, task, sharding, metrics_log, pr
     batch = jax.make_array_from_process_local_data(
         sharding, batches.process_slice(task_step, jax.process_index(), jax.process_count()))
     update_generators = (task_step + 1) % config.gan.critic_steps == 0
-    state, metrics = step_fns[phase](state, batch, step_key(config.seed, task, task_step),
+    state, metrics = step_fns[phase](state, batch, rng.step_key(config.seed, task, task_step),
                                      update_generators=update_generators)
     done = task_step + 1
     window.push(metrics, done)
