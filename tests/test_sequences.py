@@ -76,6 +76,7 @@ def test_fuzzy_needs_one_class_per_pair(idx_config):
 def test_class_split_puts_no_image_in_two_tasks(idx_config):
   idx_config.data.sequence = 'class_split'
   idx_config.data.num_tasks = 10
+  idx_config.train.batch_size = 4  # each class task holds 4 of the 40 training images
   tasks = sequences.build_sequence(idx_config)
   assert len(tasks) == 10
   _check_common_shape(tasks)
