@@ -54,6 +54,8 @@ from typing import Any, Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
 
 KINDS = ('adversarial', 'student', 'full')
 KIND_NAMES = {'adversarial': 'LAKD critic+Assistant', 'student': 'Student',
@@ -101,14 +103,7 @@ def parse_args(argv=None):
 
 # Machine and memory ---------------------------------------------------------------------------
 def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+  return common.cpu_name()
 
 
 def _proc_status_kb(field: str) -> Optional[int]:
