@@ -14,7 +14,8 @@ Resolution changes are written in two interchangeable ways (``config.model.resam
   count; the only difference is a one-pixel alignment of the zero padding). Every gradient,
   including the critic's double backward through the gradient penalty, is then a stride-1
   convolution, which XLA:CPU runs many times faster than the weight gradient of an
-  lhs-dilated (transposed) convolution. See ``experiments/benchmark_layers.py``.
+  lhs-dilated (transposed) convolution. See ``experiments/benchmark.py`` and its results in
+  ``experiments/results/benchmark/``.
 * ``'strided'``: Flax's ``ConvTranspose`` / strided ``Conv`` with 4x4 kernels, the textbook
   DCGAN layers, kept for comparison and for accelerators where both are fast.
 """
