@@ -40,9 +40,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
-# The methods the paper compares. ``lgm`` (Lifelong Generative Modelling) and ``curl`` (CURL)
-# are not implemented in ltgans_jax yet: scripts list them and skip them with a note until
-# ltgans_jax.methods.METHODS has them.
+# The methods the paper compares (``lgm``, ``curl``: ltgans_jax/baselines/), and this project's
+# own baselines. A name ltgans_jax.methods.METHODS lacks is skipped with a note.
 PAPER_METHODS = ('ltgans', 'curl', 'lgm')
 BASELINE_METHODS = ('no_lakd', 'finetune', 'joint')
 METHOD_TITLES = {

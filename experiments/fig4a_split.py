@@ -50,9 +50,10 @@ def main(argv=None) -> None:
   common.reset_outputs(out)
   first = next(r for r in results.values() if r.ok)
   statement = [
-      'The paper evaluates the NLOG on all test samples and compares with CURL (not '
-      'implemented here); the baselines are this project\'s. The tasks are the classes in '
-      'label order.']
+      'The paper evaluates the NLOG on all test samples and compares with CURL. '
+      'The CURL here is this project\'s version in the same framework (the Student\'s networks, '
+      'the same data, steps and evaluation; `ltgans_jax/baselines/curl.py` lists how it differs '
+      'from the authors\' code). The tasks are the classes in label order.']
   sections = [('How this differs from the paper',
                common.setting_section(config, first.workdir, args.quick, statement + notes))]
   sections += common.nll_sections(results, out, f'{args.dataset} split')

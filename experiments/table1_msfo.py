@@ -93,9 +93,10 @@ def main(argv=None) -> None:
   common.reset_outputs(out)
   first = next(r for r in results.values() if r.ok)
   statement = [choice_note] if choice_note else []
-  statement.append('The paper compares with CURL and LGM; this project has not implemented '
-                   'them, and compares with its own baselines (no LAKD, fine-tuning, joint '
-                   'training on all data seen) instead.')
+  statement.append('The CURL and LGM here are this project\'s versions in the same framework '
+                   '(the Student\'s networks, the same data, steps and evaluation; '
+                   '`ltgans_jax/baselines/` lists how they differ from the authors\' code); '
+                   'no LAKD, fine-tuning and joint training are this project\'s own baselines.')
   sections = [('How this differs from the paper',
                common.setting_section(config, first.workdir, args.quick, statement + notes))]
   sections += common.nll_sections(results, out, f'{sequence}')

@@ -83,8 +83,10 @@ def main(argv=None) -> None:
       'Class exchanged between each pair of neighbouring databases: ' + ', '.join(
           f'{a} / {b}: {c}' for a, b, c in zip(names, names[1:], swapped)) +
       ' (the paper says "one of the classes"; the authors\' code swaps 8 and 9).',
-      'The paper compares with CURL and LGM; this project has not implemented them, and '
-      'compares with its own baselines (no LAKD, fine-tuning, joint training) instead.']
+      'The CURL and LGM here are this project\'s versions in the same framework (the '
+      'Student\'s networks, the same data, steps and evaluation; `ltgans_jax/baselines/` lists '
+      'how they differ from the authors\' code); no LAKD, fine-tuning and joint training are '
+      'this project\'s own baselines.']
   sections = [('How this differs from the paper',
                common.setting_section(config, first.workdir, args.quick, statement + notes))]
   sections += common.nll_sections(results, out, sequence)

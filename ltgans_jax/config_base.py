@@ -57,6 +57,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.likelihood = 'gaussian'
   config.vae.decoder_std = 0.7071067811865476
 
+  # Baselines (config.method='lgm' / 'curl'); their VAEs use the Student's sizes above.
+  config.lgm = ml_collections.ConfigDict()
+  config.lgm.consistency_weight = 1.0  # weight of KL(q_student || q_teacher) on Teacher samples
+  config.curl = ml_collections.ConfigDict()
+  config.curl.max_components = 12  # mixture components the fixed-size state can hold
+  config.curl.buffer_size = 64  # poorly explained images that trigger a new component
+  config.curl.expansion_threshold = 80.0  # squared error + KL per image above which it is poor
+  config.curl.expansion_steps = 20  # steps training a new component on the buffer
+  config.curl.min_steps_between_expansions = 200  # also: no expansion before this many steps
+
   config.optim = ml_collections.ConfigDict()
   config.optim.gan_learning_rate = 2e-4
   config.optim.gan_b1 = 0.5
@@ -79,7 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --mode=sample: which network, how many images, which latents.
   config.sample = ml_collections.ConfigDict()
-  config.sample.network = 'assistant'
+  config.sample.network = ''  # '' = the network the FID measures (the Assistant; a VAE's decoder)
   config.sample.num = 64
   config.sample.seed = 0
   return config

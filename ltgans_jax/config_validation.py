@@ -21,7 +21,7 @@ def _require(condition: bool, message: str) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   data, train, gan, vae = config.data, config.train, config.gan, config.vae
   from ltgans_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  methods.get(config.method)
+  methods.check_name(config.method)
   _require(data.source in datasets.SOURCES,
            f'data.source={data.source!r}; use one of {datasets.SOURCES}.')
   sizes = sorted(models.BASE_RESOLUTION)
@@ -49,6 +49,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f'use a multiple of {devices}.')
   for name in ('latent_dim', 'generator_width', 'critic_width'):
     _require(config.model[name] >= 1, f'model.{name}={config.model[name]}; it must be >= 1.')
+  for name in ('latent_dim', 'width'):
+    _require(vae[name] >= 1, f'vae.{name}={vae[name]}; it must be >= 1.')
+  _require(config.lgm.consistency_weight >= 0,
+           f'lgm.consistency_weight={config.lgm.consistency_weight}; it must be >= 0.')
+  curl = config.curl
+  _require(curl.max_components >= 1,
+           f'curl.max_components={curl.max_components}; it must be >= 1.')
+  _require(curl.buffer_size >= 1, f'curl.buffer_size={curl.buffer_size}; it must be >= 1.')
+  _require(curl.expansion_threshold > 0,
+           f'curl.expansion_threshold={curl.expansion_threshold}; it must be > 0 (a squared '
+           'error + KL per image).')
+  for name in ('expansion_steps', 'min_steps_between_expansions'):
+    _require(curl[name] >= 0, f'curl.{name}={curl[name]}; it must be >= 0.')
 
 
 # Values a resumed run must share with the run that wrote the workdir: they shape the state,
@@ -57,7 +70,7 @@ RESUME_KEYS = ('seed', 'method', 'data.sequence', 'data.source', 'data.image_siz
                'data.channels', 'data.dataset', 'data.num_tasks', 'data.fuzzy_swap_classes',
                'model.latent_dim', 'model.generator_width', 'model.critic_width',
                'model.resample', 'vae.latent_dim', 'vae.width', 'train.batch_size',
-               'train.steps_per_task')
+               'train.steps_per_task', 'curl.max_components', 'curl.buffer_size')
 
 
 def _lookup(config, dotted: str):

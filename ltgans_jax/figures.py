@@ -17,62 +17,59 @@ from ltgans_jax.data.sequences import Task
 from ltgans_jax.steps import images_from_uint8
 
 
-def _decode(networks, params, z):
+def _decode(vae, z):
   """[N, L] -> [N, H, W, C] in [-1, 1] (the decoder's mean image)."""
-  logits = networks.student.apply({'params': params}, z, method='decode')
-  return jax.nn.sigmoid(logits) * 2 - 1
+  return jax.nn.sigmoid(vae.decode(z)) * 2 - 1
 
 
-def _encode_mean(networks, params, images_uint8):
-  mean, _ = networks.student.apply({'params': params}, images_from_uint8(jnp.asarray(
-      images_uint8)), method='encode')
+def _encode_mean(vae, images_uint8):
+  mean, _ = vae.encode(images_from_uint8(jnp.asarray(images_uint8)))
   return mean
 
 
-def interpolation_grid(networks, params, pairs, steps: int = 8) -> np.ndarray:
+def interpolation_grid(vae, pairs, steps: int = 8) -> np.ndarray:
   """One row per (image_a, image_b) pair of uint8 [H, W, C] images: a, the decoded points
   of the straight line between their posterior means, b. -> uint8 grid."""
   rows = []
   weights = jnp.linspace(0.0, 1.0, steps)[:, None]
   for a, b in pairs:
-    z = _encode_mean(networks, params, np.stack([a, b]))
-    line = _decode(networks, params, (1 - weights) * z[0] + weights * z[1])
+    z = _encode_mean(vae, np.stack([a, b]))
+    line = _decode(vae, (1 - weights) * z[0] + weights * z[1])
     rows.append(np.concatenate([images_from_uint8(a[None]), np.asarray(line),
                                 images_from_uint8(b[None])]))
   return viz.image_grid(np.concatenate(rows), len(pairs))
 
 
-def traversal_grid(networks, params, image_uint8, num_dims: int = 8, steps: int = 9,
+def traversal_grid(vae, image_uint8, num_dims: int = 8, steps: int = 9,
                    span: float = 3.0) -> np.ndarray:
   """Rows: the ``num_dims`` latent variables with the smallest posterior variance for this image
   (the ones the encoder uses; unused ones stay at the prior's variance 1); columns: that
   variable swept over [-span, span], the others at the image's posterior mean. -> uint8 grid."""
-  mean, log_var = networks.student.apply(
-      {'params': params}, images_from_uint8(jnp.asarray(image_uint8[None])), method='encode')
+  mean, log_var = vae.encode(images_from_uint8(jnp.asarray(image_uint8[None])))
   dims = np.argsort(np.asarray(log_var[0]))[:num_dims]
   values = jnp.linspace(-span, span, steps)
   rows = []
   for d in dims:
     z = jnp.repeat(mean, steps, axis=0).at[:, d].set(values)
-    rows.append(np.asarray(_decode(networks, params, z)))
+    rows.append(np.asarray(_decode(vae, z)))
   return viz.image_grid(np.concatenate(rows), len(dims))
 
 
-def write_latent_figures(networks, params, tasks: Sequence[Task], workdir: str,
+def write_latent_figures(vae, tasks: Sequence[Task], workdir: str,
                          prefix: str = 'final') -> Dict[str, str]:
-  """Writes interpolation (same task, across tasks) and traversal grids; returns name -> path
+  """``vae``: the method's ``methods.VAEView``. Writes interpolation (same task, across tasks) and traversal grids; returns name -> path
   relative to the workdir."""
   files = {}
   firsts = [t.test.images for t in tasks]
   same = [(x[0], x[1]) for x in firsts] + [(x[2], x[3]) for x in firsts]
-  pictures = {'interpolation_same_task': interpolation_grid(networks, params, same)}
+  pictures = {'interpolation_same_task': interpolation_grid(vae, same)}
   if len(tasks) > 1:
     across = [(firsts[i][j], firsts[(i + 1) % len(tasks)][j])
               for i in range(len(tasks)) for j in range(2)]
-    pictures['interpolation_across_tasks'] = interpolation_grid(networks, params, across)
+    pictures['interpolation_across_tasks'] = interpolation_grid(vae, across)
   for i, task in enumerate(tasks):
     safe_name = re.sub(r'[^A-Za-z0-9_-]+', '_', task.name).strip('_')
-    pictures[f'traversal_{safe_name}'] = traversal_grid(networks, params, firsts[i][0])
+    pictures[f'traversal_{safe_name}'] = traversal_grid(vae, firsts[i][0])
   for name, grid in pictures.items():
     files[name] = f'figures/{prefix}_{name}.png'
     if jax.process_index() == 0:

@@ -5,7 +5,8 @@
   ``--config.eval.inception_weights=...``), writing ``eval/`` and ``eval/evaluation.md``, plus
   the Student's latent figures of the last finished task.
 * ``sample``: writes ``config.sample.num`` images of ``config.sample.network`` ('teacher',
-  'assistant' or 'student') from the newest checkpoint to ``samples_<network>.npz`` (uint8
+  'assistant' or 'student' for the GAN methods; 'student' for ``lgm`` and ``curl``; empty for
+  the network the FID measures) from the newest checkpoint to ``samples_<network>.npz`` (uint8
   [N, H, W, C]) and a PNG grid.
 """
 
@@ -17,14 +18,10 @@ import os
 import jax
 import numpy as np
 
-from ltgans_jax import checkpointing, config_validation, figures, state as state_lib
-from ltgans_jax import task_eval, viz
+from ltgans_jax import checkpointing, config_validation, figures, methods, task_eval, viz
 from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.data import sequences
 from ltgans_jax.errors import ConfigError
-
-NETWORKS = ('teacher', 'assistant', 'student')
-
 
 def _open(config, workdir):
   config_validation.validate(config)
@@ -32,21 +29,20 @@ def _open(config, workdir):
     raise CheckpointError(f'{workdir} holds no checkpoints; train first with --mode=train.')
   config_validation.check_workdir(config, workdir)
   tasks = sequences.build_sequence(config)
-  networks = state_lib.build_networks(config)
-  optimizers = state_lib.build_optimizers(config)
-  template = state_lib.init_state(config, networks, optimizers, jax.random.key(config.seed))
-  return tasks, networks, template, checkpointing.make_manager(config, workdir, len(tasks))
+  method = methods.build(config)
+  template = method.init_state(jax.random.key(config.seed))
+  return tasks, method, template, checkpointing.make_manager(config, workdir, len(tasks))
 
 
 def evaluate_workdir(config, workdir: str) -> dict:
   """Recomputes the per-task metrics from the task-boundary checkpoints; returns summaries."""
-  tasks, networks, template, manager = _open(config, workdir)
+  tasks, method, template, manager = _open(config, workdir)
   boundaries = checkpointing.task_boundary_steps(config, len(tasks))
   available = set(manager.all_steps())
   finished = [t for t, step in enumerate(boundaries) if step in available]
   if not finished:
     raise CheckpointError(f'{workdir} has no task-boundary checkpoint yet; finish a task first.')
-  evaluator = task_eval.TaskEvaluator(config, networks, tasks, workdir)
+  evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir)
   rows = []
   for task in range(max(finished) + 1):
     if task not in finished:
@@ -56,7 +52,7 @@ def evaluate_workdir(config, workdir: str) -> dict:
     rows.append(evaluator.evaluate(state, task))
     logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
   summaries = task_eval.write_matrices(workdir, [t.name for t in tasks], rows)
-  figure_files = figures.write_latent_figures(networks, state.student.params,
+  figure_files = figures.write_latent_figures(method.vae_view(state),
                                               tasks[:max(finished) + 1], workdir)
   _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files)
   manager.close()
@@ -87,21 +83,16 @@ def _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files):
 
 def sample(config, workdir: str) -> str:
   """Writes N samples of one network from the newest checkpoint; returns the .npz path."""
-  network = config.sample.network
-  if network not in NETWORKS:
-    raise ConfigError(f'sample.network={network!r}; use one of {NETWORKS}.')
-  _, networks, template, manager = _open(config, workdir)
+  method = methods.build(config)
+  network = config.sample.network or method.fid_network()
+  if network not in method.sample_networks:
+    raise ConfigError(f'sample.network={network!r}; method {config.method!r} has '
+                      f'{method.sample_networks}.')
+  _, method, template, manager = _open(config, workdir)
   state = checkpointing.restore_latest(manager, template)
   if state is None:
     raise CheckpointError(f'{workdir} holds no checkpoint; train first with --mode=train.')
-  key = jax.random.key(config.sample.seed)
-  if network == 'student':
-    z = jax.random.normal(key, (config.sample.num, config.vae.latent_dim))
-    images = jax.nn.sigmoid(networks.student.apply({'params': state.student.params}, z,
-                                                   method='decode')) * 2 - 1
-  else:
-    z = jax.random.normal(key, (config.sample.num, config.model.latent_dim))
-    images = networks.generator.apply({'params': getattr(state, network).params}, z)
+  images = method.sample(state, network, jax.random.key(config.sample.seed), config.sample.num)
   pixels = np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
   path = os.path.join(workdir, f'samples_{network}.npz')
   np.savez_compressed(path, images=pixels)

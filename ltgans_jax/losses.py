@@ -71,6 +71,15 @@ def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
   return 0.5 * jnp.sum(jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var, axis=-1)
 
 
+def gaussian_kl_between(mean_p: jnp.ndarray, log_var_p: jnp.ndarray, mean_q: jnp.ndarray,
+                        log_var_q: jnp.ndarray) -> jnp.ndarray:
+  """KL(N(mean_p, exp(log_var_p)) || N(mean_q, exp(log_var_q))) in nats, summed over the last
+  axis: [..., L] (broadcasting) -> [...]."""
+  return 0.5 * jnp.sum(log_var_q - log_var_p
+                       + (jnp.exp(log_var_p) + jnp.square(mean_p - mean_q)) / jnp.exp(log_var_q)
+                       - 1.0, axis=-1)
+
+
 def reconstruction_nll(logits: jnp.ndarray, targets01: jnp.ndarray, likelihood: str,
                        decoder_std: float) -> jnp.ndarray:
   """-log p(x|z) per example in nats, summed over pixels.

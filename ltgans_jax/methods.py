@@ -1,4 +1,10 @@
-"""Lifelong methods that share the LT-GANs state and steps, chosen by ``config.method``.
+"""Lifelong methods behind one interface, chosen by ``config.method``.
+
+The training loop, the evaluator and the inspect modes only talk to a ``LifelongMethod``; each
+method owns its state (one immutable pytree with ``task`` and ``task_step`` counters), its
+jitted steps and what evaluation asks of it.
+
+Methods sharing the LT-GANs state and steps (``GanMethod``):
 
 | method    | task 1  | task k >= 2    | roles swap | data of task k     | what it is                      |
 |-----------|---------|----------------|------------|--------------------|---------------------------------|
@@ -12,30 +18,180 @@
 (``plain``: the Assistant and the Student learn the data alone; the Teacher is unused.) The
 no-LAKD Student replays samples of the Teacher, which is trained on the new task like the
 Assistant, so what it replays forgets too: the comparison isolates LAKD.
+
+VAE-only baselines, with the Student's networks (matched capacity): ``lgm``
+(``baselines/lgm.py``, Ramapuram et al.) and ``curl`` (``baselines/curl.py``, Rao et al.).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, NamedTuple
+from typing import Callable, Dict, NamedTuple, Tuple
 
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ltgans_jax import evaluation, rng, state as state_lib, steps
 from ltgans_jax.errors import ConfigError
 
-
-class Method(NamedTuple):
-  phase: Callable[[int], str]  # task index -> name of the step in steps.make_train_steps
-  swap_roles: bool             # begin_next_task swaps Teacher and Assistant
-  cumulative_data: bool        # task k trains on the union of tasks 1..k
+StepFn = Callable  # (state, batch uint8 [B, H, W, C], key, *, update_generators) -> (state, metrics)
 
 
-METHODS: Dict[str, Method] = {
-    'ltgans': Method(lambda task: 'joint' if task == 0 else 'lakd', True, False),
-    'no_lakd': Method(lambda task: 'joint' if task == 0 else 'joint_replay', False, False),
-    'finetune': Method(lambda task: 'plain', False, False),
-    'joint': Method(lambda task: 'plain', False, True),
+class VAEView(NamedTuple):
+  """A method's encoder and decoder as plain functions, for reconstructions and Figs. 2-3.
+
+  encode: images [N, H, W, C] in [-1, 1] -> (mean [N, L], log_var [N, L]);
+  decode: latents [N, L] -> logits [N, H, W, C] (the mean image is their sigmoid).
+  """
+  encode: Callable
+  decode: Callable
+
+
+class LifelongMethod:
+  """What every method provides. States are pytrees with int32 ``task`` and ``task_step``."""
+
+  name: str
+  cumulative_data: bool = False  # task k trains on the union of tasks 1..k
+  sample_networks: Tuple[str, ...] = ('student',)  # choices of --mode=sample
+  fid_source: str = 'the VAE decoder'  # whose samples the FID measures, for reports
+
+  def init_state(self, key: jax.Array):
+    raise NotImplementedError
+
+  def train_steps(self) -> Dict[str, StepFn]:
+    """Phase name -> jitted step; the input state is donated."""
+    raise NotImplementedError
+
+  def phase(self, task: int) -> str:
+    raise NotImplementedError
+
+  def begin_next_task(self, state):
+    """The finished state of task k -> the start of task k + 1 (pure)."""
+    raise NotImplementedError
+
+  def sample(self, state, network: str, key: jax.Array, num: int) -> jnp.ndarray:
+    """[num, H, W, C] images in [-1, 1] of one of ``sample_networks``."""
+    raise NotImplementedError
+
+  def fid_network(self) -> str:
+    """The network whose samples the FID rows measure."""
+    return 'student'
+
+  def vae_view(self, state) -> VAEView:
+    raise NotImplementedError
+
+  def nll_paper(self, state, images: np.ndarray, key: jax.Array) -> float:
+    """Mean paper NLOG (squared error in [0, 1] + KL, one posterior sample) of uint8 images."""
+    raise NotImplementedError
+
+  def nll_iwae(self, state, images: np.ndarray, key: jax.Array, num_samples: int) -> float:
+    """Mean importance-weighted bound on -log p(x) in nats of uint8 images [N, H, W, C]."""
+    raise NotImplementedError
+
+  def picture_grids(self, state, num: int) -> Dict[str, jnp.ndarray]:
+    """Name -> [num, H, W, C] samples in [-1, 1] shown at every task boundary."""
+    raise NotImplementedError
+
+
+class StudentEvaluation:
+  """NLL measures and Figs. 2-3 for methods whose model is a ``StudentVAE`` at ``state.student``.
+  Needs ``self.config`` and ``self.networks`` (with ``.student``)."""
+
+  def vae_view(self, state) -> VAEView:
+    student, params = self.networks.student, state.student.params
+    return VAEView(
+        encode=lambda images: student.apply({'params': params}, images, method='encode'),
+        decode=lambda z: student.apply({'params': params}, z, method='decode'))
+
+  def nll_paper(self, state, images, key):
+    return evaluation.paper_nll(self.networks, state.student.params, images, key)
+
+  def nll_iwae(self, state, images, key, num_samples):
+    vae = self.config.vae
+    return evaluation.iwae_nll(self.networks, state.student.params, images, key, num_samples,
+                               vae.likelihood, vae.decoder_std).nll
+
+  def student_samples(self, state, key, num):
+    z = jax.random.normal(key, (num, self.config.vae.latent_dim))
+    logits = self.networks.student.apply({'params': state.student.params}, z, method='decode')
+    return jax.nn.sigmoid(logits) * 2 - 1
+
+
+class GanMethod(StudentEvaluation, LifelongMethod):
+  """LT-GANs and the baselines that share its state (``state.LifelongState``) and steps."""
+
+  sample_networks = ('teacher', 'assistant', 'student')
+  fid_source = 'the Assistant (the generator that has just learnt; after task 1 both have)'
+
+  def __init__(self, config: ml_collections.ConfigDict, name: str, phases: Callable[[int], str],
+               swap_roles: bool, cumulative_data: bool):
+    self.config, self.name = config, name
+    self.phase = phases
+    self.swap_roles, self.cumulative_data = swap_roles, cumulative_data
+    self.networks = state_lib.build_networks(config)
+    self.optimizers = state_lib.build_optimizers(config)
+
+  def init_state(self, key):
+    return state_lib.init_state(self.config, self.networks, self.optimizers, key)
+
+  def train_steps(self):
+    return steps.make_train_steps(self.config, self.networks, self.optimizers)
+
+  def begin_next_task(self, state):
+    return state_lib.begin_next_task(state, self.optimizers.generator, self.swap_roles)
+
+  def fid_network(self):
+    return 'assistant'
+
+  def sample(self, state, network, key, num):
+    if network == 'student':
+      return self.student_samples(state, key, num)
+    z = jax.random.normal(key, (num, self.config.model.latent_dim))
+    return self.networks.generator.apply({'params': getattr(state, network).params}, z)
+
+  def picture_grids(self, state, num):
+    grids = {}
+    for role in ('teacher', 'assistant'):
+      generator_id = int(state.teacher_id) if role == 'teacher' else 1 - int(state.teacher_id)
+      grids[f'{role}_G{generator_id}_samples'] = self.sample(
+          state, role, rng.stream_key(self.config.seed, rng.GRID_LATENTS), num)
+    grids['student_samples'] = self.student_samples(
+        state, rng.stream_key(self.config.seed, rng.STUDENT_GRID_LATENTS), num)
+    return grids
+
+
+def _gan(phases, swap_roles, cumulative_data):
+  return lambda config, name: GanMethod(config, name, phases, swap_roles, cumulative_data)
+
+
+def _lgm(config, name):
+  from ltgans_jax.baselines import lgm  # pylint: disable=g-import-not-at-top
+  return lgm.LgmMethod(config, name)
+
+
+def _curl(config, name):
+  from ltgans_jax.baselines import curl  # pylint: disable=g-import-not-at-top
+  return curl.CurlMethod(config, name)
+
+
+# Name -> builder(config, name) -> LifelongMethod.
+METHODS: Dict[str, Callable[[ml_collections.ConfigDict, str], LifelongMethod]] = {
+    'ltgans': _gan(lambda task: 'joint' if task == 0 else 'lakd', True, False),
+    'no_lakd': _gan(lambda task: 'joint' if task == 0 else 'joint_replay', False, False),
+    'finetune': _gan(lambda task: 'plain', False, False),
+    'joint': _gan(lambda task: 'plain', False, True),
+    'lgm': _lgm,
+    'curl': _curl,
 }
 
 
-def get(name: str) -> Method:
+def check_name(name: str) -> None:
   if name not in METHODS:
     raise ConfigError(f'method={name!r} is not available; use one of {sorted(METHODS)}.')
-  return METHODS[name]
+
+
+def build(config: ml_collections.ConfigDict) -> LifelongMethod:
+  """The method ``config.method`` names, with its networks and optimisers built from config."""
+  check_name(config.method)
+  return METHODS[config.method](config, config.method)

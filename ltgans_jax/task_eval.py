@@ -7,8 +7,9 @@ Rows of the forgetting matrices (metric of task j after learning task i):
 * ``nll_iwae``: an importance-weighted bound on -log p(x) in nats with ``eval.iwae_samples``
   samples under the Student's likelihood (``vae.likelihood``; for 'gaussian' a density on
   [0, 1] pixels, which can be negative).
-* ``fid_own``: FID between the Assistant's samples (the generator that has just learnt, after
-  task 1 both have) and the task's test images, with features of a small classifier this project
+* ``fid_own``: FID between samples of the method's generator (``method.fid_network()``: for
+  the GAN methods the Assistant, the generator that has just learnt, after task 1 both have; for
+  the VAE baselines their decoder) and the task's test images, with features of a small classifier this project
   trains on the sequence's training images (``feature_net``). The generator models every task
   seen, so its samples are compared with each task's test set and with all of them together
   (``fid_own_all``).
@@ -50,8 +51,9 @@ def _sequence_labels(tasks: Sequence[Task]):
 class TaskEvaluator:
   """Builds the feature extractors once per run; ``evaluate`` gives one matrix row each."""
 
-  def __init__(self, config, networks, tasks: Sequence[Task], workdir: str):
-    self.config, self.networks, self.tasks = config, networks, tasks
+  def __init__(self, config, method, tasks: Sequence[Task], workdir: str):
+    """``method``: the run's ``methods.LifelongMethod``."""
+    self.config, self.method, self.tasks = config, method, tasks
     self.features = {'fid_own': feature_net.features_fn(self._own_feature_params(workdir))}
     if config.eval.inception_weights:
       variables = inception.load_fid_inception_params(config.eval.inception_weights)
@@ -79,31 +81,28 @@ class TaskEvaluator:
         f.write(flax.serialization.to_bytes(params))
     return params
 
-  def generator_samples(self, params, num: int) -> np.ndarray:
-    """[num, H, W, C] uint8 samples of the generator with ``params`` (fixed latents)."""
-    latents = jax.random.normal(rng.stream_key(self.config.seed, rng.FID_LATENTS),
-                                (num, self.config.model.latent_dim))
+  def generator_samples(self, state, num: int) -> np.ndarray:
+    """[num, H, W, C] uint8 samples of the method's FID network (fixed latents)."""
+    key = rng.stream_key(self.config.seed, rng.FID_LATENTS)
     out = []
-    for start in range(0, num, 500):
-      images = self.networks.generator.apply({'params': params}, latents[start:start + 500])
+    for i, start in enumerate(range(0, num, 500)):
+      images = self.method.sample(state, self.method.fid_network(), jax.random.fold_in(key, i),
+                                  min(500, num - start))
       out.append(np.asarray(jax.numpy.round((images + 1) * 127.5)).clip(0, 255))
     return np.concatenate(out).astype(np.uint8)
 
   def evaluate(self, state, task: int) -> Dict[str, List[float]]:
     """One row per metric: the value on each task 0..task after learning ``task``."""
-    config, seen = self.config, self.tasks[:task + 1]
+    config, seen, method = self.config, self.tasks[:task + 1], self.method
     count = config.eval.num_examples
     tests = [t.test.images[:count] for t in seen]
-    student = state.student.params
     rows = {
-        'nll_paper': [evaluation.paper_nll(self.networks, student, x,
-                                           rng.stream_key(config.seed, rng.PAPER_NLL)) for x in tests],
-        'nll_iwae': [evaluation.iwae_nll(self.networks, student, x,
-                                         rng.stream_key(config.seed, rng.IWAE),
-                                         config.eval.iwae_samples, config.vae.likelihood,
-                                         config.vae.decoder_std).nll for x in tests],
+        'nll_paper': [method.nll_paper(state, x, rng.stream_key(config.seed, rng.PAPER_NLL))
+                      for x in tests],
+        'nll_iwae': [method.nll_iwae(state, x, rng.stream_key(config.seed, rng.IWAE),
+                                     config.eval.iwae_samples) for x in tests],
     }
-    samples = self.generator_samples(state.assistant.params, max(len(x) for x in tests))
+    samples = self.generator_samples(state, max(len(x) for x in tests))
     everything = np.concatenate(tests)
     for name, features_fn in self.features.items():
       sample_features = evaluation.compute_features(features_fn, samples)

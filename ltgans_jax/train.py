@@ -106,30 +106,19 @@ class MetricsWindow:
     return averages
 
 
-def write_pictures(config, networks, state, tasks, task, workdir, metrics_log):
-  """Sample grids of both generators and the Student after ``task``; returns file names."""
+def write_pictures(config, method, state, tasks, task, workdir, metrics_log):
+  """The method's sample grids and the Student's reconstructions after ``task``; returns file
+  names relative to the workdir."""
   rows = config.eval.grid_rows
-  num = rows * rows
-  latents = jax.random.normal(rng.stream_key(config.seed, rng.GRID_LATENTS),
-                              (num, config.model.latent_dim))
-  pictures = {}
-  for role in ('teacher', 'assistant'):
-    generator_id = int(state.teacher_id) if role == 'teacher' else 1 - int(state.teacher_id)
-    params = getattr(state, role).params
-    samples = networks.generator.apply({'params': params}, latents)
-    pictures[f'{role}_G{generator_id}_samples'] = viz.image_grid(samples, rows)
-  student_latents = jax.random.normal(rng.stream_key(config.seed, rng.STUDENT_GRID_LATENTS),
-                                      (num, config.vae.latent_dim))
-  student_samples = networks.student.apply({'params': state.student.params}, student_latents,
-                                           method='decode')
-  pictures['student_samples'] = viz.image_grid(jax.nn.sigmoid(student_samples) * 2 - 1, rows)
+  pictures = {name: viz.image_grid(images, rows)
+              for name, images in method.picture_grids(state, rows * rows).items()}
   # Reconstructions: for each task seen, a row of originals above a row of reconstructions.
+  vae = method.vae_view(state)
   per_task = rows
   originals = np.concatenate([tasks[j].test.images[:per_task] for j in range(task + 1)])
   images = steps.images_from_uint8(jnp.asarray(originals))
-  mean, _ = networks.student.apply({'params': state.student.params}, images, method='encode')
-  reconstructions = jax.nn.sigmoid(
-      networks.student.apply({'params': state.student.params}, mean, method='decode')) * 2 - 1
+  mean, _ = vae.encode(images)
+  reconstructions = jax.nn.sigmoid(vae.decode(mean)) * 2 - 1
   paired = np.stack([np.asarray(images).reshape(task + 1, per_task, *images.shape[1:]),
                      np.asarray(reconstructions).reshape(task + 1, per_task,
                                                          *images.shape[1:])], axis=1)
@@ -145,12 +134,12 @@ def write_pictures(config, networks, state, tasks, task, workdir, metrics_log):
   return files
 
 
-def write_report(config, workdir, tasks, records: List[TaskRecord]) -> None:
+def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: str) -> None:
   """report.md: per-task timing and losses, the NLL-after-each-task matrix, the grids."""
   if jax.process_index() != 0:
     return
   names = [t.name for t in tasks]
-  lines = ['# LT-GANs run report', '',
+  lines = [f'# Run report: method `{config.method}`', '',
            f'Sequence `{config.data.sequence}`: {" -> ".join(names)}; images '
            f'{config.data.image_size}x{config.data.image_size}x{config.data.channels}; '
            f'batch {config.train.batch_size}; {config.train.steps_per_task} steps per task; '
@@ -160,8 +149,8 @@ def write_report(config, workdir, tasks, records: List[TaskRecord]) -> None:
   for r in records:
     lines.append(f'| {r.name} | {r.steps} | {_duration(r.seconds)} | '
                  f'{r.steps / max(r.seconds, 1e-9):.2f} | '
-                 f'{r.last_metrics.get("critic/loss", float("nan")):.3f} | '
-                 f'{r.last_metrics.get("student/loss_data", float("nan")):.2f} |')
+                 f'{_metric_cell(r.last_metrics, "critic/loss", 3)} | '
+                 f'{_metric_cell(r.last_metrics, "student/loss_data", 2)} |')
   lines += ['', '## After each task, on every task seen so far', '',
             f'Row: after learning that task; column: test set of that task (first '
             f'{config.eval.num_examples} test images; IWAE with {config.eval.iwae_samples} '
@@ -176,7 +165,7 @@ def write_report(config, workdir, tasks, records: List[TaskRecord]) -> None:
         cells = [f'{v:.2f}' for v in row] + [''] * (len(names) - len(row))
         lines.append(f'| {r.name} | ' + ' | '.join(cells) + ' |')
   if records and 'fid_own_all' in records[-1].evaluation:
-    lines += ['', f'{feature_net.FID_NAME} of the Assistant against all seen test sets '
+    lines += ['', f'{feature_net.FID_NAME} of {fid_source} against all seen test sets '
               'together, after each task: ' + ', '.join(
                   f'{r.name} {r.evaluation["fid_own_all"][0]:.2f}' for r in records)]
   lines += ['', '## Pictures', '']
@@ -188,6 +177,11 @@ def write_report(config, workdir, tasks, records: List[TaskRecord]) -> None:
     f.write('\n'.join(lines))
   with open(os.path.join(workdir, 'report.json'), 'w') as f:
     json.dump({'tasks': names, 'records': [dataclasses.asdict(r) for r in records]}, f, indent=1)
+
+
+def _metric_cell(metrics: Dict[str, float], name: str, digits: int) -> str:
+  """A report cell: the value, or 'n/a' for a method without that network (no critic)."""
+  return f'{metrics[name]:.{digits}f}' if name in metrics else 'n/a'
 
 
 def _load_records(workdir) -> List[TaskRecord]:
@@ -241,10 +235,10 @@ def check_finite(values: Dict[str, np.ndarray], task_name: str, task_step: int,
         'the gradient penalty weight and rerun.')
 
 
-def train_task(config, step_fns, state, batches, task, sharding, metrics_log, progress,
+def train_task(config, phase, step_fns, state, batches, task, sharding, metrics_log, progress,
                checkpoints, prefix, task_name, stop):
-  """Runs the remaining steps of ``task``; returns the state and the last averaged metrics."""
-  phase = methods.get(config.method).phase(task)
+  """Runs the remaining steps of ``task`` with ``step_fns[phase]``; returns the state and the
+  last averaged metrics."""
   window, last = MetricsWindow(task_name, checkpoints), {}
   start = int(state.task_step)
   for task_step in range(start, config.train.steps_per_task):
@@ -274,22 +268,22 @@ def train_task(config, step_fns, state, batches, task, sharding, metrics_log, pr
   return state, last
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.LifelongState:
-  """Trains LT-GANs on ``config.data.sequence``, writing everything into ``workdir``."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains ``config.method`` (LT-GANs by default) on ``config.data.sequence``, writing
+  everything into ``workdir``; returns the final state."""
   config_validation.validate(config)
   tasks = sequences.build_sequence(config)
   config_validation.check_workdir(config, workdir)
-  networks = state_lib.build_networks(config)
-  optimizers = state_lib.build_optimizers(config)
+  method = methods.build(config)
   mesh = data_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
-  template = state_lib.init_state(config, networks, optimizers, jax.random.key(config.seed))
+  template = method.init_state(jax.random.key(config.seed))
   checkpoints = checkpointing.make_manager(config, workdir, len(tasks))
   state = checkpointing.restore_latest(checkpoints, template) or template
   state = jax.device_put(state, replicated)
-  step_fns = steps.make_train_steps(config, networks, optimizers)
+  step_fns = method.train_steps()
   metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0)
   progress = ProgressLine(len(tasks) * config.train.steps_per_task, config.train.log_every)
   # A checkpoint taken at a task boundary holds a finished task: carry on with the next one.
@@ -300,7 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
 
   try:
     with _StopSignal() as stop:
-      state = _train_tasks(config, tasks, networks, optimizers, state, step_fns, records,
+      state = _train_tasks(config, tasks, method, state, step_fns, records,
                            int(state.task) + finished, batch_sharding, checkpoints,
                            metrics_log, progress, workdir, stop)
   finally:  # Never leave an asynchronous save half-written.
@@ -311,38 +305,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   return state
 
 
-def _train_tasks(config, tasks, networks, optimizers, state, step_fns, records, first_task,
+def _train_tasks(config, tasks, method, state, step_fns, records, first_task,
                  batch_sharding, checkpoints, metrics_log, progress, workdir, stop):
   """The per-task sections of ``train_and_evaluate``."""
-  evaluator = task_eval.TaskEvaluator(config, networks, tasks, workdir)
+  evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir)
   for task in range(first_task, len(tasks)):
-    method = methods.get(config.method)
     if int(state.task) < task:
-      state = state_lib.begin_next_task(state, optimizers.generator, method.swap_roles)
+      state = method.begin_next_task(state)
     prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
     started = time.time()
     steps_before = int(state.task_step)
     images = (np.concatenate([t.train.images for t in tasks[:task + 1]])
               if method.cumulative_data else tasks[task].train.images)
     batches = batching.TaskBatches(images, config.train.batch_size, config.seed, task)
-    state, last = train_task(config, step_fns, state, batches, task, batch_sharding,
-                             metrics_log, progress, checkpoints, prefix, tasks[task].name, stop)
+    state, last = train_task(config, method.phase(task), step_fns, state, batches, task,
+                             batch_sharding, metrics_log, progress, checkpoints, prefix,
+                             tasks[task].name, stop)
     seconds = time.time() - started
     results = evaluator.evaluate(state, task)
     for metric, row in results.items():
       logging.info('%s done: %s %s', prefix, metric,
                    ', '.join(f'{tasks[j].name}={v:.2f}' for j, v in enumerate(row)))
-    pictures = write_pictures(config, networks, state, tasks, task, workdir, metrics_log)
+    pictures = write_pictures(config, method, state, tasks, task, workdir, metrics_log)
     records = records[:task] + [TaskRecord(tasks[task].name,
                                            config.train.steps_per_task - steps_before,
                                            seconds, last, results, pictures)]
     if jax.process_index() == 0:
       task_eval.write_matrices(workdir, [t.name for t in tasks], [r.evaluation for r in records])
-    write_report(config, workdir, tasks, records)
+    write_report(config, workdir, tasks, records, method.fid_source)
     checkpointing.save(checkpoints, checkpointing.global_step(
         config, task, config.train.steps_per_task), state)
     if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
       records[-1].pictures.update(figures.write_latent_figures(
-          networks, state.student.params, tasks, workdir))
-      write_report(config, workdir, tasks, records)
+          method.vae_view(state), tasks, workdir))
+      write_report(config, workdir, tasks, records, method.fid_source)
   return state

@@ -80,12 +80,12 @@ def test_parse_assignments():
     common.parse_assignments(['eval.iwae_samples'])
 
 
-def test_split_methods_skips_unimplemented_with_a_note():
-  available, notes = common.split_methods('ltgans,curl,no_lakd,lgm,ltgans')
-  assert available == ['ltgans', 'no_lakd']
-  assert len(notes) == 2 and 'curl' in notes[0] and 'not implemented' in notes[0]
+def test_split_methods_keeps_order_drops_duplicates_and_skips_unknown_with_a_note():
+  available, notes = common.split_methods('ltgans,curl,no_lakd,vae_gan,lgm,ltgans')
+  assert available == ['ltgans', 'curl', 'no_lakd', 'lgm']
+  assert len(notes) == 1 and 'vae_gan' in notes[0] and 'not implemented' in notes[0]
   with pytest.raises(SystemExit, match='no implemented method'):
-    common.split_methods('curl,lgm')
+    common.split_methods('vae_gan,gan')
 
 
 def test_markdown_tables():

@@ -1,0 +1,1 @@
+"""The paper's VAE-only lifelong baselines (``lgm``, ``curl``) behind ``methods.LifelongMethod``."""

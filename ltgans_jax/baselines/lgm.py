@@ -1,0 +1,152 @@
+"""LGM: Lifelong Generative Modeling (Ramapuram, Gregorova and Kalousis, Neurocomputing 2020;
+arXiv:1705.09847), the paper's baseline [23], as ``config.method='lgm'``.
+
+A Student VAE learns every task; at each task boundary a frozen copy of it becomes the Teacher.
+On task t (0-based) each batch of B images holds round(B * t / (t + 1)) samples of the Teacher
+at random positions and real images of task t elsewhere, so every task seen is replayed in
+equal measure. The loss is the (beta-)ELBO of the mixed batch plus a consistency term:
+``lgm.consistency_weight`` times KL(q_student(z|x) || q_teacher(z|x)) on the Teacher samples,
+which keeps the Student's posterior where the Teacher put those images.
+
+Where this differs from the authors' code (github.com/jramapuram/LifelongVAE):
+* The latent is Gaussian only. The original adds a discrete (Gumbel-softmax) latent and a
+  mutual-information term between it and the samples; here the networks are exactly the
+  LT-GANs Student's (``models.StudentVAE``, same width and latent size), so the comparison
+  matches capacity.
+* The Teacher's samples are its decoder's mean images sigmoid(logits), not Bernoulli draws, and
+  the Student keeps its weights and optimiser state across the boundary (no re-initialisation).
+
+State: ``LgmState`` (Student params + optimiser state, the Teacher's params, counters), the same
+size for every task.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ltgans_jax import losses, methods, models, rng, steps
+from ltgans_jax.state import NetworkState
+
+
+class LgmState(flax.struct.PyTreeNode):
+  student: NetworkState
+  teacher_params: object   # a frozen copy of the Student taken at the last task boundary
+  task: jnp.ndarray        # int32 scalar, 0-based
+  task_step: jnp.ndarray   # int32 scalar
+
+
+def _copy(tree):
+  """A copy with its own buffers: the steps donate the state, and one buffer may not be donated
+  twice."""
+  return jax.tree_util.tree_map(jnp.copy, tree)
+
+
+def teacher_count(task, batch_size: int):
+  """Teacher samples in a batch of task ``task`` (0-based): round(B * t / (t + 1))."""
+  task = jnp.asarray(task, jnp.float32)
+  return jnp.round(batch_size * task / (task + 1.0)).astype(jnp.int32)
+
+
+class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
+  """See the module docstring."""
+
+  def __init__(self, config: ml_collections.ConfigDict, name: str = 'lgm'):
+    self.config, self.name = config, name
+    vae = config.vae
+    self.networks = student_networks(config)
+    self.optimizer = optax.adam(config.optim.student_learning_rate)
+    self.student_kwargs = dict(beta=vae.beta, likelihood=vae.likelihood,
+                               decoder_std=vae.decoder_std)
+
+  def init_state(self, key):
+    size, channels = self.config.data.image_size, self.config.data.channels
+    params = self.networks.student.init(
+        key, jnp.zeros((1, size, size, channels)),
+        jnp.zeros((1, self.config.vae.latent_dim)))['params']
+    return LgmState(student=NetworkState(params, self.optimizer.init(params)),
+                    teacher_params=_copy(params), task=jnp.zeros((), jnp.int32),
+                    task_step=jnp.zeros((), jnp.int32))
+
+  def phase(self, task):
+    return 'first' if task == 0 else 'distill'
+
+  def begin_next_task(self, state):
+    return state.replace(teacher_params=_copy(state.student.params), task=state.task + 1,
+                         task_step=jnp.zeros_like(state.task_step))
+
+  def sample(self, state, network, key, num):
+    return self.student_samples(state, key, num)
+
+  def picture_grids(self, state, num):
+    return {'student_samples': self.student_samples(
+        state, rng.stream_key(self.config.seed, rng.STUDENT_GRID_LATENTS), num)}
+
+  def train_steps(self):
+    jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
+    return {'first': jit(functools.partial(self._step, distill=False)),
+            'distill': jit(functools.partial(self._step, distill=True))}
+
+  def _step(self, state: LgmState, batch, key, update_generators: bool = True, *,
+            distill: bool):
+    """One Student update on a batch [B, H, W, C] uint8 (mixed with Teacher samples when
+    ``distill``); ``update_generators`` is unused (no GAN)."""
+    del update_generators
+    student = self.networks.student
+    key_mix, key_z, key_noise = jax.random.split(key, 3)
+    data = steps.images_from_uint8(batch)
+    num = data.shape[0]
+    if distill:
+      z = jax.random.normal(key_z, (num, self.config.vae.latent_dim))
+      replay = jax.nn.sigmoid(student.apply({'params': state.teacher_params}, z,
+                                            method='decode')) * 2 - 1
+      is_teacher = jax.random.permutation(key_mix, jnp.arange(num) < teacher_count(
+          state.task, num))
+      images = jnp.where(is_teacher[:, None, None, None], replay, data)
+      teacher_mean, teacher_log_var = student.apply({'params': state.teacher_params}, images,
+                                                    method='encode')
+    else:
+      is_teacher, images = jnp.zeros((num,), bool), data
+    noise = jax.random.normal(key_noise, (num, self.config.vae.latent_dim))
+
+    def loss_fn(params):
+      logits, mean, log_var = student.apply({'params': params}, images, noise)
+      elbo_loss, aux = losses.student_loss(logits, losses.to_unit_interval(images), mean,
+                                           log_var, **self.student_kwargs)
+      is_data = ~is_teacher
+      num_data = jnp.maximum(jnp.sum(is_data), 1)
+      metrics = {f'student/{name}_data': jnp.sum(jnp.where(is_data, value, 0.0)) / num_data
+                 for name, value in (('loss', elbo_loss), ('recon', aux['recon']),
+                                     ('kl', aux['kl']))}
+      loss = jnp.mean(elbo_loss)
+      if distill:
+        consistency = losses.gaussian_kl_between(mean, log_var, jax.lax.stop_gradient(teacher_mean),
+                                          jax.lax.stop_gradient(teacher_log_var))
+        consistency = jnp.sum(jnp.where(is_teacher, consistency, 0.0)) / num
+        metrics['student/consistency_kl'] = consistency
+        metrics['student/teacher_fraction'] = jnp.mean(is_teacher.astype(jnp.float32))
+        loss = loss + self.config.lgm.consistency_weight * consistency
+      metrics['student/loss'] = loss
+      return loss, metrics
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.student.params)
+    new_student = steps.apply_gradients(state.student, grads, self.optimizer)
+    return state.replace(student=new_student, task_step=state.task_step + 1), metrics
+
+
+class StudentNetworks(NamedTuple):
+  """The Student VAE alone (no generator, no critic), where evaluation expects ``.student``."""
+  student: models.StudentVAE
+
+
+def student_networks(config: ml_collections.ConfigDict) -> StudentNetworks:
+  """The same Student as ``state.build_networks`` builds for LT-GANs: matched capacity."""
+  data, vae = config.data, config.vae
+  return StudentNetworks(models.StudentVAE(data.image_size, data.channels, vae.width,
+                                           vae.latent_dim, config.model.resample))
