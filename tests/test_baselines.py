@@ -156,7 +156,7 @@ def test_curl_with_one_component_is_a_vae_with_a_learnt_prior(test_config):
   method = methods.build(config)
   params = method.init_state(jax.random.key(0)).model.params
   images = jnp.asarray(random_batch(config), jnp.float32) / 127.5 - 1
-  terms = method._terms(params, images, jnp.asarray(1), jax.random.key(3))  # pylint: disable=protected-access
+  terms = method._terms(params, images, 1, jax.random.key(3))  # pylint: disable=protected-access
   np.testing.assert_allclose(terms['log_q_y'][:, 0], 0.0, atol=1e-6)
   np.testing.assert_allclose(terms['loss'], terms['recon'][:, 0] + terms['kl_z'][:, 0],
                              rtol=1e-6)

@@ -28,8 +28,10 @@ Where this differs from the authors' code (github.com/deepmind/deepmind-research
 * The poorly-explained test uses the squared error + KL, not the log-likelihood, so one
   threshold serves both likelihoods; no image enters the buffer, and no component is added,
   until ``curl.min_steps_between_expansions`` steps after the start or the last expansion.
-* Components live in fixed-size arrays (``max_components``) masked by ``active``, so the
-  state's size and the compiled step never change; the original grows its graph.
+* Components live in fixed-size arrays (``max_components``) of which the first ``active`` are
+  used, so the state's size never changes; the step is compiled once per number of active
+  components (at most ``max_components`` times), so its cost grows with the components in use
+  as the original's does.
 
 State: ``CurlState``, the same size for every task.
 """
@@ -105,11 +107,6 @@ class CurlState(flax.struct.PyTreeNode):
   task_step: jnp.ndarray       # int32 scalar
 
 
-def component_mask(active, num_components: int) -> jnp.ndarray:
-  """[K] bool, True for the components in use."""
-  return jnp.arange(num_components) < active
-
-
 def copy_component(params: Dict, source, target, latent_dim: int) -> Dict:
   """``params`` with component ``target``'s cluster logit, latent head and prior set to
   ``source``'s (the encoder trunk and decoder are shared)."""
@@ -182,30 +179,30 @@ class CurlMethod(methods.LifelongMethod):
                          task=state.task + 1, task_step=jnp.zeros_like(state.task_step))
 
   # The model's terms ------------------------------------------------------------------------
-  def _terms(self, params, images, active, key):
-    """Per-image loss terms of images [B, H, W, C] in [-1, 1]; every active component decoded.
+  def _terms(self, params, images, num_active: int, key):
+    """Per-image loss terms of images [B, H, W, C] in [-1, 1] under the first ``num_active``
+    (static) components, every one of them decoded.
 
     Returns a dict of [B] arrays: 'loss' (negative beta-ELBO), 'paper' (squared error + KL, the
-    NLOG), and [B, K] 'log_q_y', 'recon', 'kl_z'.
+    NLOG), and [B, num_active] 'log_q_y', 'recon', 'kl_z'.
     """
-    vae = self.config.vae
+    vae, n = self.config.vae, num_active
     y_logits, mean, log_var = self.model.apply({'params': params}, images, method='encode')
-    mask = component_mask(active, self.num_components)
-    log_q_y = jax.nn.log_softmax(jnp.where(mask, y_logits, -jnp.inf), axis=-1)
-    q_y = jnp.where(mask, jnp.exp(log_q_y), 0.0)
-    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)  # [B, K, L]
-    num, k = z.shape[:2]
-    logits = self.model.apply({'params': params}, z.reshape(num * k, -1), method='decode')
-    targets = jnp.repeat(losses.to_unit_interval(images), k, axis=0)
+    y_logits, mean, log_var = y_logits[:, :n], mean[:, :n], log_var[:, :n]
+    log_q_y = jax.nn.log_softmax(y_logits, axis=-1)
+    q_y = jnp.exp(log_q_y)
+    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)  # [B, n, L]
+    num = z.shape[0]
+    logits = self.model.apply({'params': params}, z.reshape(num * n, -1), method='decode')
+    targets = jnp.repeat(losses.to_unit_interval(images), n, axis=0)
     recon = losses.reconstruction_nll(logits, targets, vae.likelihood,
-                                      vae.decoder_std).reshape(num, k)
+                                      vae.decoder_std).reshape(num, n)
     squared_error = jnp.sum(jnp.square(jax.nn.sigmoid(logits) - targets),
-                            axis=(1, 2, 3)).reshape(num, k)
+                            axis=(1, 2, 3)).reshape(num, n)
     prior_mean, prior_log_var = self.model.apply({'params': params}, method='prior')
-    kl_z = losses.gaussian_kl_between(mean, log_var, prior_mean, prior_log_var)  # [B, K]
-    kl_y = jnp.sum(jnp.where(mask, q_y * (log_q_y + jnp.log(active.astype(jnp.float32))), 0.0),
-                   axis=-1)
-    expect = lambda value: jnp.sum(jnp.where(mask, q_y * value, 0.0), axis=-1)
+    kl_z = losses.gaussian_kl_between(mean, log_var, prior_mean[:n], prior_log_var[:n])
+    kl_y = jnp.sum(q_y * (log_q_y + math.log(n)), axis=-1)  # KL(q(y|x) || uniform over n)
+    expect = lambda value: jnp.sum(q_y * value, axis=-1)
     return {'loss': expect(recon + vae.beta * kl_z) + kl_y,
             'paper': expect(squared_error + kl_z) + kl_y,
             'log_q_y': log_q_y, 'recon': recon, 'kl_z': kl_z}
@@ -226,15 +223,22 @@ class CurlMethod(methods.LifelongMethod):
   def train_steps(self):
     # No donation: XLA may return one buffer for equal scalar outputs (the counters an
     # expansion resets), which could then not be donated twice; the state is small.
-    jit = functools.partial(jax.jit, static_argnames='update_generators')
-    return {'first': jit(functools.partial(self._step, replay=False)),
-            'replay': jit(functools.partial(self._step, replay=True))}
+    def host_step(replay):
+      jitted = jax.jit(functools.partial(self._step, replay=replay),
+                       static_argnames=('update_generators', 'num_active'))
+
+      def step(state, batch, key, update_generators: bool = True):
+        # The number of active components is static: one compilation per count.
+        return jitted(state, batch, key, update_generators=update_generators,
+                      num_active=int(state.active))
+      return step
+    return {'first': host_step(False), 'replay': host_step(True)}
 
   def _step(self, state: CurlState, batch, key, update_generators: bool = True, *,
-            replay: bool):
+            replay: bool, num_active: int):
     """One update on a batch [B, H, W, C] uint8 (plus as many replayed samples when
-    ``replay``), then the buffer and, when it is full, an expansion. ``update_generators`` is
-    unused (no GAN)."""
+    ``replay``), then the buffer and, when it is full, an expansion. ``num_active`` equals
+    ``state.active``; ``update_generators`` is unused (no GAN)."""
     del update_generators
     curl = self.config.curl
     key_data, key_replay, key_generate, key_expand = jax.random.split(key, 4)
@@ -244,12 +248,12 @@ class CurlMethod(methods.LifelongMethod):
         if replay else None)
 
     def loss_fn(params):
-      terms = self._terms(params, data, state.active, key_data)
+      terms = self._terms(params, data, num_active, key_data)
       metrics = {'student/loss_data': jnp.mean(terms['loss'])}
       loss = metrics['student/loss_data']
       if replay:
         metrics['student/loss_replay'] = jnp.mean(
-            self._terms(params, replayed, state.active, key_replay)['loss'])
+            self._terms(params, replayed, num_active, key_replay)['loss'])
         loss = loss + metrics['student/loss_replay']
       return loss, (metrics, terms['paper'])
 
@@ -259,33 +263,34 @@ class CurlMethod(methods.LifelongMethod):
     warmed_up = state.steps_since_expansion >= curl.min_steps_between_expansions
     is_poor = (paper > curl.expansion_threshold) & warmed_up
     buffer, count = add_to_buffer(state.buffer, state.buffer_count, batch, is_poor)
-    expand = (count >= buffer.shape[0]) & (state.active < self.num_components) & warmed_up
-    model, active, count, since = jax.lax.cond(
-        expand, functools.partial(self._expand, key=key_expand),
-        lambda model, active, buffer, count, since: (model, active, count, since + 1),
-        model, state.active, buffer, count, state.steps_since_expansion)
+    active, since = state.active, state.steps_since_expansion + 1
+    expand = jnp.zeros((), bool)
+    if num_active < self.num_components:
+      expand = (count >= buffer.shape[0]) & warmed_up
+      model, active, count, since = jax.lax.cond(
+          expand, functools.partial(self._expand, num_active=num_active, key=key_expand),
+          lambda model, buffer, count, since: (model, state.active, count, since),
+          model, buffer, count, since)
     metrics.update({'curl/active_components': active, 'curl/buffer_count': count,
                     'curl/expanded': expand.astype(jnp.int32),
                     'curl/poorly_explained_fraction': jnp.mean(is_poor.astype(jnp.float32))})
     return state.replace(model=model, active=active, buffer=buffer, buffer_count=count,
                          steps_since_expansion=since, task_step=state.task_step + 1), metrics
 
-  def _expand(self, model: NetworkState, active, buffer, count, since, *, key):
-    """Adds component ``active`` as a copy of the one the buffer uses most, trains it on the
-    buffer with y fixed to it, and empties the buffer; -> (model, active + 1, 0, 0)."""
+  def _expand(self, model: NetworkState, buffer, count, since, *, num_active: int, key):
+    """Adds component ``num_active`` as a copy of the one the buffer uses most, trains it on
+    the buffer with y fixed to it, and empties the buffer; -> (model, active, 0, 0)."""
     del count, since
     images = steps.images_from_uint8(buffer)
     y_logits, _, _ = self.model.apply({'params': model.params}, images, method='encode')
-    mask = component_mask(active, self.num_components)
-    usage = jnp.sum(jax.nn.softmax(jnp.where(mask, y_logits, -jnp.inf), axis=-1), axis=0)
-    source = jnp.argmax(jnp.where(mask, usage, -jnp.inf))
-    new = active
-    model = model.replace(params=copy_component(model.params, source, new, self.latent_dim))
-    new_active = active + 1
+    usage = jnp.sum(jax.nn.softmax(y_logits[:, :num_active], axis=-1), axis=0)
+    new = num_active
+    model = model.replace(params=copy_component(model.params, jnp.argmax(usage), new,
+                                                self.latent_dim))
 
     def train_on_buffer(i, model):
       def loss_fn(params):
-        terms = self._terms(params, images, new_active, jax.random.fold_in(key, i))
+        terms = self._terms(params, images, new + 1, jax.random.fold_in(key, i))
         per_image = (terms['recon'][:, new] + self.config.vae.beta * terms['kl_z'][:, new]
                      - terms['log_q_y'][:, new])
         return jnp.mean(per_image)
@@ -293,8 +298,8 @@ class CurlMethod(methods.LifelongMethod):
       return steps.apply_gradients(model, grads, self.optimizer)
 
     model = jax.lax.fori_loop(0, self.config.curl.expansion_steps, train_on_buffer, model)
-    zero = jnp.zeros((), jnp.int32)
-    return model, new_active, zero, zero
+    return (model, jnp.asarray(new + 1, jnp.int32), jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32))
 
   # Evaluation -------------------------------------------------------------------------------
   def sample(self, state, network, key, num):
@@ -310,10 +315,11 @@ class CurlMethod(methods.LifelongMethod):
   def vae_view(self, state):
     params = state.model.params
 
+    num_active = int(state.active)
+
     def encode(images):
       y_logits, mean, log_var = self.model.apply({'params': params}, images, method='encode')
-      best = jnp.argmax(jnp.where(component_mask(state.active, self.num_components),
-                                  y_logits, -jnp.inf), axis=-1)[:, None, None]
+      best = jnp.argmax(y_logits[:, :num_active], axis=-1)[:, None, None]
       return (jnp.take_along_axis(mean, best, axis=1)[:, 0],
               jnp.take_along_axis(log_var, best, axis=1)[:, 0])
 
@@ -321,26 +327,25 @@ class CurlMethod(methods.LifelongMethod):
         encode=encode,
         decode=lambda z: self.model.apply({'params': params}, z, method='decode'))
 
-  @functools.partial(jax.jit, static_argnums=0)
-  def _paper_batch(self, params, active, batch_uint8, key):
-    return self._terms(params, steps.images_from_uint8(batch_uint8), active, key)['paper']
+  @functools.partial(jax.jit, static_argnums=(0, 2))
+  def _paper_batch(self, params, num_active, batch_uint8, key):
+    return self._terms(params, steps.images_from_uint8(batch_uint8), num_active, key)['paper']
 
   def nll_paper(self, state, images, key, batch_size: int = 250):
     total = 0.0
     for i, start in enumerate(range(0, len(images), batch_size)):
-      total += float(jnp.sum(self._paper_batch(state.model.params, state.active,
+      total += float(jnp.sum(self._paper_batch(state.model.params, int(state.active),
                                                images[start:start + batch_size],
                                                jax.random.fold_in(key, i))))
     return total / len(images)
 
-  @functools.partial(jax.jit, static_argnums=(0, 5))
-  def _log_weights(self, params, active, batch_uint8, key, num_samples):
+  @functools.partial(jax.jit, static_argnums=(0, 2, 5))
+  def _log_weights(self, params, num_active, batch_uint8, key, num_samples):
     """[num_samples, B] log p(x|z) p(z|y) p(y) / (q(y|x) q(z|x,y)), (y, z) ~ q(y|x) q(z|x,y)."""
     vae = self.config.vae
     images = steps.images_from_uint8(batch_uint8)
     y_logits, mean, log_var = self.model.apply({'params': params}, images, method='encode')
-    mask = component_mask(active, self.num_components)
-    log_q_y = jax.nn.log_softmax(jnp.where(mask, y_logits, -jnp.inf), axis=-1)  # [B, K]
+    log_q_y = jax.nn.log_softmax(y_logits[:, :num_active], axis=-1)  # [B, n]
     key_y, key_z = jax.random.split(key)
     y = jax.random.categorical(key_y, log_q_y, shape=(num_samples, images.shape[0]))
     pick = lambda a: jnp.take_along_axis(a[None], y[..., None, None], axis=2)[:, :, 0]
@@ -353,7 +358,7 @@ class CurlMethod(methods.LifelongMethod):
                                                 vae.decoder_std).reshape(y.shape)
     prior_mean, prior_log_var = self.model.apply({'params': params}, method='prior')
     log_prior = (_normal_log_density(z, prior_mean[y], prior_log_var[y])
-                 - jnp.log(active.astype(jnp.float32)))
+                 - math.log(num_active))
     log_proposal = (jnp.take_along_axis(log_q_y[None], y[..., None], axis=2)[..., 0]
                     + _normal_log_density(z, mean_y, log_var_y))
     return log_likelihood + log_prior - log_proposal
@@ -365,7 +370,7 @@ class CurlMethod(methods.LifelongMethod):
     per_image = []
     for i, start in enumerate(range(0, len(images), batch_size)):
       batch = np.asarray(images[start:start + batch_size])
-      log_w = [np.asarray(self._log_weights(state.model.params, state.active, batch,
+      log_w = [np.asarray(self._log_weights(state.model.params, int(state.active), batch,
                                             jax.random.fold_in(jax.random.fold_in(key, i), c),
                                             chunk), np.float64)
                for c in range(-(-num_samples // chunk))]
