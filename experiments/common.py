@@ -701,7 +701,7 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ltgans_jax import checkpointing, state as state_lib  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import checkpointing, methods  # pylint: disable=g-import-not-at-top
   from ltgans_jax.data import sequences  # pylint: disable=g-import-not-at-top
   from ltgans_jax.steps import images_from_uint8  # pylint: disable=g-import-not-at-top
 
@@ -711,22 +711,21 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
     raise ValueError(f'{workdir} has no finished task (no report.json records).')
   finished = len(report['records'])
   tasks = sequences.build_sequence(config)
-  networks = state_lib.build_networks(config)
-  optimizers = state_lib.build_optimizers(config)
-  template = state_lib.init_state(config, networks, optimizers, jax.random.key(config.seed))
+  method = methods.build(config)
+  template = method.init_state(jax.random.key(config.seed))
   manager = checkpointing.make_manager(config, workdir, len(tasks))
   try:
     step = checkpointing.global_step(config, finished - 1, config.train.steps_per_task)
     state = checkpointing.restore_step(manager, step, template)
   finally:
     manager.close()
-  params = state.student.params
+  vae = method.vae_view(state)  # the Student; for CURL its most likely component
 
   @jax.jit
   def batch_sse(batch_uint8):
     images = images_from_uint8(batch_uint8)
-    mean, _ = networks.student.apply({'params': params}, images, method='encode')
-    recon = jax.nn.sigmoid(networks.student.apply({'params': params}, mean, method='decode'))
+    mean, _ = vae.encode(images)
+    recon = jax.nn.sigmoid(vae.decode(mean))
     return jnp.sum(jnp.square(recon - (images + 1) / 2), axis=(1, 2, 3))
 
   count = num_examples or config.eval.num_examples
