@@ -507,7 +507,10 @@ def runs_section(results: Sequence[RunResult], out: Optional[str] = None) -> str
       status += ' (resumed; wall time of this invocation only)'
     rows.append([r.name, f'{r.seconds:.0f} s', status, f'`{display_path(r.log, out)}`'])
   commands = '\n'.join(shell_line(r.command) for r in results)
-  return (markdown_table(['run', 'wall time', 'status', 'log'], rows) +
+  script = shell_line(['python', os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT)]
+                      + sys.argv[1:])
+  return (f'Made by `{script}`.\n\n' +
+          markdown_table(['run', 'wall time', 'status', 'log'], rows) +
           '\n\nCommands, run from the repository root:\n\n```bash\n' + commands + '\n```')
 
 
