@@ -747,6 +747,7 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
 # Shared by the NLL tables (Tables 1 and 3, Fig. 4a).
 
 NLL_METRICS = ('nll_paper', 'nll_iwae')
+FID_METRICS = ('fid_own', 'fid_inception')
 
 
 def grouped_bars(path: str, names: Sequence[str],
@@ -777,7 +778,8 @@ def grouped_bars(path: str, names: Sequence[str],
 def nll_sections(results: Mapping[str, RunResult], out: str,
                  plot_title: str) -> List[Tuple[str, str]]:
   """Per-task NLL after the last task, methods side by side (both measures, each named), the
-  forgetting summaries, a bar plot and each method's forgetting heatmaps."""
+  same for the FID of each method's samples, the forgetting summaries, a bar plot and each
+  method's forgetting heatmaps."""
   finished = {m: r for m, r in results.items() if r.ok}
   names = next((task_names(r.workdir) for r in finished.values()), [])
   sections = []
@@ -789,6 +791,19 @@ def nll_sections(results: Mapping[str, RunResult], out: str,
         f'{metric}: {metric_description(metric)}, after learning the whole sequence',
         'Lower is better. Rows: test set of each task; columns: methods.\n\n' +
         methods_by_task_table(names, columns) + f'\n\n![{metric}]({rel(plot, out)})'))
+  for metric in FID_METRICS:
+    columns = {m: (final_row(r.workdir, metric) if r.ok else None) for m, r in results.items()}
+    if not any(columns.values()):
+      continue
+    sections.append((
+        f'{metric}: {metric_description(metric)} of each method\'s samples, after learning the '
+        'whole sequence',
+        'Lower is better. Rows: test set of each task; columns: methods. The samples are the '
+        'Assistant\'s for the LT-GANs family (LT-GANs, no LAKD, fine-tuning, joint) and the '
+        'VAE\'s (prior samples decoded) for CURL and LGM; the feature network of `fid_own` is '
+        'trained per run on the same images with the same seed, so its values compare across '
+        'methods of one table but are not on the Inception scale.\n\n' +
+        methods_by_task_table(names, columns)))
   sections.append(('Forgetting (from each run\'s eval/*.json)',
                    forgetting_table(finished, NLL_METRICS) + '\n\nMean forgetting: mean over '
                    'the earlier tasks of (value after the last task - value right after learning '
