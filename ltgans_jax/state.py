@@ -55,14 +55,26 @@ class LifelongState(flax.struct.PyTreeNode):
   teacher_id: jnp.ndarray  # int32 scalar, 0 or 1
 
 
+def build_student(config: ml_collections.ConfigDict) -> models.StudentVAE:
+  """The Student VAE; the VAE-only baselines use it too (matched capacity)."""
+  data, vae = config.data, config.vae
+  return models.StudentVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
+                           config.model.resample)
+
+
+def copy_tree(tree):
+  """A copy with its own buffers: the steps donate the state, and one buffer may not be donated
+  twice."""
+  return jax.tree_util.tree_map(jnp.copy, tree)
+
+
 def build_networks(config: ml_collections.ConfigDict) -> Networks:
-  data, model, vae = config.data, config.model, config.vae
+  data, model = config.data, config.model
   return Networks(
       generator=models.Generator(data.image_size, data.channels, model.generator_width,
                                  model.resample),
       critic=models.Critic(data.image_size, model.critic_width, model.resample),
-      student=models.StudentVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
-                                model.resample),
+      student=build_student(config),
   )
 
 

@@ -51,7 +51,7 @@ import numpy as np
 import optax
 
 from ltgans_jax import losses, methods, models, rng, steps
-from ltgans_jax.state import NetworkState
+from ltgans_jax.state import NetworkState, copy_tree
 
 
 class CurlVAE(nn.Module):
@@ -135,12 +135,6 @@ def add_to_buffer(buffer, count, images, is_poor):
   return buffer, jnp.minimum(count + jnp.sum(is_poor), buffer.shape[0]).astype(count.dtype)
 
 
-def _copy(tree):
-  """A copy with its own buffers: the steps donate the state, and one buffer may not be donated
-  twice."""
-  return jax.tree_util.tree_map(jnp.copy, tree)
-
-
 def _normal_log_density(x, mean, log_var):
   """log N(x; mean, exp(log_var)) summed over the last axis."""
   return -0.5 * jnp.sum(jnp.square(x - mean) * jnp.exp(-log_var) + log_var
@@ -166,7 +160,7 @@ class CurlMethod(methods.LifelongMethod):
     params = self.model.init(key, jnp.zeros((1, size, size, channels)))['params']
     zero = lambda: jnp.zeros((), jnp.int32)  # separate buffers (the state is donated)
     return CurlState(
-        model=NetworkState(params, self.optimizer.init(params)), replay_params=_copy(params),
+        model=NetworkState(params, self.optimizer.init(params)), replay_params=copy_tree(params),
         replay_active=zero(), active=jnp.ones((), jnp.int32),
         buffer=jnp.zeros((self.config.curl.buffer_size, size, size, channels), jnp.uint8),
         buffer_count=zero(), steps_since_expansion=zero(), task=zero(), task_step=zero())
@@ -175,7 +169,7 @@ class CurlMethod(methods.LifelongMethod):
     return 'first' if task == 0 else 'replay'
 
   def begin_next_task(self, state):
-    return state.replace(replay_params=_copy(state.model.params), replay_active=state.active,
+    return state.replace(replay_params=copy_tree(state.model.params), replay_active=state.active,
                          task=state.task + 1, task_step=jnp.zeros_like(state.task_step))
 
   # The model's terms ------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import ml_collections
 import optax
 
 from ltgans_jax import losses, methods, models, rng, steps
-from ltgans_jax.state import NetworkState
+from ltgans_jax.state import NetworkState, build_student, copy_tree
 
 
 class LgmState(flax.struct.PyTreeNode):
@@ -40,12 +40,6 @@ class LgmState(flax.struct.PyTreeNode):
   teacher_params: object   # a frozen copy of the Student taken at the last task boundary
   task: jnp.ndarray        # int32 scalar, 0-based
   task_step: jnp.ndarray   # int32 scalar
-
-
-def _copy(tree):
-  """A copy with its own buffers: the steps donate the state, and one buffer may not be donated
-  twice."""
-  return jax.tree_util.tree_map(jnp.copy, tree)
 
 
 def teacher_count(task, batch_size: int):
@@ -71,14 +65,14 @@ class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
         key, jnp.zeros((1, size, size, channels)),
         jnp.zeros((1, self.config.vae.latent_dim)))['params']
     return LgmState(student=NetworkState(params, self.optimizer.init(params)),
-                    teacher_params=_copy(params), task=jnp.zeros((), jnp.int32),
+                    teacher_params=copy_tree(params), task=jnp.zeros((), jnp.int32),
                     task_step=jnp.zeros((), jnp.int32))
 
   def phase(self, task):
     return 'first' if task == 0 else 'distill'
 
   def begin_next_task(self, state):
-    return state.replace(teacher_params=_copy(state.student.params), task=state.task + 1,
+    return state.replace(teacher_params=copy_tree(state.student.params), task=state.task + 1,
                          task_step=jnp.zeros_like(state.task_step))
 
   def sample(self, state, network, key, num):
@@ -147,6 +141,4 @@ class StudentNetworks(NamedTuple):
 
 def student_networks(config: ml_collections.ConfigDict) -> StudentNetworks:
   """The same Student as ``state.build_networks`` builds for LT-GANs: matched capacity."""
-  data, vae = config.data, config.vae
-  return StudentNetworks(models.StudentVAE(data.image_size, data.channels, vae.width,
-                                           vae.latent_dim, config.model.resample))
+  return StudentNetworks(build_student(config))
