@@ -20,9 +20,10 @@ Student latent 64) and 64x64x3 (CelebA size, same widths):
   process also reports its `resource.getrusage` max RSS).
 
 Also: JAX steps/s against the batch size, the lifelong state's bytes after 1, 5 and 10 tasks,
-and on CPU the full step with the batch sharded over 1, 2 and 4 simulated devices and with
-``--xla_cpu_use_onednn=true`` (each in a subprocess, since XLA_FLAGS must be set before JAX
-starts).
+and on CPU the full step with the batch sharded over 1, 2 and 4 simulated devices, and the
+three steps with XLA's own CPU defaults against this package's (``ltgans_jax/xla_cpu.py``:
+YNNPACK fusions off), alternating, twice each (each in a subprocess, since XLA_FLAGS must be set
+before JAX starts).
 
 Writes ``results.md`` and ``results.json`` (and ``steps_per_sec.png`` when matplotlib is
 installed) into ``--out`` (default ``experiments/results/benchmark/<platform>``).
@@ -56,6 +57,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
+# Before JAX starts: applies the package's XLA:CPU flags (ltgans_jax/xla_cpu.py) to this process
+# and to the subprocesses it starts, as every ltgans_jax run gets them.
+import ltgans_jax  # pylint: disable=g-import-not-at-top,wrong-import-position,unused-import
 
 KINDS = ('adversarial', 'student', 'full')
 KIND_NAMES = {'adversarial': 'LAKD critic+Assistant', 'student': 'Student',
@@ -66,13 +70,13 @@ FULL = dict(batch=64, latent=100, width=64, vae_latent=64, sizes=(32, 64),
             jax_modes_32=('pixel_shuffle', 'strided'), channels_last=True,
             batch_scaling=(32, 64, 128, 256), rounds=5, window_s=3.0, scaling_rounds=3,
             tasks=(1, 5, 10), device_counts=(1, 2, 4), worker_rounds=3, memory_sizes=(32, 64),
-            onednn=True)
-# The smoke run: every code path once (except torch.compile and oneDNN, which are slow to
+            flags_ab=True)
+# The smoke run: every code path once (except torch.compile and the XLA flags A/B, which are slow to
 # start), tiny networks, one image size.
 QUICK = dict(batch=8, latent=16, width=8, vae_latent=8, sizes=(32,),
              jax_modes_32=('pixel_shuffle',), channels_last=False, batch_scaling=(8,),
              rounds=2, window_s=0.1, scaling_rounds=2, tasks=(1, 5, 10), device_counts=(2,),
-             worker_rounds=2, memory_sizes=(32,), onednn=False)
+             worker_rounds=2, memory_sizes=(32,), flags_ab=False)
 
 
 def parse_args(argv=None):
@@ -83,15 +87,15 @@ def parse_args(argv=None):
   p.add_argument('--skip_torch', action='store_true', help='JAX only')
   p.add_argument('--torch_compile', choices=('auto', 'on', 'off'), default='auto',
                  help="torch.compile variants: 'auto' = on, except with --quick")
-  p.add_argument('--onednn', choices=('auto', 'on', 'off'), default='auto',
-                 help="the --xla_cpu_use_onednn=true A/B on CPU: 'auto' = on, except with "
-                      '--quick')
+  p.add_argument('--flags_ab', choices=('auto', 'on', 'off'), default='auto',
+                 help="the A/B on CPU of XLA's defaults against ltgans_jax's XLA:CPU flags: "
+                      "'auto' = on, except with --quick")
   p.add_argument('--sizes', default=None,
                  help='comma-separated image sizes of the main comparison (default 32,64)')
   p.add_argument('--rounds', type=int, default=None, help='timed windows per implementation')
   p.add_argument('--window_s', type=float, default=None, help='target seconds per window')
   p.add_argument('--skip_subprocesses', action='store_true',
-                 help='no memory, device-count or oneDNN subprocess runs')
+                 help='no memory, device-count or XLA-flags subprocess runs')
   # Internal: the subprocesses (one measurement each, one JSON line out).
   p.add_argument('--_worker', choices=('devices', 'jax_steps', 'memory'), default=None,
                  help=argparse.SUPPRESS)
@@ -526,9 +530,17 @@ def batch_scaling(sizes, report):
 
 
 def run_worker_subprocess(args, worker: str, extra_xla_flags: str = '', extra_args=(),
-                          cpu_only: bool = True, timeout_s: int = 1800) -> Dict:
+                          cpu_only: bool = True, timeout_s: int = 1800,
+                          xla_defaults: bool = False) -> Dict:
+  """Runs ``--_worker`` in a fresh process. ``xla_defaults``: without this package's XLA:CPU
+  flags (``ltgans_jax/xla_cpu.py``), i.e. with XLA's own defaults."""
+  from ltgans_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   env = dict(os.environ)
-  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + extra_xla_flags).strip()
+  flags = env.get('XLA_FLAGS', '')
+  if xla_defaults:
+    env[xla_cpu.OPT_OUT_VARIABLE] = '0'
+    flags = ' '.join(f for f in flags.split() if f not in xla_cpu.CPU_FLAGS)
+  env['XLA_FLAGS'] = (flags + ' ' + extra_xla_flags).strip()
   if cpu_only:
     env['JAX_PLATFORMS'] = 'cpu'
   cmd = [sys.executable, os.path.abspath(__file__), '--_worker', worker, *extra_args]
@@ -564,17 +576,22 @@ def device_scaling(args, sizes, report):
   report['device_scaling'] = rows
 
 
-def onednn_ab(args, report):
-  print('\n== --xla_cpu_use_onednn=true A/B (subprocesses)', flush=True)
+def xla_flags_ab(args, report):
+  """The three JAX steps with XLA's CPU defaults and with this package's, alternating (A B A B)
+  in fresh subprocesses, so that a slow spell of the machine hits both."""
+  from ltgans_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  print("\n== XLA's CPU defaults against ltgans_jax's XLA:CPU flags (subprocesses)", flush=True)
+  variants = (("XLA's defaults", True), ('ltgans_jax: ' + ' '.join(xla_cpu.CPU_FLAGS), False))
   runs = []
-  for flags in ('', '--xla_cpu_use_onednn=true'):
-    out = run_worker_subprocess(args, 'jax_steps', flags)
-    out['flag'] = flags or '(none)'
-    runs.append(out)
-    print(f'    {out["flag"]}: ' + ', '.join(
-        f'{k} {v.get("median", float("nan")):.3f}' for k, v in out.get('results', {}).items())
-          + (f' error {out["error"][:200]}' if 'error' in out else ''), flush=True)
-  report['onednn'] = runs
+  for repeat in range(2):
+    for name, defaults in variants:
+      out = run_worker_subprocess(args, 'jax_steps', xla_defaults=defaults)
+      out.update(variant=name, repeat=repeat + 1)
+      runs.append(out)
+      print(f'    {name} (run {repeat + 1}): ' + ', '.join(
+          f'{k} {v.get("median", float("nan")):.3f}' for k, v in out.get('results', {}).items())
+            + (f' error {out["error"][:200]}' if 'error' in out else ''), flush=True)
+  report['xla_flags_ab'] = runs
 
 
 def memory_section(args, sizes, platform_name, torch_available, report):
@@ -926,17 +943,22 @@ def write_report(report: Dict, out_dir: str) -> None:
                      f'{(r.get("error") or full.get("error", ""))[:200]} | | |')
     lines.append('')
 
-  if report.get('onednn'):
-    lines += ['## `--xla_cpu_use_onednn=true` (32px ps; two subprocesses run one after the '
-              'other, not interleaved: compare with care)', '',
-              '| XLA flag | ' + ' | '.join(KIND_NAMES[k] + ' steps/s' for k in KINDS) + ' |',
-              '|---|---|---|---|']
-    for r in report['onednn']:
+  if report.get('xla_flags_ab'):
+    lines += ["## XLA:CPU flags: XLA's defaults against ltgans_jax's (32px ps; fresh "
+              'subprocesses, alternating A B A B)', '',
+              '`import ltgans_jax` turns off the YNNPACK library fusions of XLA:CPU '
+              '(`ltgans_jax/xla_cpu.py`; `LTGANS_XLA_CPU_DEFAULTS=0` keeps XLA\'s defaults). '
+              'Every other JAX figure on this page is with that setting.', '',
+              '| variant | run | XLA_FLAGS | ' + ' | '.join(
+                  KIND_NAMES[k] + ' steps/s' for k in KINDS) + ' |',
+              '|---|---|---|---|---|---|']
+    for r in report['xla_flags_ab']:
       res = r.get('results', {})
+      head = f'| {r["variant"]} | {r["repeat"]} | `{r.get("xla_flags") or "(unset)"}` | '
       if 'error' in r:
-        lines.append(f'| `{r["flag"]}` | failed: {r["error"][:200]} | | |')
+        lines.append(head + f'failed: {r["error"][:200]} | | |')
       else:
-        lines.append(f'| `{r["flag"]}` | ' + ' | '.join(
+        lines.append(head + ' | '.join(
             f'{res[k]["median"]:.3f} [{res[k]["min"]:.3f}, {res[k]["max"]:.3f}]'
             if 'median' in res.get(k, {}) else 'failed' for k in KINDS) + ' |')
     lines.append('')
@@ -1084,10 +1106,11 @@ def main(argv=None):
     if platform_name == 'cpu':
       device_scaling(args, sizes, report)
       write_report(report, out_dir)
-      if args.onednn == 'on' or (args.onednn == 'auto' and sizes['onednn']):
-        onednn_ab(args, report)
+      if args.flags_ab == 'on' or (args.flags_ab == 'auto' and sizes['flags_ab']):
+        xla_flags_ab(args, report)
+        write_report(report, out_dir)
     else:
-      notes.append('Simulated device counts and the oneDNN flag are CPU-only: not run.')
+      notes.append('Simulated device counts and the XLA:CPU flags A/B are CPU-only: not run.')
   report['max_rss_bytes'] = max_rss_bytes()
   report['loadavg_end'] = loadavg()
   report['wall_s'] = time.perf_counter() - started

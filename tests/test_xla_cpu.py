@@ -1,0 +1,48 @@
+"""The XLA:CPU flags that ``import ltgans_jax`` applies (ltgans_jax/xla_cpu.py)."""
+
+import os
+import subprocess
+import sys
+
+from ltgans_jax import xla_cpu
+
+FLAG = '--xla_cpu_experimental_ynn_fusion_type='
+
+
+def test_appends_the_flag_to_what_the_user_set():
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  assert xla_cpu.apply_defaults(env, jaxlib_version='0.10.2', backends_started=False)
+  assert env['XLA_FLAGS'].split() == ['--xla_force_host_platform_device_count=4', FLAG]
+  env = {}
+  assert xla_cpu.apply_defaults(env, jaxlib_version='0.11.0rc1', backends_started=False)
+  assert env['XLA_FLAGS'] == FLAG
+
+
+def test_leaves_xla_flags_alone_when_it_should():
+  cases = [
+      # The user chose a value for the same flag: theirs wins.
+      ({'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type=individual_dot'}, '0.10.2', False),
+      # Opt-out.
+      ({'LTGANS_XLA_CPU_DEFAULTS': '0'}, '0.10.2', False),
+      # A jaxlib that may not know the flag (XLA aborts on unknown flags).
+      ({}, '0.9.1', False),
+      # JAX already started: too late, and a warning says so.
+      ({}, '0.10.2', True),
+  ]
+  for env, version, started in cases:
+    before = dict(env)
+    assert not xla_cpu.apply_defaults(env, jaxlib_version=version, backends_started=started)
+    assert env == before
+
+
+def test_a_fresh_process_runs_with_the_flag():
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('XLA_FLAGS', xla_cpu.OPT_OUT_VARIABLE)}
+  code = ('import os, ltgans_jax, jax.numpy as jnp; '
+          'print(float(jnp.ones(3).sum()), os.environ.get("XLA_FLAGS", ""))')
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                       check=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout
+  total, *flags = out.split()
+  assert float(total) == 3.0
+  expected = [FLAG] if xla_cpu.apply_defaults({}, backends_started=False) else []
+  assert flags == expected
