@@ -3,7 +3,7 @@
 From jaxlib 0.10 XLA:CPU hands convolutions and matrix products to YNNPACK library fusions.
 For this project's networks (small 2x2 and 3x3 convolutions, the critic's double backward
 through the gradient penalty) that is slower than XLA's own Eigen kernels: on a 2-core Xeon
-(Sapphire Rapids) the full LAKD step at the paper's 32 px sizes ran 0.81-0.84 steps/s with
+with AVX-512 the full LAKD step at the paper's 32 px sizes ran 0.81-0.84 steps/s with
 YNNPACK off against 0.61-0.62 with XLA's defaults (``experiments/results/benchmark/cpu/``,
 section "XLA:CPU flags"), and at 64 px took 6.6 s against 8.9 s per step. So the package turns
 the YNNPACK fusions off, unless:
