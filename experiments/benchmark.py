@@ -71,8 +71,8 @@ FULL = dict(batch=64, latent=100, width=64, vae_latent=64, sizes=(32, 64),
             batch_scaling=(32, 64, 128, 256), rounds=5, window_s=3.0, scaling_rounds=3,
             tasks=(1, 5, 10), device_counts=(1, 2, 4), worker_rounds=3, memory_sizes=(32, 64),
             flags_ab=True)
-# The smoke run: every code path once (except torch.compile and the XLA flags A/B, which are slow to
-# start), tiny networks, one image size.
+# The smoke run: every code path once (except torch.compile and the XLA flags A/B, which are
+# slow to start), tiny networks, one image size.
 QUICK = dict(batch=8, latent=16, width=8, vae_latent=8, sizes=(32,),
              jax_modes_32=('pixel_shuffle',), channels_last=False, batch_scaling=(8,),
              rounds=2, window_s=0.1, scaling_rounds=2, tasks=(1, 5, 10), device_counts=(2,),
