@@ -532,14 +532,15 @@ def batch_scaling(sizes, report):
 def run_worker_subprocess(args, worker: str, extra_xla_flags: str = '', extra_args=(),
                           cpu_only: bool = True, timeout_s: int = 1800,
                           xla_defaults: bool = False) -> Dict:
-  """Runs ``--_worker`` in a fresh process. ``xla_defaults``: without this package's XLA:CPU
-  flags (``ltgans_jax/xla_cpu.py``), i.e. with XLA's own defaults."""
+  """Runs ``--_worker`` in a fresh process. ``xla_defaults``: with XLA's own YNNPACK defaults
+  (no value of that flag in XLA_FLAGS, and ``import ltgans_jax`` adds none) before
+  ``extra_xla_flags``."""
   from ltgans_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   env = dict(os.environ)
   flags = env.get('XLA_FLAGS', '')
   if xla_defaults:
     env[xla_cpu.OPT_OUT_VARIABLE] = '0'
-    flags = ' '.join(f for f in flags.split() if f not in xla_cpu.CPU_FLAGS)
+    flags = xla_cpu.without_ynn_flag(flags)
   env['XLA_FLAGS'] = (flags + ' ' + extra_xla_flags).strip()
   if cpu_only:
     env['JAX_PLATFORMS'] = 'cpu'
@@ -581,11 +582,14 @@ def xla_flags_ab(args, report):
   in fresh subprocesses, so that a slow spell of the machine hits both."""
   from ltgans_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   print("\n== XLA's CPU defaults against ltgans_jax's XLA:CPU flags (subprocesses)", flush=True)
-  variants = (("XLA's defaults", True), ('ltgans_jax: ' + ' '.join(xla_cpu.CPU_FLAGS), False))
+  # Both start from XLA_FLAGS without any YNNPACK value (a user's own included), so each row
+  # runs exactly what its name says.
+  package_flags = ' '.join(xla_cpu.CPU_FLAGS)
+  variants = (("XLA's defaults", ''), (f'ltgans_jax: {package_flags}', package_flags))
   runs = []
   for repeat in range(2):
-    for name, defaults in variants:
-      out = run_worker_subprocess(args, 'jax_steps', xla_defaults=defaults)
+    for name, flags in variants:
+      out = run_worker_subprocess(args, 'jax_steps', flags, xla_defaults=True)
       out.update(variant=name, repeat=repeat + 1)
       runs.append(out)
       print(f'    {name} (run {repeat + 1}): ' + ', '.join(

@@ -58,6 +58,12 @@ def _backends_started() -> bool:
     return False
 
 
+def without_ynn_flag(flags: str) -> str:
+  """``flags`` (an XLA_FLAGS value) with every ``--xla_cpu_experimental_ynn_fusion_type=...``
+  removed, whoever set it: what runs with XLA's own defaults for YNNPACK."""
+  return ' '.join(f for f in flags.split() if not f.startswith(f'--{YNN_FLAG}='))
+
+
 def apply_defaults(environ: MutableMapping[str, str] = os.environ,
                    jaxlib_version: Optional[str] = None,
                    backends_started: Optional[bool] = None) -> bool:

@@ -46,3 +46,12 @@ def test_a_fresh_process_runs_with_the_flag():
   assert float(total) == 3.0
   expected = [FLAG] if xla_cpu.apply_defaults({}, backends_started=False) else []
   assert flags == expected
+
+
+def test_without_ynn_flag_removes_every_value_of_it_and_nothing_else():
+  flags = ('--xla_force_host_platform_device_count=4 '
+           '--xla_cpu_experimental_ynn_fusion_type=individual_dot --xla_cpu_use_onednn=true '
+           + FLAG)
+  assert xla_cpu.without_ynn_flag(flags) == (
+      '--xla_force_host_platform_device_count=4 --xla_cpu_use_onednn=true')
+  assert xla_cpu.without_ynn_flag('') == ''
