@@ -46,8 +46,10 @@ def gradient_penalty(critic_fn: Callable[[jnp.ndarray], jnp.ndarray],
   Returns:
     [B] penalties (without the lambda factor).
   """
-  single_score = lambda x: critic_fn(x[None])[0]
-  grads = jax.vmap(jax.grad(single_score))(points)
+  # Examples are independent, so the gradient of the summed scores is every example's own
+  # gradient; one batched pass instead of a vmap over single examples, under which the
+  # double backward would form per-example weight gradients and then sum them.
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(points)
   chex.assert_equal_shape([grads, points])
   # The tiny constant keeps the gradient of the norm finite where grad D is exactly 0.
   norms = jnp.sqrt(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))) + 1e-12)

@@ -15,7 +15,8 @@ Resolution changes are written in two interchangeable ways (``config.model.resam
   including the critic's double backward through the gradient penalty, is then a stride-1
   convolution, which XLA:CPU runs many times faster than the weight gradient of an
   lhs-dilated (transposed) convolution. See ``experiments/benchmark.py`` and its results in
-  ``experiments/results/benchmark/``.
+  ``experiments/results/benchmark/``. The stride-1 convolutions are ``conv.Conv``
+  (``nn.Conv``'s parameters and function, with gradients XLA:CPU runs well; see there).
 * ``'strided'``: Flax's ``ConvTranspose`` / strided ``Conv`` with 4x4 kernels, the textbook
   DCGAN layers, kept for comparison and for accelerators where both are fast.
 """
@@ -27,6 +28,8 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from ltgans_jax import conv
 
 # Spatial size of the first (generator) / last (critic) feature map for each image size.
 BASE_RESOLUTION = {28: 7, 32: 4, 64: 4}
@@ -74,7 +77,7 @@ class Upsample(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
-      return depth_to_space(nn.Conv(4 * self.features, (2, 2), padding='SAME')(x))
+      return depth_to_space(conv.Conv(4 * self.features, (2, 2))(x))
     return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
 
 
@@ -86,7 +89,7 @@ class Downsample(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
-      return nn.Conv(self.features, (2, 2), padding='SAME')(space_to_depth(x))
+      return conv.Conv(self.features, (2, 2))(space_to_depth(x))
     return nn.Conv(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
 
 
@@ -112,7 +115,7 @@ class Generator(nn.Module):
     for i in range(steps):
       x = Upsample(self.width * 2 ** max(steps - 2 - i, 0), self.resample)(x)
       x = nn.relu(pixel_norm(x))
-    x = nn.Conv(self.channels, (3, 3), padding='SAME')(x)
+    x = conv.Conv(self.channels, (3, 3))(x)
     return jnp.tanh(x) if self.output == 'tanh' else x
 
 
@@ -125,7 +128,7 @@ class ConvTrunk(nn.Module):
   @nn.compact
   def __call__(self, x):
     steps = num_resolution_steps(self.image_size)
-    x = nn.leaky_relu(nn.Conv(self.width, (3, 3), padding='SAME')(x), 0.2)
+    x = nn.leaky_relu(conv.Conv(self.width, (3, 3))(x), 0.2)
     for i in range(steps):
       x = nn.leaky_relu(Downsample(self.width * 2**i, self.resample)(x), 0.2)
     return x.reshape(x.shape[0], -1)

@@ -1,0 +1,153 @@
+"""The stride-1 'SAME' convolution every network uses, with gradients XLA:CPU runs well.
+
+Why: XLA:CPU computes a convolution's weight gradient as another convolution in which the
+batch and channel axes swap roles, so it transposes both operands ([N, H, W, C] ->
+[C, H, W, N]). It fuses those transposes into the element-wise work that produced the
+operands (the leaky ReLU's backward, depth-to-space), and a fused transpose runs far below
+memory speed: in the critic's gradient-penalty double backward such fusions took ~40% of the
+step. It also splits each bias gradient (a sum over batch and pixels) into a strided
+reduce-window about ten times slower than a matrix-vector product. So, on the CPU:
+
+* the weight gradient is XLA's own, but its two operands first pass through
+  ``fusion_barrier``, a one-trip loop XLA cannot see through, so the transposes become
+  standalone copies;
+* the bias gradient is a matrix-vector product, ``ones[N*H*W] @ grad[N*H*W, C]``;
+* the input gradient is again this convolution (flipped, in/out-swapped kernel), so these rules
+  hold at every order of differentiation (the penalty differentiates through them twice).
+
+On other backends (GPU, TPU) ``Conv`` is plain ``lax.conv_general_dilated`` plus the bias:
+there a while loop would cost a device-to-host sync per call and nothing is to be gained.
+Either way ``Conv`` has ``flax.linen.Conv``'s parameters (names, shapes, initialisers) and
+computes the same function, so checkpoints move freely between backends and implementations.
+``experiments/benchmark.py`` measures the effect.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Padding = Tuple[Tuple[int, int], Tuple[int, int]]
+GRADIENT_MODES = ('auto', 'barriered', 'xla')
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def same_padding(kernel_size: Sequence[int]) -> Padding:
+  """XLA's 'SAME' padding of a stride-1 kernel: (k-1)//2 before, the rest after."""
+  return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size)
+
+
+@jax.custom_vjp
+def fusion_barrier(x: jnp.ndarray, token: jnp.ndarray) -> jnp.ndarray:
+  """Returns ``x`` (any shape) in a buffer of its own that XLA cannot fuse into its consumers.
+
+  ``optimization_barrier`` does not do this on the CPU (XLA expands it before fusion); a
+  while loop whose trip count XLA cannot know does. ``token`` is any float scalar that is not
+  batched (a parameter element): the trip count is 1 unless it is NaN, and the loop is the
+  identity either way.
+  """
+  token = lax.stop_gradient(token)
+  first_trip = (token != token).astype(jnp.int32)
+
+  def body(carry):
+    trip, value = carry
+    return trip + 1, jnp.where(trip > 1, -value, value)  # the identity, opaque to XLA
+
+  return lax.while_loop(lambda carry: carry[0] < 1, body, (first_trip, x))[1]
+
+
+def _fusion_barrier_fwd(x, token):
+  return fusion_barrier(x, token), token
+
+
+def _fusion_barrier_bwd(token, output_grad):
+  return fusion_barrier(output_grad, token), jnp.zeros_like(token)
+
+
+fusion_barrier.defvjp(_fusion_barrier_fwd, _fusion_barrier_bwd)
+
+
+def _lax_conv(x, kernel, padding):
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                  dimension_numbers=_DIMENSION_NUMBERS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def barriered_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding: Padding) -> jnp.ndarray:
+  """Stride-1 cross-correlation: [N, H, W, C_in], [kh, kw, C_in, C_out] -> [N, H', W', C_out],
+  H' = H + pad_top + pad_bottom - kh + 1 (likewise W'); the weight gradient's operands are
+  fusion-barriered."""
+  return _lax_conv(x, kernel, padding)
+
+
+def _barriered_conv_fwd(x, kernel, padding):
+  return _lax_conv(x, kernel, padding), (x, kernel)
+
+
+def _barriered_conv_bwd(padding, residuals, output_grad):
+  x, kernel = residuals
+  kh, kw = kernel.shape[:2]
+  # The input gradient correlates with the flipped, in/out-swapped kernel.
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  input_padding = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
+                   (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
+  input_grad = barriered_conv(output_grad, flipped, input_padding)
+  token = kernel.reshape(-1)[0]
+  _, weight_vjp = jax.vjp(lambda k: _lax_conv(fusion_barrier(x, token), k, padding), kernel)
+  (kernel_grad,) = weight_vjp(fusion_barrier(output_grad, token))
+  return input_grad, kernel_grad
+
+
+barriered_conv.defvjp(_barriered_conv_fwd, _barriered_conv_bwd)
+
+
+@jax.custom_vjp
+def add_channel_bias(y: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
+  """[..., C] + [C] -> [..., C]; the bias gradient is a matrix-vector product."""
+  return y + bias
+
+
+def _add_channel_bias_fwd(y, bias):
+  return y + bias, None
+
+
+def _add_channel_bias_bwd(_, output_grad):
+  flat = output_grad.reshape(-1, output_grad.shape[-1])
+  return output_grad, jnp.ones((flat.shape[0],), flat.dtype) @ flat
+
+
+add_channel_bias.defvjp(_add_channel_bias_fwd, _add_channel_bias_bwd)
+
+
+def resolve_gradients(mode: str) -> str:
+  """'auto' -> 'barriered' on the CPU backend, 'xla' elsewhere; other modes unchanged."""
+  if mode not in GRADIENT_MODES:
+    raise ValueError(f'gradients={mode!r}; use one of {GRADIENT_MODES}.')
+  if mode == 'auto':
+    return 'barriered' if jax.default_backend() == 'cpu' else 'xla'
+  return mode
+
+
+class Conv(nn.Module):
+  """``nn.Conv(features, kernel_size, padding='SAME')``: [N, H, W, C_in] -> [N, H, W, features].
+
+  ``gradients``: 'auto' (the CPU rules above on the CPU backend), 'barriered' or 'xla'.
+  """
+  features: int
+  kernel_size: Tuple[int, int]
+  gradients: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        tuple(self.kernel_size) + (x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    padding = same_padding(self.kernel_size)
+    if resolve_gradients(self.gradients) == 'xla':
+      return _lax_conv(x, kernel, padding) + bias
+    return add_channel_bias(barriered_conv(x, kernel, padding), bias)

@@ -1,0 +1,80 @@
+"""conv.Conv: nn.Conv's parameters and function, and exact gradients of every order."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ltgans_jax import conv, losses
+
+
+def _relative_error(a, b):
+  return max(float(jnp.max(jnp.abs(x - y)) / (jnp.max(jnp.abs(y)) + 1e-30))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize('kernel_size', [(2, 2), (3, 3)])
+def test_conv_has_nn_conv_parameters_and_function(kernel_size):
+  x = jax.random.normal(jax.random.key(0), (3, 8, 8, 5))
+  ours = conv.Conv(7, kernel_size, gradients='barriered')
+  flax_conv = nn.Conv(7, kernel_size, padding='SAME')
+  params = ours.init(jax.random.key(1), x)
+  flax_params = flax_conv.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, flax_params)
+  np.testing.assert_array_equal(params['params']['kernel'], flax_params['params']['kernel'])
+  params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
+  np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x),
+                             rtol=1e-6, atol=1e-6)
+
+
+class _TwoLayerCritic(nn.Module):
+  """[B, 8, 8, 3] -> [B]: two convolutions (2x2, 3x3) and a sum, for gradient checks."""
+  gradients: str
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.leaky_relu(conv.Conv(6, (2, 2), self.gradients)(x), 0.2)
+    h = conv.Conv(4, (3, 3), self.gradients)(h)
+    return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
+
+
+def test_barriered_gradients_match_xla_to_all_orders():
+  """First-order and gradient-penalty (second-order) gradients equal XLA's own."""
+  real = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  fake = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+  params = _TwoLayerCritic('xla').init(jax.random.key(2), real)
+  params = jax.tree.map(lambda p: p + 0.05, params)
+
+  def critic_loss(params, gradients):
+    critic = lambda x: _TwoLayerCritic(gradients).apply(params, x)
+    points = losses.interpolate(real, fake, jax.random.key(3))
+    penalty = losses.gradient_penalty(critic, points)
+    return jnp.mean(critic(fake) - critic(real) + 10.0 * penalty)
+
+  value, grads = jax.jit(jax.value_and_grad(critic_loss), static_argnums=1)(params, 'barriered')
+  ref_value, ref_grads = jax.jit(jax.value_and_grad(critic_loss), static_argnums=1)(params, 'xla')
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  assert _relative_error(grads, ref_grads) < 1e-5
+  input_grad = jax.grad(lambda x: jnp.sum(_TwoLayerCritic('barriered').apply(params, x)))(real)
+  ref_input_grad = jax.grad(lambda x: jnp.sum(_TwoLayerCritic('xla').apply(params, x)))(real)
+  assert _relative_error(input_grad, ref_input_grad) < 1e-5
+
+
+def test_fusion_barrier_is_the_identity_with_identity_gradient():
+  x = jax.random.normal(jax.random.key(0), (2, 3, 4))
+  for token in (jnp.float32(0.3), jnp.float32(jnp.nan)):
+    y, vjp = jax.vjp(lambda v: conv.fusion_barrier(v, token), x)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(vjp(2.0 * x)[0], 2.0 * x)
+  jitted = jax.jit(conv.fusion_barrier)
+  np.testing.assert_array_equal(jitted(x, jnp.float32(1.0)), x)
+  assert 'while' in jitted.lower(x, jnp.float32(1.0)).compile().as_text()
+
+
+def test_gradient_modes():
+  assert conv.resolve_gradients('auto') == ('barriered' if jax.default_backend() == 'cpu'
+                                             else 'xla')
+  assert conv.resolve_gradients('xla') == 'xla'
+  with pytest.raises(ValueError, match='use one of'):
+    conv.resolve_gradients('fast')
