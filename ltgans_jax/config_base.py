@@ -41,6 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.generator_width = 16
   config.model.critic_width = 16
   config.model.resample = 'pixel_shuffle'
+  # How the stride-1 convolutions are differentiated (same function and parameters either way):
+  # 'auto' = 'barriered' on the CPU backend (gradients XLA:CPU runs well, ltgans_jax/conv.py),
+  # 'xla' (XLA's own) elsewhere.
+  config.model.conv_gradients = 'auto'
 
   # WGAN-GP and LAKD (eqs. 2-3).
   config.gan = ml_collections.ConfigDict()

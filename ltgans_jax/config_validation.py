@@ -9,7 +9,7 @@ import os
 import jax
 import ml_collections
 
-from ltgans_jax import losses, methods, models
+from ltgans_jax import conv, losses, methods, models
 from ltgans_jax.errors import ConfigError
 
 
@@ -30,6 +30,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(data.channels in (1, 3), f'data.channels={data.channels}; use 1 or 3.')
   _require(config.model.resample in models.RESAMPLE_MODES,
            f'model.resample={config.model.resample!r}; use one of {models.RESAMPLE_MODES}.')
+  _require(config.model.conv_gradients in conv.GRADIENT_MODES,
+           f'model.conv_gradients={config.model.conv_gradients!r}; use one of '
+           f'{conv.GRADIENT_MODES}.')
   _require(vae.likelihood in losses.LIKELIHOODS,
            f'vae.likelihood={vae.likelihood!r}; use one of {losses.LIKELIHOODS}.')
   _require(vae.beta > 0, f'vae.beta={vae.beta}; it must be > 0 (1 is the ELBO, eq. 5).')

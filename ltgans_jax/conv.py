@@ -17,9 +17,10 @@ reduce-window about ten times slower than a matrix-vector product. So, on the CP
 
 On other backends (GPU, TPU) ``Conv`` is plain ``lax.conv_general_dilated`` plus the bias:
 there a while loop would cost a device-to-host sync per call and nothing is to be gained.
+``config.model.conv_gradients`` ('auto', 'barriered' or 'xla') overrides the choice.
 Either way ``Conv`` has ``flax.linen.Conv``'s parameters (names, shapes, initialisers) and
 computes the same function, so checkpoints move freely between backends and implementations.
-``experiments/benchmark.py`` measures the effect.
+``experiments/benchmark_conv_gradients.py`` measures the effect.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Resolution changes are written in two interchangeable ways (``config.model.resam
   convolution, which XLA:CPU runs many times faster than the weight gradient of an
   lhs-dilated (transposed) convolution. See ``experiments/benchmark.py`` and its results in
   ``experiments/results/benchmark/``. The stride-1 convolutions are ``conv.Conv``
-  (``nn.Conv``'s parameters and function, with gradients XLA:CPU runs well; see there).
+  (``nn.Conv``'s parameters and function, with gradients XLA:CPU runs well; see there;
+  ``config.model.conv_gradients``).
 * ``'strided'``: Flax's ``ConvTranspose`` / strided ``Conv`` with 4x4 kernels, the textbook
   DCGAN layers, kept for comparison and for accelerators where both are fast.
 """
@@ -73,11 +74,12 @@ class Upsample(nn.Module):
   """Doubles height and width: [B, H, W, C_in] -> [B, 2H, 2W, features]."""
   features: int
   mode: str = 'pixel_shuffle'
+  conv_gradients: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
-      return depth_to_space(conv.Conv(4 * self.features, (2, 2))(x))
+      return depth_to_space(conv.Conv(4 * self.features, (2, 2), self.conv_gradients)(x))
     return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
 
 
@@ -85,11 +87,12 @@ class Downsample(nn.Module):
   """Halves height and width: [B, H, W, C_in] -> [B, H/2, W/2, features]."""
   features: int
   mode: str = 'pixel_shuffle'
+  conv_gradients: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
-      return conv.Conv(self.features, (2, 2))(space_to_depth(x))
+      return conv.Conv(self.features, (2, 2), self.conv_gradients)(space_to_depth(x))
     return nn.Conv(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
 
 
@@ -104,6 +107,7 @@ class Generator(nn.Module):
   width: int
   resample: str = 'pixel_shuffle'
   output: str = 'tanh'
+  conv_gradients: str = 'auto'
 
   @nn.compact
   def __call__(self, z):
@@ -113,9 +117,10 @@ class Generator(nn.Module):
     x = nn.Dense(base * base * features)(z).reshape(z.shape[0], base, base, features)
     x = nn.relu(pixel_norm(x))
     for i in range(steps):
-      x = Upsample(self.width * 2 ** max(steps - 2 - i, 0), self.resample)(x)
+      x = Upsample(self.width * 2 ** max(steps - 2 - i, 0), self.resample,
+                   self.conv_gradients)(x)
       x = nn.relu(pixel_norm(x))
-    x = conv.Conv(self.channels, (3, 3))(x)
+    x = conv.Conv(self.channels, (3, 3), self.conv_gradients)(x)
     return jnp.tanh(x) if self.output == 'tanh' else x
 
 
@@ -124,13 +129,15 @@ class ConvTrunk(nn.Module):
   image_size: int
   width: int
   resample: str = 'pixel_shuffle'
+  conv_gradients: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     steps = num_resolution_steps(self.image_size)
-    x = nn.leaky_relu(conv.Conv(self.width, (3, 3))(x), 0.2)
+    x = nn.leaky_relu(conv.Conv(self.width, (3, 3), self.conv_gradients)(x), 0.2)
     for i in range(steps):
-      x = nn.leaky_relu(Downsample(self.width * 2**i, self.resample)(x), 0.2)
+      x = nn.leaky_relu(
+          Downsample(self.width * 2**i, self.resample, self.conv_gradients)(x), 0.2)
     return x.reshape(x.shape[0], -1)
 
 
@@ -143,10 +150,11 @@ class Critic(nn.Module):
   image_size: int
   width: int
   resample: str = 'pixel_shuffle'
+  conv_gradients: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
-    h = ConvTrunk(self.image_size, self.width, self.resample)(x)
+    h = ConvTrunk(self.image_size, self.width, self.resample, self.conv_gradients)(x)
     return nn.Dense(1)(h)[:, 0]
 
 
@@ -156,10 +164,11 @@ class Encoder(nn.Module):
   width: int
   latent_dim: int
   resample: str = 'pixel_shuffle'
+  conv_gradients: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
-    h = ConvTrunk(self.image_size, self.width, self.resample)(x)
+    h = ConvTrunk(self.image_size, self.width, self.resample, self.conv_gradients)(x)
     mean_and_log_var = nn.Dense(2 * self.latent_dim)(h)
     mean, log_var = jnp.split(mean_and_log_var, 2, axis=-1)
     return mean, log_var
@@ -177,11 +186,13 @@ class StudentVAE(nn.Module):
   width: int
   latent_dim: int
   resample: str = 'pixel_shuffle'
+  conv_gradients: str = 'auto'
 
   def setup(self):
-    self.encoder = Encoder(self.image_size, self.width, self.latent_dim, self.resample)
+    self.encoder = Encoder(self.image_size, self.width, self.latent_dim, self.resample,
+                           self.conv_gradients)
     self.decoder = Generator(self.image_size, self.channels, self.width, self.resample,
-                             output='logits')
+                             output='logits', conv_gradients=self.conv_gradients)
 
   def __call__(self, x, noise):
     mean, log_var = self.encoder(x)

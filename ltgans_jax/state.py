@@ -59,7 +59,7 @@ def build_student(config: ml_collections.ConfigDict) -> models.StudentVAE:
   """The Student VAE; the VAE-only baselines use it too (matched capacity)."""
   data, vae = config.data, config.vae
   return models.StudentVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
-                           config.model.resample)
+                           config.model.resample, config.model.conv_gradients)
 
 
 def copy_tree(tree):
@@ -72,8 +72,9 @@ def build_networks(config: ml_collections.ConfigDict) -> Networks:
   data, model = config.data, config.model
   return Networks(
       generator=models.Generator(data.image_size, data.channels, model.generator_width,
-                                 model.resample),
-      critic=models.Critic(data.image_size, model.critic_width, model.resample),
+                                 model.resample, conv_gradients=model.conv_gradients),
+      critic=models.Critic(data.image_size, model.critic_width, model.resample,
+                           model.conv_gradients),
       student=build_student(config),
   )
 

@@ -23,6 +23,8 @@ BAD_VALUES = [
     ('data.sequence', 'nope', ConfigError, r"data.sequence='nope' is unknown; use one of"),
     ('data.num_tasks', 11, ConfigError, r'data.num_tasks=11 but digits has 10 classes'),
     ('model.resample', 'bilinear', ConfigError, r"model.resample='bilinear'; use one of"),
+    ('model.conv_gradients', 'fast', ConfigError,
+     r"model.conv_gradients='fast'; use one of"),
     ('model.latent_dim', 0, ConfigError, r'model.latent_dim=0; it must be >= 1'),
     ('vae.likelihood', 'laplace', ConfigError, r"vae.likelihood='laplace'; use one of"),
     ('vae.beta', 0.0, ConfigError, r'vae.beta=0.0; it must be > 0'),

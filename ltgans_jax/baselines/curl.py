@@ -67,13 +67,15 @@ class CurlVAE(nn.Module):
   latent_dim: int
   max_components: int
   resample: str = 'pixel_shuffle'
+  conv_gradients: str = 'auto'
 
   def setup(self):
-    self.trunk = models.ConvTrunk(self.image_size, self.width, self.resample)
+    self.trunk = models.ConvTrunk(self.image_size, self.width, self.resample,
+                                  self.conv_gradients)
     self.cluster_head = nn.Dense(self.max_components)
     self.latent_head = nn.Dense(self.max_components * 2 * self.latent_dim)
     self.decoder = models.Generator(self.image_size, self.channels, self.width, self.resample,
-                                    output='logits')
+                                    output='logits', conv_gradients=self.conv_gradients)
     shape = (self.max_components, self.latent_dim)
     self.prior_mean = self.param('prior_mean', nn.initializers.zeros, shape)
     self.prior_log_var = self.param('prior_log_var', nn.initializers.zeros, shape)
@@ -150,7 +152,8 @@ class CurlMethod(methods.LifelongMethod):
     self.config, self.name = config, name
     data, vae, curl = config.data, config.vae, config.curl
     self.model = CurlVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
-                         curl.max_components, config.model.resample)
+                         curl.max_components, config.model.resample,
+                         config.model.conv_gradients)
     self.num_components, self.latent_dim = curl.max_components, vae.latent_dim
     self.optimizer = optax.adam(config.optim.student_learning_rate)
 
