@@ -78,3 +78,27 @@ def test_gradient_modes():
   assert conv.resolve_gradients('xla') == 'xla'
   with pytest.raises(ValueError, match='use one of'):
     conv.resolve_gradients('fast')
+
+
+def test_training_steps_agree_under_both_gradient_rules(test_config):
+  """Two joint steps and two LAKD steps of the test config: the same losses either way."""
+  from ltgans_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from tests.helpers import build, random_batch  # pylint: disable=g-import-not-at-top
+  metrics = {}
+  for mode in ('xla', 'barriered'):
+    config = test_config.copy_and_resolve_references()
+    config.model.conv_gradients = mode
+    _, optimizers, state, step_fns = build(config)
+    history = []
+    for i, phase in enumerate(('joint', 'joint', 'lakd', 'lakd')):
+      if i == 2:
+        state = state_lib.begin_next_task(state, optimizers.generator)
+      state, step_metrics = step_fns[phase](state, random_batch(config, i), jax.random.key(i),
+                                            update_generators=True)
+      history.append({k: float(v) for k, v in step_metrics.items()})
+    metrics[mode] = history
+  for xla_step, barriered_step in zip(metrics['xla'], metrics['barriered']):
+    assert xla_step.keys() == barriered_step.keys()
+    for name in xla_step:
+      np.testing.assert_allclose(barriered_step[name], xla_step[name], rtol=1e-4, atol=1e-5,
+                                 err_msg=name)
