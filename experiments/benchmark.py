@@ -102,6 +102,7 @@ def parse_args(argv=None):
   p.add_argument('--_impl', choices=('jax', 'eager'), default='jax', help=argparse.SUPPRESS)
   p.add_argument('--_size', type=int, default=32, help=argparse.SUPPRESS)
   p.add_argument('--_mode', default='pixel_shuffle', help=argparse.SUPPRESS)
+  p.add_argument('--_conv_gradients', default='auto', help=argparse.SUPPRESS)
   return p.parse_args(argv)
 
 
@@ -636,7 +637,8 @@ def worker_main(args):
   if args._worker == 'memory':  # pylint: disable=protected-access
     return memory_worker(args, sizes)
   import jax  # pylint: disable=g-import-not-at-top
-  config = make_config(sizes, 32, 'pixel_shuffle')
+  config = make_config(sizes, args._size, 'pixel_shuffle')  # pylint: disable=protected-access
+  config.model.conv_gradients = args._conv_gradients  # pylint: disable=protected-access
   out = {'devices': jax.device_count(), 'device_kind': jax.devices()[0].device_kind}
   if args._worker == 'devices':  # pylint: disable=protected-access
     # As train.data_mesh / train_and_evaluate: a 1-D mesh over every device, the batch split
