@@ -18,7 +18,8 @@ matrix-vector product). So, on the CPU:
   hold at every order of differentiation (the penalty differentiates through them twice).
 
 On other backends (GPU, TPU) ``Conv`` is plain ``lax.conv_general_dilated`` plus the bias:
-there a while loop would cost a device-to-host sync per call and nothing is to be gained.
+there the transposes are not the problem, and a loop whose trip count depends on data makes
+the host read its predicate back (reasoned, not measured).
 ``config.model.conv_gradients`` ('auto', 'barriered' or 'xla') overrides the choice.
 Either way ``Conv`` has ``flax.linen.Conv``'s parameters (names, shapes, initialisers) and
 computes the same function, so checkpoints move freely between backends and implementations.

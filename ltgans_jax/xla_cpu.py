@@ -3,10 +3,9 @@
 From jaxlib 0.10 XLA:CPU hands convolutions and matrix products to YNNPACK library fusions.
 For this project's networks (small 2x2 and 3x3 convolutions, the critic's double backward
 through the gradient penalty) that is slower than XLA's own Eigen kernels: on a 2-core Xeon
-with AVX-512 the full LAKD step at the paper's 32 px sizes ran 0.81-0.84 steps/s with
-YNNPACK off against 0.61-0.62 with XLA's defaults (``experiments/results/benchmark/cpu/``,
-section "XLA:CPU flags"), and at 64 px took 6.6 s against 8.9 s per step. So the package turns
-the YNNPACK fusions off, unless:
+with AVX-512 the full LAKD step at the paper's 32 px sizes ran 0.91-1.02 steps/s with
+YNNPACK off against 0.68 with XLA's defaults (``experiments/results/benchmark/cpu/``,
+section "XLA:CPU flags"). So the package turns the YNNPACK fusions off, unless:
 
 * ``XLA_FLAGS`` already names ``--xla_cpu_experimental_ynn_fusion_type`` (the user's value wins);
 * ``LTGANS_XLA_CPU_DEFAULTS=0`` is set (keep XLA's defaults);
@@ -81,8 +80,8 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ,
   if started:
     logging.warning(
         'ltgans_jax was imported after JAX started its backends, so its XLA:CPU setting %s '
-        'is not in effect (CPU steps run ~20%% slower); import ltgans_jax before the first JAX '
-        'computation, or set XLA_FLAGS yourself.', ' '.join(CPU_FLAGS))
+        'is not in effect (the full CPU step runs 25-33%% slower); import ltgans_jax before '
+        'the first JAX computation, or set XLA_FLAGS yourself.', ' '.join(CPU_FLAGS))
     return False
   environ['XLA_FLAGS'] = ' '.join(filter(None, [flags.strip(), *CPU_FLAGS]))
   return True
