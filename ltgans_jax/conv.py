@@ -14,6 +14,13 @@ matrix-vector product). So, on the CPU:
   ``fusion_barrier``, a one-trip loop XLA cannot see through, so the transposes become
   standalone copies;
 * the bias gradient is a matrix-vector product, ``ones[N*H*W] @ grad[N*H*W, C]``;
+* a kernel with at most ``FEW_CHANNELS`` output channels and more inputs (the generators' last
+  layer, 64 -> 3 channels, and the input gradient of the critic's and encoder's first layer)
+  runs as one matrix product to every tap's output channels followed by a shifted sum, and its
+  weight gradient as one matrix product with shifted copies of the (small) output gradient:
+  XLA:CPU's convolutions with 3 output channels run at 25-40 GFLOP/s on a 2-core EPYC against
+  110-440 for the other layers (64x32x32x64 -> 3, 3x3: forward 5.7 -> 1.6 ms, weight gradient
+  9.1 -> 2.9 ms), and the steps ran 1.08-1.10x as fast (32 px, in-process A/B);
 * the input gradient is again this convolution (flipped, in/out-swapped kernel), so these rules
   hold at every order of differentiation (the penalty differentiates through them twice).
 
@@ -38,6 +45,8 @@ from jax import lax
 
 Padding = Tuple[Tuple[int, int], Tuple[int, int]]
 GRADIENT_MODES = ('auto', 'barriered', 'xla')
+# At most this many output channels (and more inputs): the matrix-product path below.
+FEW_CHANNELS = 4
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -81,16 +90,64 @@ def _lax_conv(x, kernel, padding):
                                   dimension_numbers=_DIMENSION_NUMBERS)
 
 
+def has_few_outputs(kernel: jnp.ndarray) -> bool:
+  """Whether a [kh, kw, C_in, C_out] kernel maps many channels to a few (an RGB layer)."""
+  return kernel.shape[3] <= FEW_CHANNELS < kernel.shape[2]
+
+
+def _pad_spatial(x: jnp.ndarray, padding: Padding) -> jnp.ndarray:
+  """Pads (or, where negative, crops) axes 1 and 2 of [N, H, W, ...]."""
+  config = [(0, 0, 0)] * x.ndim
+  config[1], config[2] = (*padding[0], 0), (*padding[1], 0)
+  return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def few_outputs_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding: Padding) -> jnp.ndarray:
+  """``_lax_conv`` for a kernel with few output channels, as one matrix product and a sum.
+
+  [N, H, W, C_in] @ [C_in, kh*kw*C_out] gives every tap's contribution at its source pixel,
+  [N, H, W, kh, kw, C_out]; output pixel (i, j) adds tap (a, b)'s from source pixel
+  (i + a - pad_top, j + b - pad_left). Returns [N, H', W', C_out].
+  """
+  kh, kw, c_in, c_out = kernel.shape
+  n, h, w, _ = x.shape
+  taps = (x.reshape(-1, c_in) @ kernel.transpose(2, 0, 1, 3).reshape(c_in, -1))
+  taps = _pad_spatial(taps.reshape(n, h, w, kh, kw, c_out), padding)
+  out_h, out_w = taps.shape[1] - kh + 1, taps.shape[2] - kw + 1
+  return sum(taps[:, a:a + out_h, b:b + out_w, a, b, :] for a in range(kh) for b in range(kw))
+
+
+def few_outputs_kernel_grad(x: jnp.ndarray, output_grad: jnp.ndarray, kernel_shape,
+                            padding: Padding) -> jnp.ndarray:
+  """The weight gradient of ``_lax_conv`` for few output channels, as one matrix product.
+
+  Tap (a, b) pairs source pixel (h, w) with output pixel (h - a + pad_top, w - b + pad_left):
+  shifted copies of the (small) output gradient, [N, H, W, kh, kw, C_out], contracted with x
+  over batch and pixels. x: [N, H, W, C_in], output_grad: [N, H', W', C_out] ->
+  [kh, kw, C_in, C_out].
+  """
+  kh, kw, c_in, c_out = kernel_shape
+  n, h, w, _ = x.shape
+  padded = _pad_spatial(output_grad, ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
+                                      (kw - 1 - padding[1][0], kw - 1 - padding[1][1])))
+  shifted = jnp.stack([padded[:, kh - 1 - a:kh - 1 - a + h, kw - 1 - b:kw - 1 - b + w, :]
+                       for a in range(kh) for b in range(kw)], axis=3)
+  grad = x.reshape(-1, c_in).T @ shifted.reshape(n * h * w, kh * kw * c_out)
+  return grad.reshape(c_in, kh, kw, c_out).transpose(1, 2, 0, 3)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def barriered_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding: Padding) -> jnp.ndarray:
   """Stride-1 cross-correlation: [N, H, W, C_in], [kh, kw, C_in, C_out] -> [N, H', W', C_out],
   H' = H + pad_top + pad_bottom - kh + 1 (likewise W'); the weight gradient's operands are
-  fusion-barriered."""
+  fusion-barriered, and a kernel with few output channels runs as matrix products."""
+  if has_few_outputs(kernel):
+    return few_outputs_conv(x, kernel, padding)
   return _lax_conv(x, kernel, padding)
 
 
 def _barriered_conv_fwd(x, kernel, padding):
-  return _lax_conv(x, kernel, padding), (x, kernel)
+  return barriered_conv(x, kernel, padding), (x, kernel)
 
 
 def _barriered_conv_bwd(padding, residuals, output_grad):
@@ -101,6 +158,8 @@ def _barriered_conv_bwd(padding, residuals, output_grad):
   input_padding = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
                    (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
   input_grad = barriered_conv(output_grad, flipped, input_padding)
+  if has_few_outputs(kernel):
+    return input_grad, few_outputs_kernel_grad(x, output_grad, kernel.shape, padding)
   token = kernel.reshape(-1)[0]
   _, weight_vjp = jax.vjp(lambda k: _lax_conv(fusion_barrier(x, token), k, padding), kernel)
   (kernel_grad,) = weight_vjp(fusion_barrier(output_grad, token))

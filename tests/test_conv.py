@@ -102,3 +102,22 @@ def test_training_steps_agree_under_both_gradient_rules(test_config):
     for name in xla_step:
       np.testing.assert_allclose(barriered_step[name], xla_step[name], rtol=1e-4, atol=1e-5,
                                  err_msg=name)
+
+
+@pytest.mark.parametrize('kernel_size,padding', [
+    ((3, 3), ((1, 1), (1, 1))), ((2, 2), ((0, 1), (0, 1))), ((2, 2), ((1, 0), (1, 0))),
+    ((3, 3), ((2, 0), (0, 2)))])
+def test_few_output_channels_run_as_matrix_products_with_xla_values(kernel_size, padding):
+  """An RGB output layer (64 -> 3 channels) takes the matrix-product path, whose value, input
+  gradient and weight gradient equal XLA's convolution's."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 7, 64))
+  kernel = 0.1 * jax.random.normal(jax.random.key(1), kernel_size + (64, 3))
+  assert conv.has_few_outputs(kernel) and not conv.has_few_outputs(kernel.swapaxes(2, 3))
+  out, vjp = jax.vjp(lambda x, k: conv.barriered_conv(x, k, padding), x, kernel)
+  ref_out, ref_vjp = jax.vjp(lambda x, k: conv._lax_conv(x, k, padding), x, kernel)  # pylint: disable=protected-access
+  assert out.shape == ref_out.shape
+  assert _relative_error(out, ref_out) < 1e-5
+  output_grad = jax.random.normal(jax.random.key(2), out.shape)
+  assert _relative_error(vjp(output_grad), ref_vjp(output_grad)) < 1e-5
+  jitted = jax.jit(lambda x, k: conv.barriered_conv(x, k, padding))
+  assert 'convolution' not in jitted.lower(x, kernel).compile().as_text()
