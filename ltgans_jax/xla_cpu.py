@@ -4,7 +4,7 @@ From jaxlib 0.10 XLA:CPU hands convolutions and matrix products to YNNPACK libra
 For this project's networks (small 2x2 and 3x3 convolutions, the critic's double backward
 through the gradient penalty) that is slower than XLA's own Eigen kernels: on a 2-core Xeon
 with AVX-512 the full LAKD step at the paper's 32 px sizes ran 0.91-1.02 steps/s with
-YNNPACK off against 0.68 with XLA's defaults (``experiments/results/benchmark/cpu/``,
+YNNPACK off against 0.68 with XLA's defaults (``experiments/results/benchmark/cpu_xeon/``,
 section "XLA:CPU flags"). So the package turns the YNNPACK fusions off, unless:
 
 * ``XLA_FLAGS`` already names ``--xla_cpu_experimental_ynn_fusion_type`` (the user's value wins);
