@@ -25,8 +25,9 @@ matrix-vector product). So, on the CPU:
   downsampling layers, the input gradients of the upsampling ones) is computed with C_in as the
   output features (``input_major_kernel_grad``): XLA's own form multiplies
   [kh*kw*C_in, K] @ [K, C_out] matrices, narrow when C_out is the smaller; 16x16x256 -> 64
-  (2x2): 10.4 -> 8.6 ms; the steps ran 1.03-1.05x as fast (32 px, in-process A/B), and 1.04-1.07x
-  as fast as with XLA's own form unbarriered;
+  (2x2): 10.4 -> 8.6 ms; against XLA's form behind barriers the steps ran 1.03-1.05x as fast
+  at 32 px and 1.00-1.02x at 64 px (in-process A/B), and 1.04-1.07x against XLA's form without
+  barriers (32 px);
 * the input gradient is again this convolution (flipped, in/out-swapped kernel), so these rules
   hold at every order of differentiation (the penalty differentiates through them twice).
 
