@@ -10,9 +10,10 @@ double backward. It also splits each bias gradient (a sum over batch and pixels)
 reduce-window (13-31 ms each for the 16 MB gradients in that profile, about 5 ms as a
 matrix-vector product). So, on the CPU:
 
-* the weight gradient is XLA's own, but its two operands first pass through
-  ``fusion_barrier``, a one-trip loop XLA cannot see through, so the transposes become
-  standalone copies;
+* a weight gradient with no more input than output channels is XLA's own, but its two
+  operands first pass through
+``fusion_barrier``, a one-trip loop XLA cannot see through, so the transposes
+  become standalone copies;
 * the bias gradient is a matrix-vector product, ``ones[N*H*W] @ grad[N*H*W, C]``;
 * a kernel with at most ``FEW_CHANNELS`` output channels and more inputs (the generators' last
   layer, 64 -> 3 channels, and the input gradient of the critic's and encoder's first layer)
@@ -20,7 +21,7 @@ matrix-vector product). So, on the CPU:
   weight gradient as one matrix product with shifted copies of the (small) output gradient:
   XLA:CPU's convolutions with 3 output channels run at 25-40 GFLOP/s on a 2-core EPYC against
   110-440 for the other layers (64x32x32x64 -> 3, 3x3: forward 5.7 -> 1.6 ms, weight gradient
-  9.1 -> 2.9 ms), and the steps ran 1.08-1.10x as fast (32 px, in-process A/B);
+  9.1 -> 2.9 ms), and the steps ran 1.08-1.10x as fast (32 and 64 px, in-process A/B);
 * a weight gradient with more input than output channels (the critic's and encoder's
   downsampling layers, the input gradients of the upsampling ones) is computed with C_in as the
   output features (``input_major_kernel_grad``): XLA's own form multiplies
