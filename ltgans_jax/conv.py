@@ -11,9 +11,8 @@ reduce-window (13-31 ms each for the 16 MB gradients in that profile, about 5 ms
 matrix-vector product). So, on the CPU:
 
 * a weight gradient with no more input than output channels is XLA's own, but its two
-  operands first pass through
-``fusion_barrier``, a one-trip loop XLA cannot see through, so the transposes
-  become standalone copies;
+  operands first pass through ``fusion_barrier``, a one-trip loop XLA cannot see through, so
+  the transposes become standalone copies;
 * the bias gradient is a matrix-vector product, ``ones[N*H*W] @ grad[N*H*W, C]``;
 * a kernel with at most ``FEW_CHANNELS`` output channels and more inputs (the generators' last
   layer, 64 -> 3 channels, and the input gradient of the critic's and encoder's first layer)
