@@ -3,9 +3,9 @@
 
 ``config.model.conv_gradients``: 'xla' differentiates the stride-1 convolutions with XLA's
 own rules; 'barriered' with ``ltgans_jax/conv.py``'s (weight-gradient operands behind a
-fusion barrier, bias gradients as matrix-vector products, RGB layers as matrix products), the
-default on the CPU. Both compute
-the same function with the same parameters. Each mode runs in fresh subprocesses (the
+fusion barrier or, with more input than output channels, input-major weight gradients; bias
+gradients as matrix-vector products; RGB layers as matrix products), the default on the CPU.
+Both compute the same function with the same parameters. Each mode runs in fresh subprocesses (the
 ``jax_steps`` worker of ``benchmark.py``, on the CPU), alternating (A B B A ...), at the paper
 sizes (batch 64, z=100, widths 64); steps/s is the median of timed windows after warm-up.
 

@@ -97,6 +97,14 @@ def _lax_conv(x, kernel, padding):
                                   dimension_numbers=_DIMENSION_NUMBERS)
 
 
+def transposed_padding(kernel_shape, padding: Padding) -> Padding:
+  """The padding that correlates an output-shaped array with a kh x kw kernel back onto the
+  input's pixels: (kh - 1 - pad_top, kh - 1 - pad_bottom), likewise for the width."""
+  kh, kw = kernel_shape[:2]
+  return ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
+          (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
+
+
 def has_few_outputs(kernel: jnp.ndarray) -> bool:
   """Whether a [kh, kw, C_in, C_out] kernel maps many channels to a few (an RGB layer)."""
   return kernel.shape[3] <= FEW_CHANNELS < kernel.shape[2]
@@ -135,8 +143,7 @@ def few_outputs_kernel_grad(x: jnp.ndarray, output_grad: jnp.ndarray, kernel_sha
   """
   kh, kw, c_in, c_out = kernel_shape
   n, h, w, _ = x.shape
-  padded = _pad_spatial(output_grad, ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
-                                      (kw - 1 - padding[1][0], kw - 1 - padding[1][1])))
+  padded = _pad_spatial(output_grad, transposed_padding(kernel_shape, padding))
   shifted = jnp.stack([padded[:, kh - 1 - a:kh - 1 - a + h, kw - 1 - b:kw - 1 - b + w, :]
                        for a in range(kh) for b in range(kw)], axis=3)
   grad = x.reshape(-1, c_in).T @ shifted.reshape(n * h * w, kh * kw * c_out)
@@ -155,40 +162,37 @@ def input_major_kernel_grad(x: jnp.ndarray, output_grad: jnp.ndarray, kernel_sha
   own operand layouts ran faster here. x: [N, H, W, C_in], output_grad: [N, H', W', C_out] ->
   [kh, kw, C_in, C_out].
   """
-  kh, kw = kernel_shape[:2]
-  output_grad_padding = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
-                         (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
   reversed_taps = lax.conv_general_dilated(  # [C_out, kh, kw, C_in], tap (kh-1-a, kw-1-b)
-      output_grad, x, (1, 1), output_grad_padding, dimension_numbers=('CHWN', 'IHWO', 'NHWC'))
+      output_grad, x, (1, 1), transposed_padding(kernel_shape, padding),
+      dimension_numbers=('CHWN', 'IHWO', 'NHWC'))
   return jnp.flip(reversed_taps, (1, 2)).transpose(1, 2, 3, 0)
+
+
+def _cpu_conv(x, kernel, padding):
+  return (few_outputs_conv if has_few_outputs(kernel) else _lax_conv)(x, kernel, padding)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def barriered_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding: Padding) -> jnp.ndarray:
   """Stride-1 cross-correlation: [N, H, W, C_in], [kh, kw, C_in, C_out] -> [N, H', W', C_out],
-  H' = H + pad_top + pad_bottom - kh + 1 (likewise W'); the weight gradient's operands are
-  fusion-barriered, and a kernel with few output channels runs as matrix products."""
-  if has_few_outputs(kernel):
-    return few_outputs_conv(x, kernel, padding)
-  return _lax_conv(x, kernel, padding)
+  H' = H + pad_top + pad_bottom - kh + 1 (likewise W'); a kernel with few output channels
+  runs as matrix products, and the weight gradient follows the rules in the module docstring."""
+  return _cpu_conv(x, kernel, padding)
 
 
 def _barriered_conv_fwd(x, kernel, padding):
-  return barriered_conv(x, kernel, padding), (x, kernel)
+  return _cpu_conv(x, kernel, padding), (x, kernel)
 
 
 def _barriered_conv_bwd(padding, residuals, output_grad):
   x, kernel = residuals
-  kh, kw = kernel.shape[:2]
   # The input gradient correlates with the flipped, in/out-swapped kernel.
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  input_padding = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
-                   (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
-  input_grad = barriered_conv(output_grad, flipped, input_padding)
-  if kernel.shape[2] > kernel.shape[3] and not has_few_outputs(kernel):
-    return input_grad, input_major_kernel_grad(x, output_grad, kernel.shape, padding)
+  input_grad = barriered_conv(output_grad, flipped, transposed_padding(kernel.shape, padding))
   if has_few_outputs(kernel):
     return input_grad, few_outputs_kernel_grad(x, output_grad, kernel.shape, padding)
+  if kernel.shape[2] > kernel.shape[3]:
+    return input_grad, input_major_kernel_grad(x, output_grad, kernel.shape, padding)
   token = kernel.reshape(-1)[0]
   _, weight_vjp = jax.vjp(lambda k: _lax_conv(fusion_barrier(x, token), k, padding), kernel)
   (kernel_grad,) = weight_vjp(fusion_barrier(output_grad, token))

@@ -81,8 +81,9 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ,
   if started:
     logging.warning(
         'ltgans_jax was imported after JAX started its backends, so its XLA:CPU setting %s '
-        'is not in effect (the full CPU step ran 23-33%% slower in its benchmarks); import ltgans_jax before '
-        'the first JAX computation, or set XLA_FLAGS yourself.', ' '.join(CPU_FLAGS))
+        'is not in effect (the full CPU step ran 23-33%% slower in its benchmarks); import '
+        'ltgans_jax before the first JAX computation, or set XLA_FLAGS yourself.',
+        ' '.join(CPU_FLAGS))
     return False
   environ['XLA_FLAGS'] = ' '.join(filter(None, [flags.strip(), *CPU_FLAGS]))
   return True

@@ -39,15 +39,29 @@ class _TwoLayerCritic(nn.Module):
     return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
 
 
-def test_barriered_gradients_match_xla_to_all_orders():
+class _ThreeLayerCritic(nn.Module):
+  """[B, 8, 8, 3] -> [B] through 3 -> 8 -> 12 -> 6 channels: every weight-gradient rule of
+  ``barriered_conv`` (fewer, more and few output channels) at first and second order."""
+  gradients: str
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.leaky_relu(conv.Conv(8, (2, 2), self.gradients)(x), 0.2)
+    h = nn.leaky_relu(conv.Conv(12, (3, 3), self.gradients)(h), 0.2)
+    h = conv.Conv(6, (2, 2), self.gradients)(h)
+    return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
+
+
+@pytest.mark.parametrize('critic_class', [_TwoLayerCritic, _ThreeLayerCritic])
+def test_barriered_gradients_match_xla_to_all_orders(critic_class):
   """First-order and gradient-penalty (second-order) gradients equal XLA's own."""
   real = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
   fake = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
-  params = _TwoLayerCritic('xla').init(jax.random.key(2), real)
+  params = critic_class('xla').init(jax.random.key(2), real)
   params = jax.tree.map(lambda p: p + 0.05, params)
 
   def critic_loss(params, gradients):
-    critic = lambda x: _TwoLayerCritic(gradients).apply(params, x)
+    critic = lambda x: critic_class(gradients).apply(params, x)
     points = losses.interpolate(real, fake, jax.random.key(3))
     penalty = losses.gradient_penalty(critic, points)
     return jnp.mean(critic(fake) - critic(real) + 10.0 * penalty)
@@ -56,8 +70,8 @@ def test_barriered_gradients_match_xla_to_all_orders():
   ref_value, ref_grads = jax.jit(jax.value_and_grad(critic_loss), static_argnums=1)(params, 'xla')
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   assert _relative_error(grads, ref_grads) < 1e-5
-  input_grad = jax.grad(lambda x: jnp.sum(_TwoLayerCritic('barriered').apply(params, x)))(real)
-  ref_input_grad = jax.grad(lambda x: jnp.sum(_TwoLayerCritic('xla').apply(params, x)))(real)
+  input_grad = jax.grad(lambda x: jnp.sum(critic_class('barriered').apply(params, x)))(real)
+  ref_input_grad = jax.grad(lambda x: jnp.sum(critic_class('xla').apply(params, x)))(real)
   assert _relative_error(input_grad, ref_input_grad) < 1e-5
 
 
@@ -114,7 +128,8 @@ def test_few_output_channels_run_as_matrix_products_with_xla_values(kernel_size,
   kernel = 0.1 * jax.random.normal(jax.random.key(1), kernel_size + (64, 3))
   assert conv.has_few_outputs(kernel) and not conv.has_few_outputs(kernel.swapaxes(2, 3))
   out, vjp = jax.vjp(lambda x, k: conv.barriered_conv(x, k, padding), x, kernel)
-  ref_out, ref_vjp = jax.vjp(lambda x, k: conv._lax_conv(x, k, padding), x, kernel)  # pylint: disable=protected-access
+  reference = conv._lax_conv  # pylint: disable=protected-access
+  ref_out, ref_vjp = jax.vjp(lambda x, k: reference(x, k, padding), x, kernel)
   assert out.shape == ref_out.shape
   assert _relative_error(out, ref_out) < 1e-5
   output_grad = jax.random.normal(jax.random.key(2), out.shape)
@@ -129,37 +144,9 @@ def test_few_output_channels_run_as_matrix_products_with_xla_values(kernel_size,
 def test_input_major_kernel_grad_equals_xla(kernel_size, padding):
   x = jax.random.normal(jax.random.key(0), (3, 6, 7, 16))
   kernel = 0.1 * jax.random.normal(jax.random.key(1), kernel_size + (16, 8))
-  out, vjp = jax.vjp(lambda k: conv._lax_conv(x, k, padding), kernel)  # pylint: disable=protected-access
+  reference = conv._lax_conv  # pylint: disable=protected-access
+  out, vjp = jax.vjp(lambda k: reference(x, k, padding), kernel)
   output_grad = jax.random.normal(jax.random.key(2), out.shape)
   ours = conv.input_major_kernel_grad(x, output_grad, kernel.shape, padding)
   assert ours.shape == kernel.shape
   assert _relative_error(ours, vjp(output_grad)[0]) < 1e-5
-
-
-class _ThreeLayerCritic(nn.Module):
-  """[B, 8, 8, 3] -> [B] through 3 -> 8 -> 12 -> 6 channels: every weight-gradient rule of
-  ``barriered_conv`` (fewer, more and few output channels) at first and second order."""
-  gradients: str
-
-  @nn.compact
-  def __call__(self, x):
-    h = nn.leaky_relu(conv.Conv(8, (2, 2), self.gradients)(x), 0.2)
-    h = nn.leaky_relu(conv.Conv(12, (3, 3), self.gradients)(h), 0.2)
-    h = conv.Conv(6, (2, 2), self.gradients)(h)
-    return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
-
-
-def test_every_weight_gradient_rule_matches_xla_through_the_penalty():
-  real = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
-  fake = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
-  params = _ThreeLayerCritic('xla').init(jax.random.key(2), real)
-  params = jax.tree.map(lambda p: p + 0.05, params)
-
-  def critic_loss(params, gradients):
-    critic = lambda x: _ThreeLayerCritic(gradients).apply(params, x)
-    points = losses.interpolate(real, fake, jax.random.key(3))
-    return jnp.mean(critic(fake) - critic(real) + 10.0 * losses.gradient_penalty(critic, points))
-
-  grads = jax.jit(jax.grad(critic_loss), static_argnums=1)(params, 'barriered')
-  ref_grads = jax.jit(jax.grad(critic_loss), static_argnums=1)(params, 'xla')
-  assert _relative_error(grads, ref_grads) < 1e-5
