@@ -83,6 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.log_every = 100
   config.train.checkpoint_every = 500
   config.train.max_checkpoints = 2  # rolling ones; task-boundary checkpoints are always kept
+  # Whether a step's independent passes run one at a time (same values either way): 'auto' =
+  # 'sequenced' on the CPU backend (ltgans_jax/schedule.py), 'free' (XLA's order) elsewhere.
+  config.train.phase_order = 'auto'
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 500  # test images (and generated samples) per task for metrics

@@ -9,7 +9,7 @@ import os
 import jax
 import ml_collections
 
-from ltgans_jax import conv, losses, methods, models
+from ltgans_jax import conv, losses, methods, models, schedule
 from ltgans_jax.errors import ConfigError
 
 
@@ -33,6 +33,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(config.model.conv_gradients in conv.GRADIENT_MODES,
            f'model.conv_gradients={config.model.conv_gradients!r}; use one of '
            f'{conv.GRADIENT_MODES}.')
+  _require(train.phase_order in schedule.PHASE_ORDERS,
+           f'train.phase_order={train.phase_order!r}; use one of {schedule.PHASE_ORDERS}.')
   _require(vae.likelihood in losses.LIKELIHOODS,
            f'vae.likelihood={vae.likelihood!r}; use one of {losses.LIKELIHOODS}.')
   _require(vae.beta > 0, f'vae.beta={vae.beta}; it must be > 0 (1 is the ELBO, eq. 5).')

@@ -1,5 +1,7 @@
-"""Per-example losses of LT-GANs: WGAN critic and generator terms, the gradient penalty, and
-the Student's (beta-)ELBO terms. Each returns one value per example; callers average.
+"""Per-example losses of LT-GANs: the WGAN generator term, the gradient penalty, and the
+Student's (beta-)ELBO terms. Each returns one value per example; callers average. (The
+critic's Wasserstein term, E D(fake) - E D(real), is written in ``steps._Step.critic_terms``
+as two means, one pass of the critic each.)
 
 Pixel conventions: GAN images live in [-1, 1]; the Student's likelihood is written on the same
 images mapped to [0, 1] (``to_unit_interval``), which is also the range of the paper's NLL.
@@ -54,12 +56,6 @@ def gradient_penalty(critic_fn: Callable[[jnp.ndarray], jnp.ndarray],
   # The tiny constant keeps the gradient of the norm finite where grad D is exactly 0.
   norms = jnp.sqrt(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))) + 1e-12)
   return jnp.square(norms - 1.0)
-
-
-def critic_wasserstein_term(real_scores: jnp.ndarray, fake_scores: jnp.ndarray) -> jnp.ndarray:
-  """The critic minimises D(fake) - D(real) per example: [B], [B] -> [B]."""
-  chex.assert_equal_shape([real_scores, fake_scores])
-  return fake_scores - real_scores
 
 
 def generator_wasserstein_term(fake_scores: jnp.ndarray) -> jnp.ndarray:

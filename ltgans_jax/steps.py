@@ -14,6 +14,11 @@ generator update. ``step(state, images_uint8, key) -> (state, metrics)``.
 
 The steps are plain ``jax.jit`` functions: given a batch sharded over a device mesh and a
 replicated state, XLA partitions them data-parallel and averages the gradients itself.
+
+Each loss is a sum of terms that are differentiated one by one and their gradients added (the
+critic's scores of real and of fake images, then its gradient penalty; the Student's data
+term, then its replay term), so that ``config.train.phase_order`` can run them one after the other on the CPU
+(``schedule.after``); the Student's update also waits for the critic's and generators'.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ltgans_jax import losses
+from ltgans_jax import losses, schedule
 from ltgans_jax.state import LifelongState, Networks, NetworkState, Optimizers
 
 Metrics = Dict[str, jnp.ndarray]
@@ -62,6 +67,7 @@ class _Step:
     self.student_latent_dim = config.vae.latent_dim
     self.penalty_weight = config.gan.gradient_penalty_weight
     self.teacher_fraction = config.gan.teacher_fraction
+    self.phase_order = config.train.phase_order
     self.student_kwargs = dict(beta=config.vae.beta, likelihood=config.vae.likelihood,
                                decoder_std=config.vae.decoder_std)
 
@@ -74,11 +80,62 @@ class _Step:
   def critic_fn(self, params):
     return lambda images: self.networks.critic.apply({'params': params}, images)
 
-  def critic_pair_loss(self, critic, real, fake, key):
-    """[B] per-example WGAN-GP critic loss for one real/fake pairing."""
-    penalty = losses.gradient_penalty(critic, losses.interpolate(real, fake, key))
-    wasserstein = losses.critic_wasserstein_term(critic(real), critic(fake))
-    return wasserstein + self.penalty_weight * penalty, wasserstein, penalty
+  def after(self, tree, dependency):
+    """``tree``, computed after ``dependency`` in the 'sequenced' phase order."""
+    return schedule.after(tree, dependency, self.phase_order)
+
+  def summed_value_and_grad(self, terms, params):
+    """Value and gradient of a sum of loss terms, taken term by term.
+
+    ``terms``: a list of (loss_fn, inputs), ``loss_fn(params, *inputs) -> (scalar, metrics)``.
+    Each term's inputs wait for the gradients of the terms before it (``after``). Returns
+    (summed loss, metrics, summed gradients); metrics of the same name are added.
+    """
+    total, metrics, grads = 0.0, {}, None
+    for loss_fn, inputs in terms:
+      if grads is not None:
+        inputs = self.after(inputs, grads)
+      (loss, term_metrics), term_grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, *inputs)
+      total = total + loss
+      for name, value in term_metrics.items():
+        metrics[name] = metrics[name] + value if name in metrics else value
+      grads = term_grads if grads is None else jax.tree_util.tree_map(jnp.add, grads,
+                                                                       term_grads)
+    return total, metrics, grads
+
+  def critic_terms(self, real, fakes):
+    """The WGAN-GP critic loss as terms for ``summed_value_and_grad``, each one pass of the
+    critic (real and fake images in passes of their own ran 1.02x as fast as in one, at 32 px).
+
+    ``real``: [B, H, W, C]; ``fakes``: {name: (fake images [B, H, W, C], penalty key)}, one
+    entry per real/fake pairing. Terms: -mean D(real) once per pairing, mean D(fake) for each
+    fake (these sum to the Wasserstein terms), and each pairing's weighted mean penalty at
+    points interpolated with its key.
+    """
+    wasserstein = {name: f'critic/wasserstein_{name}' for name in fakes}  # E D(real) - E D(fake)
+
+    def real_term(params, real):
+      mean_score = jnp.mean(self.critic_fn(params)(real))
+      return -len(fakes) * mean_score, {metric: mean_score for metric in wasserstein.values()}
+
+    def fake_term(name):
+      def loss_fn(params, fake):
+        mean_score = jnp.mean(self.critic_fn(params)(fake))
+        return mean_score, {wasserstein[name]: -mean_score}
+      return loss_fn
+
+    def penalty_term(name):
+      def loss_fn(params, points):
+        penalty = jnp.mean(losses.gradient_penalty(self.critic_fn(params), points))
+        return self.penalty_weight * penalty, {f'critic/penalty_{name}': penalty}
+      return loss_fn
+
+    terms = [(real_term, (real,))]
+    terms += [(fake_term(name), (fake,)) for name, (fake, _) in fakes.items()]
+    terms += [(penalty_term(name), (losses.interpolate(real, fake, key),))
+              for name, (fake, key) in fakes.items()]
+    return terms
 
   def generator_update(self, network: NetworkState, critic_params, key, num):
     def loss_fn(params):
@@ -89,24 +146,23 @@ class _Step:
 
   def student_update(self, student: NetworkState, data, replay, keys):
     """One step of eq. 5/6: mean loss on the data plus mean loss on replayed samples."""
-    def elbo_terms(params, images, key):
-      noise = jax.random.normal(key, (images.shape[0], self.student_latent_dim))
-      logits, mean, log_var = self.networks.student.apply({'params': params}, images, noise)
-      loss, aux = losses.student_loss(logits, losses.to_unit_interval(images), mean, log_var,
-                                      **self.student_kwargs)
-      return jnp.mean(loss), jax.tree_util.tree_map(jnp.mean, aux)
+    def elbo_term(key, prefix):
+      def loss_fn(params, images):
+        noise = jax.random.normal(key, (images.shape[0], self.student_latent_dim))
+        logits, mean, log_var = self.networks.student.apply({'params': params}, images, noise)
+        loss, aux = losses.student_loss(logits, losses.to_unit_interval(images), mean,
+                                        log_var, **self.student_kwargs)
+        loss = jnp.mean(loss)
+        if prefix == 'replay':
+          return loss, {'student/loss_replay': loss}
+        return loss, {'student/loss_data': loss, 'student/recon_data': jnp.mean(aux['recon']),
+                      'student/kl_data': jnp.mean(aux['kl'])}
+      return loss_fn
 
-    def loss_fn(params):
-      loss, aux = elbo_terms(params, data, keys['student_noise'])
-      metrics = {'student/loss_data': loss, 'student/recon_data': aux['recon'],
-                 'student/kl_data': aux['kl']}
-      if replay is not None:
-        replay_loss, _ = elbo_terms(params, replay, keys['student_replay_noise'])
-        metrics['student/loss_replay'] = replay_loss
-        loss = loss + replay_loss
-      return loss, metrics
-
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
+    terms = [(elbo_term(keys['student_noise'], 'data'), (data,))]
+    if replay is not None:
+      terms.append((elbo_term(keys['student_replay_noise'], 'replay'), (replay,)))
+    _, metrics, grads = self.summed_value_and_grad(terms, student.params)
     return apply_gradients(student, grads, self.optimizers.student), metrics
 
   # The two phases --------------------------------------------------------------------------
@@ -122,18 +178,10 @@ class _Step:
     fake_teacher = self.generate(state.teacher.params, keys['critic_z_teacher'], num)
     fake_assistant = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
 
-    def critic_loss(params):
-      critic = self.critic_fn(params)
-      loss_t, w_t, gp_t = self.critic_pair_loss(critic, real, fake_teacher,
-                                                keys['penalty_teacher'])
-      loss_a, w_a, gp_a = self.critic_pair_loss(critic, real, fake_assistant,
-                                                keys['penalty_assistant'])
-      return jnp.mean(loss_t + loss_a), {
-          'critic/wasserstein_teacher': -jnp.mean(w_t), 'critic/penalty_teacher': jnp.mean(gp_t),
-          'critic/wasserstein_assistant': -jnp.mean(w_a),
-          'critic/penalty_assistant': jnp.mean(gp_a)}
-
-    (loss, metrics), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic.params)
+    loss, metrics, grads = self.summed_value_and_grad(
+        self.critic_terms(real, {'teacher': (fake_teacher, keys['penalty_teacher']),
+                                 'assistant': (fake_assistant, keys['penalty_assistant'])}),
+        state.critic.params)
     critic = apply_gradients(state.critic, grads, self.optimizers.critic)
     metrics['critic/loss'] = loss
     teacher, assistant = state.teacher, state.assistant
@@ -142,7 +190,9 @@ class _Step:
           teacher, critic.params, keys['generator_z_teacher'], num)
       assistant, metrics['generator/loss_assistant'] = self.generator_update(
           assistant, critic.params, keys['generator_z_assistant'], num)
-    replayed = fake_teacher if replay else None
+    # The Student's update runs after the adversarial ones (see ``schedule``).
+    real, replayed = self.after((real, fake_teacher if replay else None),
+                                (critic.params, teacher.params, assistant.params))
     student, student_metrics = self.student_update(state.student, real, replayed, keys)
     new_state = state.replace(teacher=teacher, assistant=assistant, critic=critic,
                               student=student, task_step=state.task_step + 1)
@@ -159,8 +209,10 @@ class _Step:
     state, metrics, teacher_samples = self.lakd_adversarial(
         state, data, keys, update_generators,
         self.teacher_fraction if teacher_fraction is None else teacher_fraction)
-    student, student_metrics = self.student_update(
-        state.student, data, teacher_samples if replay else None, keys)
+    # The Student's update runs after the adversarial ones (see ``schedule``).
+    data, replayed = self.after((data, teacher_samples if replay else None),
+                                (state.critic.params, state.assistant.params))
+    student, student_metrics = self.student_update(state.student, data, replayed, keys)
     return state.replace(student=student), {**metrics, **student_metrics}
 
   def lakd_adversarial(self, state: LifelongState, data, keys, update_generators: bool,
@@ -178,13 +230,9 @@ class _Step:
     real_mix = jnp.where(is_data[:, None, None, None], data, teacher_samples)
     fake = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
 
-    def critic_loss(params):
-      loss, wasserstein, penalty = self.critic_pair_loss(
-          self.critic_fn(params), real_mix, fake, keys['penalty_assistant'])
-      return jnp.mean(loss), {'critic/wasserstein_assistant': -jnp.mean(wasserstein),
-                              'critic/penalty_assistant': jnp.mean(penalty)}
-
-    (loss, metrics), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic.params)
+    loss, metrics, grads = self.summed_value_and_grad(
+        self.critic_terms(real_mix, {'assistant': (fake, keys['penalty_assistant'])}),
+        state.critic.params)
     critic = apply_gradients(state.critic, grads, self.optimizers.critic)
     metrics['critic/loss'] = loss
     assistant = state.assistant

@@ -39,6 +39,7 @@ BAD_VALUES = [
     ('train.batch_size', 5000, ConfigError,
      r'train.batch_size=5000 exceeds the \d+ training images of task digits\[0-4\]'),
     ('train.log_every', 0, ConfigError, r'train.log_every=0; it must be >= 1'),
+    ('train.phase_order', 'fast', ConfigError, r"train.phase_order='fast'; use one of"),
     ('train.checkpoint_every', -1, ConfigError, r'train.checkpoint_every=-1; it must be >= 1'),
     ('data.sequence', 'mnist_fashion', local.DatasetError,
      r'mnist is read from DATA_DIR/mnist/ .*set --config.data.data_dir'),
