@@ -1,8 +1,9 @@
 """The order in which a training step's passes run: one at a time on the CPU.
 
-Why: a LAKD step holds passes that do not depend on one another: the critic's Wasserstein
-term and its gradient penalty, the Student's pass over the data and its pass over the
-Teacher's replayed samples, and the Student's update beside the critic's and the Assistant's.
+Why: a LAKD step holds passes that do not depend on one another: the critic's passes over
+real images, over fake ones and for its gradient penalty, the Assistant's pass for its own
+update (its latents are ready from the start), the Student's pass over the data and its pass
+over the Teacher's replayed samples, and the Student's update beside the adversarial ones.
 XLA's scheduler is free to interleave them, and on the CPU it does, so their activations
 (16.8 MB for one [64, 32, 32, 64] float32 map at the paper's sizes) are live at the same time
 and fall out of the cache. On the 2-core EPYC of ``experiments/results/benchmark/cpu_epyc/``

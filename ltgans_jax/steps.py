@@ -17,8 +17,9 @@ replicated state, XLA partitions them data-parallel and averages the gradients i
 
 Each loss is a sum of terms that are differentiated one by one and their gradients added (the
 critic's scores of real and of fake images, then its gradient penalty; the Student's data
-term, then its replay term), so that ``config.train.phase_order`` can run them one after the other on the CPU
-(``schedule.after``); the Student's update also waits for the critic's and generators'.
+term, then its replay term), so that ``config.train.phase_order`` can run them one after the
+other on the CPU (``schedule.after``). Likewise each generator update waits for the critic's,
+and the Student's update for the adversarial ones.
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ class _Step:
                                decoder_std=config.vae.decoder_std)
 
   # Small pure pieces ------------------------------------------------------------------------
-  def generate(self, params, key, num):
-    """[num] samples in [-1, 1] of the generator with ``params``."""
+  def generate(self, params, key, num, wait_for=None):
+    """[num] samples in [-1, 1] of the generator with ``params``, computed after
+    ``wait_for`` (a pytree; see ``after``) if given."""
     z = jax.random.normal(key, (num, self.latent_dim))
+    if wait_for is not None:
+      z = self.after(z, wait_for)
     return self.networks.generator.apply({'params': params}, z)
 
   def critic_fn(self, params):
@@ -137,9 +141,11 @@ class _Step:
               for name, (fake, key) in fakes.items()]
     return terms
 
-  def generator_update(self, network: NetworkState, critic_params, key, num):
+  def generator_update(self, network: NetworkState, critic_params, key, num, wait_for=()):
+    """One generator step against the updated critic; its pass runs after the critic's
+    update and ``wait_for`` (see ``after``)."""
     def loss_fn(params):
-      fake = self.generate(params, key, num)
+      fake = self.generate(params, key, num, wait_for=(critic_params, wait_for))
       return jnp.mean(losses.generator_wasserstein_term(self.critic_fn(critic_params)(fake)))
     loss, grads = jax.value_and_grad(loss_fn)(network.params)
     return apply_gradients(network, grads, self.optimizers.generator), loss
@@ -189,7 +195,8 @@ class _Step:
       teacher, metrics['generator/loss_teacher'] = self.generator_update(
           teacher, critic.params, keys['generator_z_teacher'], num)
       assistant, metrics['generator/loss_assistant'] = self.generator_update(
-          assistant, critic.params, keys['generator_z_assistant'], num)
+          assistant, critic.params, keys['generator_z_assistant'], num,
+          wait_for=teacher.params)
     # The Student's update runs after the adversarial ones (see ``schedule``).
     real, replayed = self.after((real, fake_teacher if replay else None),
                                 (critic.params, teacher.params, assistant.params))
