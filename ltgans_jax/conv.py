@@ -37,7 +37,7 @@ the host read its predicate back (reasoned, not measured).
 ``config.model.conv_gradients`` ('auto', 'barriered' or 'xla') overrides the choice.
 Either way ``Conv`` has ``flax.linen.Conv``'s parameters (names, shapes, initialisers) and
 computes the same function, so checkpoints move freely between backends and implementations.
-``experiments/benchmark_conv_gradients.py`` measures the effect.
+``experiments/benchmark_cpu_choices.py --setting conv_gradients`` measures the effect.
 """
 
 from __future__ import annotations
