@@ -5,7 +5,7 @@ For this project's networks (small 2x2 and 3x3 convolutions, the critic's double
 through the gradient penalty) that is slower than XLA's own Eigen kernels: on a 2-core Xeon
 with AVX-512 the full LAKD step at the paper's 32 px sizes ran 0.91-1.02 steps/s with
 YNNPACK off against 0.68 with XLA's defaults (``experiments/results/benchmark/cpu_xeon/``,
-section "XLA:CPU flags"), and on a 2-core AMD EPYC 1.72-1.77 against 1.33 (``cpu_epyc/``).
+section "XLA:CPU flags"), and on a 2-core AMD EPYC 2.08-2.18 against 1.36-1.39 (``cpu_epyc/``).
 So the package turns the YNNPACK fusions off, unless:
 
 * ``XLA_FLAGS`` already names ``--xla_cpu_experimental_ynn_fusion_type`` (the user's value wins);
@@ -81,7 +81,7 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ,
   if started:
     logging.warning(
         'ltgans_jax was imported after JAX started its backends, so its XLA:CPU setting %s '
-        'is not in effect (the full CPU step ran 23-33%% slower in its benchmarks); import '
+        'is not in effect (the full CPU step ran 25-38%% slower in its benchmarks); import '
         'ltgans_jax before the first JAX computation, or set XLA_FLAGS yourself.',
         ' '.join(CPU_FLAGS))
     return False
