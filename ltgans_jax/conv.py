@@ -220,13 +220,20 @@ def _add_channel_bias_bwd(_, output_grad):
 add_channel_bias.defvjp(_add_channel_bias_fwd, _add_channel_bias_bwd)
 
 
+def resolve_auto(name: str, mode: str, modes: Sequence[str], on_cpu: str, elsewhere: str
+                 ) -> str:
+  """A CPU-or-not setting ``name``: 'auto' -> ``on_cpu`` on the CPU backend, ``elsewhere`` on
+  others; the other ``modes`` unchanged; anything else a ValueError naming ``name``."""
+  if mode not in modes:
+    raise ValueError(f'{name}={mode!r}; use one of {tuple(modes)}.')
+  if mode == 'auto':
+    return on_cpu if jax.default_backend() == 'cpu' else elsewhere
+  return mode
+
+
 def resolve_gradients(mode: str) -> str:
   """'auto' -> 'barriered' on the CPU backend, 'xla' elsewhere; other modes unchanged."""
-  if mode not in GRADIENT_MODES:
-    raise ValueError(f'gradients={mode!r}; use one of {GRADIENT_MODES}.')
-  if mode == 'auto':
-    return 'barriered' if jax.default_backend() == 'cpu' else 'xla'
-  return mode
+  return resolve_auto('gradients', mode, GRADIENT_MODES, 'barriered', 'xla')
 
 
 class Conv(nn.Module):

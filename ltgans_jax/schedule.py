@@ -35,11 +35,7 @@ PHASE_ORDERS = ('auto', 'sequenced', 'free')
 
 def resolve_phase_order(mode: str) -> str:
   """'auto' -> 'sequenced' on the CPU backend, 'free' elsewhere; other modes unchanged."""
-  if mode not in PHASE_ORDERS:
-    raise ValueError(f'train.phase_order={mode!r}; use one of {PHASE_ORDERS}.')
-  if mode == 'auto':
-    return 'sequenced' if jax.default_backend() == 'cpu' else 'free'
-  return mode
+  return conv.resolve_auto('train.phase_order', mode, PHASE_ORDERS, 'sequenced', 'free')
 
 
 def after(tree: Any, dependency: Any, phase_order: str) -> Any:
