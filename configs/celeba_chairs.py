@@ -6,6 +6,6 @@ from ltgans_jax import config_base
 
 
 def get_config():
-  config = config_base.get_paper_config('celeba_chairs')
+  config = config_base.get_paper_scale_config('celeba_chairs')
   config.data.image_size = 64
   return config

@@ -5,4 +5,4 @@ from ltgans_jax import config_base
 
 
 def get_config():
-  return config_base.get_paper_config('mnist_fashion')
+  return config_base.get_paper_scale_config('mnist_fashion')

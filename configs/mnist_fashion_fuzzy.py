@@ -4,4 +4,4 @@ from ltgans_jax import config_base
 
 
 def get_config():
-  return config_base.get_paper_config('mnist_fashion_fuzzy')
+  return config_base.get_paper_scale_config('mnist_fashion_fuzzy')

@@ -5,4 +5,4 @@ from ltgans_jax import config_base
 
 
 def get_config():
-  return config_base.get_paper_config('msfo_offline')
+  return config_base.get_paper_scale_config('msfo_offline')

@@ -695,8 +695,8 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
                                  batch_size: int = 250) -> Dict[str, object]:
   """Squared error of the Student's mean reconstruction after the last finished task.
 
-  Restores the last task-boundary checkpoint, encodes each task's first ``num_examples`` test
-  images (default ``eval.num_examples``), decodes the posterior mean, and compares
+  Restores the last task-boundary checkpoint, encodes each task's evaluation subset of
+  ``num_examples`` test images (default ``eval.num_examples``; ``ltgans_jax.eval_subset``), decodes the posterior mean, and compares
   sigmoid(decoder logits) with the image, pixels in [0, 1]. Returns
   {'tasks': [...], 'sse': [...] per-image sum over pixels (the reconstruction part of the
   paper's NLL, deterministic), 'mse': [...] per-pixel mean, 'num_examples': n}.
@@ -704,7 +704,7 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ltgans_jax import checkpointing, methods  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import checkpointing, durations, eval_subset, methods  # pylint: disable=g-import-not-at-top
   from ltgans_jax.data import sequences  # pylint: disable=g-import-not-at-top
   from ltgans_jax.steps import images_from_uint8  # pylint: disable=g-import-not-at-top
 
@@ -716,9 +716,10 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
   tasks = sequences.build_sequence(config)
   method = methods.build(config)
   template = method.init_state(jax.random.key(config.seed))
-  manager = checkpointing.make_manager(config, workdir, len(tasks))
+  task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
+  manager = checkpointing.make_manager(config, workdir, task_steps)
   try:
-    step = checkpointing.global_step(config, finished - 1, config.train.steps_per_task)
+    step = durations.global_step(task_steps, finished - 1, task_steps[finished - 1])
     state = checkpointing.restore_step(manager, step, template)
   finally:
     manager.close()
@@ -733,8 +734,10 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
 
   count = num_examples or config.eval.num_examples
   sse, mse = [], []
-  for task in tasks[:finished]:
-    images = task.test.images[:count]
+  subsets = eval_subset.task_subsets([t.test.labels for t in tasks], count,
+                                     config.eval.get('subset_seed', 0))
+  for task, subset in zip(tasks[:finished], subsets):
+    images = task.test.images[subset]
     total = sum(float(jnp.sum(batch_sse(images[i:i + batch_size])))
                 for i in range(0, len(images), batch_size))
     sse.append(total / len(images))

@@ -1,36 +1,32 @@
 """Orbax checkpoints of the lifelong state: every ``train.checkpoint_every`` steps (the newest
 ``train.max_checkpoints`` kept) and at every task boundary (always kept).
 
-Checkpoint numbers are global steps: ``task * steps_per_task + task_step``.
+Checkpoint numbers are global steps (``durations.global_step``): the steps of the tasks before
+plus the step in the task.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from ltgans_jax import durations
 from ltgans_jax.state import LifelongState
 
 
-def global_step(config: ml_collections.ConfigDict, task: int, task_step: int) -> int:
-  return task * config.train.steps_per_task + task_step
-
-
-def task_boundary_steps(config: ml_collections.ConfigDict, num_tasks: int):
-  return [global_step(config, t, config.train.steps_per_task) for t in range(num_tasks)]
-
-
 def make_manager(config: ml_collections.ConfigDict, workdir: str,
-                 num_tasks: int) -> ocp.CheckpointManager:
+                 task_steps: Sequence[int]) -> ocp.CheckpointManager:
+  """``task_steps``: the steps of each task (``durations.task_steps``); the checkpoints at
+  their boundaries are always kept."""
   policy = checkpoint_managers.AnyPreservationPolicy([
       checkpoint_managers.LatestN(config.train.max_checkpoints),
-      checkpoint_managers.CustomSteps(task_boundary_steps(config, num_tasks)),
+      checkpoint_managers.CustomSteps(durations.task_boundary_steps(task_steps)),
   ])
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),

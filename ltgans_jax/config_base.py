@@ -1,5 +1,12 @@
 """The shared base configuration; every file in ``configs/`` is a small change to it.
 
+Three sources, kept apart in every comment here: what the paper states (WGAN-GP with
+lambda = 10, eqs. 2-6, batch 64, z ~ N(0, I) of 100 dimensions, 32x32 images for its
+mixed-domain sequences, beta = 4 for Fig. 3), what the authors' public TF1 code does
+(``authors_code_settings``: RMSProp 2e-4, one critic update per generator update, 20 epochs
+per task, the Student by Adam(2e-4, beta1 0.5) with 100 latent dimensions), and what we chose
+(everything else, e.g. Adam for the GANs, the widths, the pixel-shuffle networks).
+
 ``get_config()`` is also the embedded default that ``python -m ltgans_jax.main`` runs when no
 ``--config`` is given: scikit-learn's handwritten digits (shipped with the package, no download)
 split into two tasks, small networks, a few minutes on 2 CPU cores.
@@ -24,7 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
   # class_split / digits_split: which dataset, and how many tasks its classes form.
   config.data.dataset = 'mnist'
   config.data.num_tasks = 2
-  # Fuzzy sequences: class exchanged between the i-th pair of neighbouring databases.
+  # Fuzzy sequences (ltgans_jax/data/sequences.py). 'ours': class fuzzy_swap_classes[i] is
+  # exchanged between the i-th pair of neighbouring databases, train and test (our reading of
+  # the paper's "one of the classes"). 'authors_code': as the authors' public code does, classes
+  # 8 and 9 (SVHN: digits 9 and 0) exchanged between tasks 1<->2, 3<->4, ..., training sets
+  # only, test sets untouched; fuzzy_swap_classes is not read.
+  config.data.fuzzy_variant = 'ours'
   config.data.fuzzy_swap_classes = (8, 9)
   # cifar_imagenet: the ImageNet subsets as class-folder names (WordNet ids) under
   # data_dir/imagenet/. The paper does not list its classes; these defaults are the public
@@ -49,7 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   # WGAN-GP and LAKD (eqs. 2-3).
   config.gan = ml_collections.ConfigDict()
   config.gan.gradient_penalty_weight = 10.0
-  config.gan.critic_steps = 2  # critic updates per generator update
+  config.gan.critic_steps = 2  # critic updates per generator update (ours; the authors': 1)
   config.gan.teacher_fraction = 0.5  # share of Teacher samples on the critic's real side
 
   # The Student (eqs. 5-6). 'gaussian' with decoder_std = 1/sqrt(2) makes the reconstruction
@@ -60,26 +72,43 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.beta = 1.0
   config.vae.likelihood = 'gaussian'
   config.vae.decoder_std = 0.7071067811865476
+  # When the Student updates: 'every_step' (ours: with every critic update) or
+  # 'with_generator' (once per generator update, as the authors' code does; the same thing
+  # when gan.critic_steps = 1). The VAE baselines update every step either way.
+  config.vae.update_schedule = 'every_step'
 
   # Baselines (config.method='lgm' / 'curl'); their VAEs use the Student's sizes above.
   config.lgm = ml_collections.ConfigDict()
   config.lgm.consistency_weight = 1.0  # weight of KL(q_student || q_teacher) on Teacher samples
   config.curl = ml_collections.ConfigDict()
-  config.curl.max_components = 12  # mixture components the fixed-size state can hold
-  config.curl.buffer_size = 64  # poorly explained images that trigger a new component
-  config.curl.expansion_threshold = 80.0  # squared error + KL per image above which it is poor
-  config.curl.expansion_steps = 20  # steps training a new component on the buffer
-  config.curl.min_steps_between_expansions = 200  # also: no expansion before this many steps
+  config.curl.max_components = 12  # components the fixed-size state holds (ours; CURL's code: 30)
+  config.curl.buffer_size = 100  # poor images that trigger a new component (as CURL's code)
+  config.curl.expansion_threshold = 80.0  # squared error + KL above which an image is poor (ours)
+  config.curl.expansion_steps = 10  # steps (passes over the buffer) training a new component
+  # alone (CURL's code: num_buffer_train_steps = 10)
+  config.curl.min_steps_between_expansions = 100  # also the burn-in at the start (CURL's
+  # code: exp_wait_steps = exp_burn_in = 100)
 
   config.optim = ml_collections.ConfigDict()
+  # Generators' and critic's optimiser: 'adam' (ours, with gan_b1/gan_b2) or 'rmsprop' (the
+  # authors' code: TF1's RMSPropOptimizer, i.e. decay 0.9, no momentum, epsilon 1e-10 inside
+  # the square root, mean squares starting at 1).
+  config.optim.gan_optimizer = 'adam'
   config.optim.gan_learning_rate = 2e-4
   config.optim.gan_b1 = 0.5
   config.optim.gan_b2 = 0.9
+  config.optim.rmsprop_decay = 0.9
+  config.optim.rmsprop_eps = 1e-10
+  config.optim.rmsprop_initial_scale = 1.0
   config.optim.student_learning_rate = 1e-3
+  config.optim.student_b1 = 0.9  # Adam's beta1 for the Student (the authors' code: 0.5)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64
   config.train.steps_per_task = 1500
+  # > 0: each task runs this many epochs instead (ltgans_jax/durations.py: an epoch is one
+  # pass of the task's data through the critic's real side; the authors' code runs 20).
+  config.train.epochs_per_task = 0.0
   config.train.log_every = 100
   config.train.checkpoint_every = 500
   config.train.max_checkpoints = 2  # rolling ones; task-boundary checkpoints are always kept
@@ -89,6 +118,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 500  # test images (and generated samples) per task for metrics
+  # The test images every metric and picture reads: one class-stratified subset per task,
+  # drawn with this seed (independent of ``seed``, so that every run sees the same images).
+  config.eval.subset_seed = 0
   config.eval.iwae_samples = 50  # k of the importance-weighted NLL bound (5000 is customary)
   config.eval.feature_net_steps = 300  # training steps of the FID feature classifier
   config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
@@ -102,9 +134,16 @@ def get_config() -> ml_collections.ConfigDict:
   return config
 
 
-def get_paper_config(sequence: str) -> ml_collections.ConfigDict:
-  """The paper's setting for mixed-domain sequences: 32x32x3 images, z=100, batch 64, widths
-  64, WGAN-GP with 5 critic updates per generator update and lambda=10."""
+def get_paper_scale_config(sequence: str) -> ml_collections.ConfigDict:
+  """Our accelerator-scale setting for ``sequence``.
+
+  From the paper: 32x32 images (3 channels for its mixed-domain sequences, grey sets copied to
+  three), z of 100, batch 64, WGAN-GP with lambda = 10. Ours (the paper does not state them):
+  widths 64, Adam 1e-4 (0.5, 0.9) for the GANs, 5 critic updates per generator update (the
+  WGAN-GP paper's choice), 10k steps (2k generator updates) per task, a Student with 64 latent
+  dimensions. ``authors_code_settings`` turns it into the authors' code's optimisers and
+  schedule.
+  """
   config = get_config()
   config.data.sequence = sequence
   config.data.channels = 3
@@ -120,4 +159,34 @@ def get_paper_config(sequence: str) -> ml_collections.ConfigDict:
   config.eval.num_examples = 2000
   config.eval.iwae_samples = 100
   config.eval.feature_net_steps = 2000
+  return config
+
+
+def authors_code_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` with the optimisers and schedule of the authors' public TF1 code (GitHub
+  dtuzi123/Lifelong-Dual-GAN, ``TwinGenerative_Upsupervised_ThreeData_Measument.py``):
+
+  * RMSProp with learning rate 2e-4 for both generators and the critic;
+  * one critic update per generator update;
+  * 20 epochs per task (``durations``: about 18.7k generator updates on a 60k-image first
+    task, twice as many on later tasks, whose batches hold 32 real and 32 Teacher images);
+  * the Student updated once per generator update, by Adam(2e-4, beta1 0.5), with 100 latent
+    dimensions.
+
+  Kept from ``config`` (where the authors' code differs; see the README): the networks (theirs:
+  a generator FC -> 8x8x256 then 3x3 transposed convolutions of 256 channels with batch norm,
+  a critic with batch norm, which a per-example gradient penalty rules out), z ~ N(0, I) (theirs:
+  uniform in [-1, 1]), images in [-1, 1] (theirs: [0, 1] under a tanh generator), the
+  per-example gradient penalty (theirs: one coefficient per batch, norm over rows only), and the
+  Student's replay batch (ours: B data images plus B Teacher samples; theirs: one batch of the
+  critic's mix, 32 real + 32 Teacher images).
+  """
+  config.optim.gan_optimizer = 'rmsprop'
+  config.optim.gan_learning_rate = 2e-4
+  config.gan.critic_steps = 1
+  config.train.epochs_per_task = 20.0
+  config.vae.update_schedule = 'with_generator'
+  config.optim.student_learning_rate = 2e-4
+  config.optim.student_b1 = 0.5
+  config.vae.latent_dim = 100
   return config

@@ -4,12 +4,13 @@ sentence naming the value and what is accepted."""
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import jax
 import ml_collections
 
-from ltgans_jax import conv, losses, methods, models, schedule
+from ltgans_jax import conv, losses, methods, models, schedule, state as state_lib, steps
 from ltgans_jax.errors import ConfigError
 
 
@@ -20,10 +21,12 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   data, train, gan, vae = config.data, config.train, config.gan, config.vae
-  from ltgans_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.data import datasets, sequences  # pylint: disable=g-import-not-at-top
   methods.check_name(config.method)
   _require(data.source in datasets.SOURCES,
            f'data.source={data.source!r}; use one of {datasets.SOURCES}.')
+  _require(data.fuzzy_variant in sequences.FUZZY_VARIANTS,
+           f'data.fuzzy_variant={data.fuzzy_variant!r}; use one of {sequences.FUZZY_VARIANTS}.')
   sizes = sorted(models.BASE_RESOLUTION)
   _require(data.image_size in sizes,
            f'data.image_size={data.image_size} is not supported; use one of {sizes}.')
@@ -48,6 +51,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ('steps_per_task', 'batch_size', 'log_every', 'checkpoint_every',
                'max_checkpoints'):
     _require(train[name] >= 1, f'train.{name}={train[name]}; it must be >= 1.')
+  _require(math.isfinite(train.epochs_per_task) and train.epochs_per_task >= 0,
+           f'train.epochs_per_task={train.epochs_per_task}; it must be >= 0 (0 runs '
+           'train.steps_per_task steps per task).')
+  _require(vae.update_schedule in steps.STUDENT_SCHEDULES,
+           f'vae.update_schedule={vae.update_schedule!r}; use one of {steps.STUDENT_SCHEDULES}.')
+  opt = config.optim
+  _require(opt.gan_optimizer in state_lib.GAN_OPTIMIZERS,
+           f'optim.gan_optimizer={opt.gan_optimizer!r}; use one of {state_lib.GAN_OPTIMIZERS}.')
+  for name in ('gan_b1', 'gan_b2', 'student_b1', 'rmsprop_decay'):
+    _require(0 <= opt[name] < 1, f'optim.{name}={opt[name]}; it must lie in [0, 1).')
+  _require(opt.rmsprop_eps > 0, f'optim.rmsprop_eps={opt.rmsprop_eps}; it must be > 0.')
+  _require(opt.rmsprop_initial_scale >= 0,
+           f'optim.rmsprop_initial_scale={opt.rmsprop_initial_scale}; it must be >= 0.')
   devices = jax.device_count()
   _require(train.batch_size % devices == 0,
            f'train.batch_size={train.batch_size} is not divisible by the {devices} devices; '
@@ -73,9 +89,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
 # the task sequence, the data order or the checkpoint numbering.
 RESUME_KEYS = ('seed', 'method', 'data.sequence', 'data.source', 'data.image_size',
                'data.channels', 'data.dataset', 'data.num_tasks', 'data.fuzzy_swap_classes',
-               'model.latent_dim', 'model.generator_width', 'model.critic_width',
-               'model.resample', 'vae.latent_dim', 'vae.width', 'train.batch_size',
-               'train.steps_per_task', 'curl.max_components', 'curl.buffer_size')
+               'data.fuzzy_variant', 'model.latent_dim', 'model.generator_width',
+               'model.critic_width', 'model.resample', 'vae.latent_dim', 'vae.width',
+               'train.batch_size', 'train.steps_per_task', 'train.epochs_per_task',
+               'optim.gan_optimizer', 'curl.max_components',
+               'curl.buffer_size')
 
 
 def _lookup(config, dotted: str):

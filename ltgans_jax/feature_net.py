@@ -123,6 +123,12 @@ def features_fn(params) -> Callable[[np.ndarray], np.ndarray]:
   return lambda batch_uint8: apply(batch_uint8)[0]
 
 
+def logits_fn(params) -> Callable[[np.ndarray], np.ndarray]:
+  """uint8 images [B, H, W, C] -> numpy class logits [B, num_classes] (the replay audit)."""
+  apply = _apply_fn(params)
+  return lambda batch_uint8: apply(batch_uint8)[1]
+
+
 def accuracy(params, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
   """Classification accuracy on uint8 images [N, H, W, C] with labels [N] (a sanity check that
   the features carry class information)."""

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltgans_jax import viz
-from ltgans_jax.data.sequences import Task
 from ltgans_jax.steps import images_from_uint8
 
 
@@ -55,20 +54,27 @@ def traversal_grid(vae, image_uint8, num_dims: int = 8, steps: int = 9,
   return viz.image_grid(np.concatenate(rows), len(dims))
 
 
-def write_latent_figures(vae, tasks: Sequence[Task], workdir: str,
-                         prefix: str = 'final') -> Dict[str, str]:
-  """``vae``: the method's ``methods.VAEView``. Writes interpolation (same task, across tasks) and traversal grids; returns name -> path
-  relative to the workdir."""
+def write_latent_figures(vae, names: Sequence[str], test_images: Sequence[np.ndarray],
+                         workdir: str, prefix: str = 'final') -> Dict[str, str]:
+  """Writes interpolation (same task, across tasks) and traversal grids; returns name -> path
+  relative to the workdir.
+
+  Args:
+    vae: the method's ``methods.VAEView``.
+    names: the task names.
+    test_images: per task, its evaluation subset (uint8 [n_t, H, W, C], ``eval_subset``):
+      the pictures use its first images, which come from different classes.
+  """
   files = {}
-  firsts = [t.test.images for t in tasks]
+  firsts = list(test_images)
   same = [(x[0], x[1]) for x in firsts] + [(x[2], x[3]) for x in firsts]
   pictures = {'interpolation_same_task': interpolation_grid(vae, same)}
-  if len(tasks) > 1:
-    across = [(firsts[i][j], firsts[(i + 1) % len(tasks)][j])
-              for i in range(len(tasks)) for j in range(2)]
+  if len(firsts) > 1:
+    across = [(firsts[i][j], firsts[(i + 1) % len(firsts)][j])
+              for i in range(len(firsts)) for j in range(2)]
     pictures['interpolation_across_tasks'] = interpolation_grid(vae, across)
-  for i, task in enumerate(tasks):
-    safe_name = re.sub(r'[^A-Za-z0-9_-]+', '_', task.name).strip('_')
+  for i, name in enumerate(names):
+    safe_name = re.sub(r'[^A-Za-z0-9_-]+', '_', name).strip('_')
     pictures[f'traversal_{safe_name}'] = traversal_grid(vae, firsts[i][0])
   for name, grid in pictures.items():
     files[name] = f'figures/{prefix}_{name}.png'

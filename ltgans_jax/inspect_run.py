@@ -18,7 +18,8 @@ import os
 import jax
 import numpy as np
 
-from ltgans_jax import checkpointing, config_validation, figures, methods, task_eval, viz
+from ltgans_jax import checkpointing, config_validation, durations, figures, methods, task_eval
+from ltgans_jax import viz
 from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.data import sequences
 from ltgans_jax.errors import ConfigError
@@ -31,13 +32,15 @@ def _open(config, workdir):
   tasks = sequences.build_sequence(config)
   method = methods.build(config)
   template = method.init_state(jax.random.key(config.seed))
-  return tasks, method, template, checkpointing.make_manager(config, workdir, len(tasks))
+  task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
+  return (tasks, method, template, task_steps,
+          checkpointing.make_manager(config, workdir, task_steps))
 
 
 def evaluate_workdir(config, workdir: str) -> dict:
   """Recomputes the per-task metrics from the task-boundary checkpoints; returns summaries."""
-  tasks, method, template, manager = _open(config, workdir)
-  boundaries = checkpointing.task_boundary_steps(config, len(tasks))
+  tasks, method, template, task_steps, manager = _open(config, workdir)
+  boundaries = durations.task_boundary_steps(task_steps)
   available = set(manager.all_steps())
   finished = [t for t, step in enumerate(boundaries) if step in available]
   if not finished:
@@ -52,20 +55,21 @@ def evaluate_workdir(config, workdir: str) -> dict:
     rows.append(evaluator.evaluate(state, task))
     logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
   summaries = task_eval.write_matrices(workdir, [t.name for t in tasks], rows)
-  figure_files = figures.write_latent_figures(method.vae_view(state),
-                                              tasks[:max(finished) + 1], workdir)
-  _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files)
+  seen = max(finished) + 1
+  figure_files = figures.write_latent_figures(
+      method.vae_view(state), [t.name for t in tasks[:seen]], evaluator.test_images[:seen],
+      workdir)
+  _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files,
+                       evaluator.protocol)
   manager.close()
   return summaries
 
 
-def _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files):
+def _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files, protocol):
   names = [t.name for t in tasks]
-  lines = ['# Evaluation', '', f'{config.eval.num_examples} test images per task; IWAE with '
+  lines = ['# Evaluation', '', f'{protocol}; IWAE with '
            f'{config.eval.iwae_samples} samples ({config.vae.likelihood} likelihood).']
-  for metric, title in task_eval.METRIC_NAMES.items():
-    if metric not in rows[0]:
-      continue
+  for metric, title in task_eval.matrix_titles(rows[0]).items():
     lines += ['', f'## {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
               '|---' * (len(names) + 1) + '|']
     for task, row in enumerate(rows):
@@ -73,7 +77,9 @@ def _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files):
       lines.append(f'| {names[task]} | ' + ' | '.join(cells) + ' |')
     s = summaries[metric]
     lines += ['', f'Final-row average {s["final_average"]:.2f}; diagonal average '
-              f'{s["diagonal_average"]:.2f}; mean forgetting {s["mean_forgetting"]:.2f}.',
+              f'{s["diagonal_average"]:.2f}; mean forgetting '
+              + ('n/a (one task)' if s['mean_forgetting'] is None
+                 else f'{s["mean_forgetting"]:.2f}') + '.',
               f'![{metric}]({metric}.png)']
   lines += ['', '## Student latent space (after the last finished task)', '']
   lines += [f'- {name}: ![{name}](../{path})' for name, path in figure_files.items()]
@@ -88,7 +94,7 @@ def sample(config, workdir: str) -> str:
   if network not in method.sample_networks:
     raise ConfigError(f'sample.network={network!r}; method {config.method!r} has '
                       f'{method.sample_networks}.')
-  _, method, template, manager = _open(config, workdir)
+  _, method, template, _, manager = _open(config, workdir)
   state = checkpointing.restore_latest(manager, template)
   if state is None:
     raise CheckpointError(f'{workdir} holds no checkpoint; train first with --mode=train.')

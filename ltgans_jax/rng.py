@@ -4,7 +4,8 @@ one would, and training, evaluation and pictures never share a stream."""
 import jax
 
 # Streams outside training (``stream_key``), one number each.
-GRID_LATENTS, STUDENT_GRID_LATENTS, PAPER_NLL, FEATURE_NET, FID_LATENTS, IWAE = range(6)
+(GRID_LATENTS, STUDENT_GRID_LATENTS, PAPER_NLL, FEATURE_NET, FID_LATENTS, IWAE,
+ AUDIT_LATENTS) = range(7)
 
 
 def step_key(seed: int, task: int, step: int) -> jax.Array:

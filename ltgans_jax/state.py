@@ -79,11 +79,31 @@ def build_networks(config: ml_collections.ConfigDict) -> Networks:
   )
 
 
-def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
+GAN_OPTIMIZERS = ('adam', 'rmsprop')
+
+
+def gan_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The generators' and the critic's optimiser (``optim.gan_optimizer``).
+
+  'adam': ours. 'rmsprop': the authors' code's ``tf.train.RMSPropOptimizer(2e-4)``, whose
+  defaults are decay 0.9, no momentum and epsilon 1e-10 inside the square root, and whose mean
+  squares start at 1 (optax's ``initial_scale``).
+  """
   opt = config.optim
-  adam_gan = lambda: optax.adam(opt.gan_learning_rate, b1=opt.gan_b1, b2=opt.gan_b2)
-  return Optimizers(generator=adam_gan(), critic=adam_gan(),
-                    student=optax.adam(opt.student_learning_rate))
+  if opt.gan_optimizer == 'rmsprop':
+    return optax.rmsprop(opt.gan_learning_rate, decay=opt.rmsprop_decay, eps=opt.rmsprop_eps,
+                         initial_scale=opt.rmsprop_initial_scale, eps_in_sqrt=True)
+  return optax.adam(opt.gan_learning_rate, b1=opt.gan_b1, b2=opt.gan_b2)
+
+
+def student_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam for the Student (and the VAE baselines' VAEs)."""
+  return optax.adam(config.optim.student_learning_rate, b1=config.optim.student_b1)
+
+
+def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
+  return Optimizers(generator=gan_optimizer(config), critic=gan_optimizer(config),
+                    student=student_optimizer(config))
 
 
 def init_state(config: ml_collections.ConfigDict, networks: Networks, optimizers: Optimizers,

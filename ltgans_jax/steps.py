@@ -8,9 +8,16 @@ Two phases (paper section 3):
   of task-k data and Teacher samples; only the Assistant learns.
 
 In both, the Student VAE takes one step on the task's data plus, from task 2 on, samples of the
-Teacher, the more knowledgeable generator (eqs. 5-6). A step is one critic update, one Student
-update and, when ``update_generators`` is set (every ``config.gan.critic_steps``-th step), one
-generator update. ``step(state, images_uint8, key) -> (state, metrics)``.
+Teacher, the more knowledgeable generator (eqs. 5-6). A step is one critic update and, when
+``update_generators`` is set (every ``config.gan.critic_steps``-th step), one generator update;
+the Student updates every step (``vae.update_schedule='every_step'``, ours) or with the
+generators only ('with_generator', the authors' code). ``step(state, images_uint8, key) ->
+(state, metrics)``.
+
+The no-LAKD baseline of Fig. 4b (``joint`` with ``mix_teacher``, tasks k >= 2) is the joint
+step of task 1 whose real side mixes task-k data with samples of the Teacher slot's generator,
+which is never frozen and never swapped: both generators learn that mix, and the Student replays
+those samples. This is what the authors' ``..._Without.py`` does.
 
 The steps are plain ``jax.jit`` functions: given a batch sharded over a device mesh and a
 replicated state, XLA partitions them data-parallel and averages the gradients itself.
@@ -36,6 +43,7 @@ from ltgans_jax import losses, schedule
 from ltgans_jax.state import LifelongState, Networks, NetworkState, Optimizers
 
 Metrics = Dict[str, jnp.ndarray]
+STUDENT_SCHEDULES = ('every_step', 'with_generator')  # config.vae.update_schedule
 # In the 'sequenced' phase order, the Student's data and replay passes each run in this many
 # pieces: in-process A/B at 32 px, the Student step ran 1.13x as fast with 2 pieces as with
 # whole batches (1.17x with 4), the full LAKD step 1.05x (1.05x with 4).
@@ -73,6 +81,7 @@ class _Step:
     self.penalty_weight = config.gan.gradient_penalty_weight
     self.teacher_fraction = config.gan.teacher_fraction
     self.phase_order = config.train.phase_order
+    self.student_every_step = config.vae.update_schedule == 'every_step'
     self.student_kwargs = dict(beta=config.vae.beta, likelihood=config.vae.likelihood,
                                decoder_std=config.vae.decoder_std)
 
@@ -196,15 +205,41 @@ class _Step:
     return STUDENT_PIECES
 
   # The two phases --------------------------------------------------------------------------
+  def mix_with_teacher(self, data, teacher_samples, key, teacher_fraction: float):
+    """The critic's real side on tasks k >= 2: ``data`` [B, H, W, C] with exactly
+    round(fraction * B) examples replaced by ``teacher_samples`` [B, H, W, C] at random
+    positions (a uniform mixture of the two sources with less variance than a per-example coin
+    flip, and elementwise, so it shards over the batch axis like everything else)."""
+    num = data.shape[0]
+    num_teacher = round(teacher_fraction * num)
+    is_data = jax.random.permutation(key, jnp.arange(num) >= num_teacher)
+    return jnp.where(is_data[:, None, None, None], data, teacher_samples)
+
+  def maybe_student_update(self, student: NetworkState, data, replay, keys,
+                           update_generators: bool):
+    """``student_update``, or the Student unchanged (and no metrics) on a step without a
+    generator update when ``vae.update_schedule='with_generator'``."""
+    if self.student_every_step or update_generators:
+      return self.student_update(student, data, replay, keys)
+    return student, {}
+
   def joint(self, state: LifelongState, batch, key, update_generators: bool,
-            replay: bool = False):
+            mix_teacher: bool = False):
     """Task 1 (eq. 2): Teacher and Assistant both learn the data against one critic.
 
-    With ``replay`` (the no-LAKD baseline of Fig. 4b on later tasks) the Student also replays
-    Teacher samples, as in eq. 5.
+    With ``mix_teacher`` (the no-LAKD baseline of Fig. 4b on tasks k >= 2) the real side is
+    the data mixed with samples of the (not frozen) Teacher slot's generator
+    (``mix_with_teacher``), both generators learn it, and the Student replays those samples.
     """
     keys, real = named_keys(key), images_from_uint8(batch)
     num = real.shape[0]
+    mixed_in = None
+    if mix_teacher:
+      # Latents of their own (not the critic's fakes'); the samples are data here, so no
+      # gradient flows into the generator through them.
+      mixed_in = jax.lax.stop_gradient(self.generate(
+          state.teacher.params, jax.random.fold_in(keys['mix'], 1), num))
+      real = self.mix_with_teacher(real, mixed_in, keys['mix'], self.teacher_fraction)
     fake_teacher = self.generate(state.teacher.params, keys['critic_z_teacher'], num)
     fake_assistant = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
 
@@ -221,10 +256,12 @@ class _Step:
       assistant, metrics['generator/loss_assistant'] = self.generator_update(
           assistant, critic.params, keys['generator_z_assistant'], num,
           wait_for=teacher.params)
-    # The Student's update runs after the adversarial ones (see ``schedule``).
-    real, replayed = self.after((real, fake_teacher if replay else None),
+    # The Student's update runs after the adversarial ones (see ``schedule``); it learns the
+    # task's data (not the mix) and, with ``mix_teacher``, replays the mixed-in samples.
+    data, replayed = self.after((images_from_uint8(batch), mixed_in),
                                 (critic.params, teacher.params, assistant.params))
-    student, student_metrics = self.student_update(state.student, real, replayed, keys)
+    student, student_metrics = self.maybe_student_update(state.student, data, replayed, keys,
+                                                         update_generators)
     new_state = state.replace(teacher=teacher, assistant=assistant, critic=critic,
                               student=student, task_step=state.task_step + 1)
     return new_state, {**metrics, **student_metrics}
@@ -243,7 +280,8 @@ class _Step:
     # The Student's update runs after the adversarial ones (see ``schedule``).
     data, replayed = self.after((data, teacher_samples if replay else None),
                                 (state.critic.params, state.assistant.params))
-    student, student_metrics = self.student_update(state.student, data, replayed, keys)
+    student, student_metrics = self.maybe_student_update(state.student, data, replayed, keys,
+                                                         update_generators)
     return state.replace(student=student), {**metrics, **student_metrics}
 
   def lakd_adversarial(self, state: LifelongState, data, keys, update_generators: bool,
@@ -253,12 +291,7 @@ class _Step:
     num = data.shape[0]
     teacher_samples = jax.lax.stop_gradient(
         self.generate(state.teacher.params, keys['critic_z_teacher'], num))
-    # Exactly round(fraction * B) Teacher samples at random positions: a uniform mixture of
-    # the two sources with less variance than a per-example coin flip, and elementwise (so
-    # it shards over the batch axis like everything else).
-    num_teacher = round(teacher_fraction * num)
-    is_data = jax.random.permutation(keys['mix'], jnp.arange(num) >= num_teacher)
-    real_mix = jnp.where(is_data[:, None, None, None], data, teacher_samples)
+    real_mix = self.mix_with_teacher(data, teacher_samples, keys['mix'], teacher_fraction)
     fake = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
 
     loss, metrics, grads = self.summed_value_and_grad(
@@ -278,8 +311,8 @@ def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
                      optimizers: Optimizers) -> Dict[str, Callable]:
   """Returns the jitted phases, each ``step(state, batch, key, update_generators)``:
 
-  * ``joint``: eq. 2 (task 1 of LT-GANs); ``joint_replay``: the same with the Student replaying
-    Teacher samples (the no-LAKD baseline on later tasks);
+  * ``joint``: eq. 2 (task 1 of LT-GANs); ``joint_mix``: the same with the real side mixing
+    data and the Teacher slot's samples, which the Student replays (no-LAKD, tasks k >= 2);
   * ``lakd``: eq. 3 (tasks k >= 2 of LT-GANs);
   * ``plain``: the Assistant and the Student on the data alone (fine-tuning, joint training).
 
@@ -289,7 +322,7 @@ def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
   step = _Step(config, networks, optimizers)
   jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
   return {'joint': jit(step.joint),
-          'joint_replay': jit(functools.partial(step.joint, replay=True)),
+          'joint_mix': jit(functools.partial(step.joint, mix_teacher=True)),
           'lakd': jit(step.lakd),
           'plain': jit(functools.partial(step.lakd, teacher_fraction=0.0, replay=False))}
 

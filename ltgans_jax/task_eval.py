@@ -15,6 +15,14 @@ Rows of the forgetting matrices (metric of task j after learning task i):
   (``fid_own_all``).
 * ``fid_inception``: the same with the standard FID InceptionV3 pool-3 features, when
   ``eval.inception_weights`` names the pytorch-fid weights file.
+* ``audit_share_<network>``, ``audit_classes_<network>``: the replay audit (``audit``) of
+  each of the method's ``sample_networks``: the share of its samples the feature network
+  assigns to each task seen, and how many of that task's classes they cover;
+  ``audit_classifier_accuracy``: the feature network's accuracy on each task's evaluation
+  subset, so that the audit's reliability is on record beside it.
+
+Every metric reads the same images of each test set: one fixed, seeded, class-stratified subset
+of ``eval.num_examples`` per task (``eval_subset``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from ltgans_jax import evaluation, feature_net, inception, rng
+from ltgans_jax import audit, eval_subset, evaluation, feature_net, inception, rng
 from ltgans_jax.data.sequences import Task
 
 METRIC_NAMES = {
@@ -36,16 +44,30 @@ METRIC_NAMES = {
     'fid_own': feature_net.FID_NAME,
     'fid_inception': inception.FID_NAME + ' (InceptionV3 pool-3)',
 }
+AUDIT_NAMES = {
+    'share': 'replay audit: share of samples on the task (higher is better up to 1/tasks)',
+    'classes': 'replay audit: classes covered (>= 2% of the task\'s samples)',
+}
+AUDIT_ACCURACY = 'audit_classifier_accuracy'
+
+
+def matrix_titles(rows: Dict[str, List[float]]) -> Dict[str, str]:
+  """Metric name -> title for every forgetting matrix in an evaluation row."""
+  titles = {m: t for m, t in METRIC_NAMES.items() if m in rows}
+  for metric in rows:
+    if metric.startswith('audit_') and metric != AUDIT_ACCURACY:
+      kind, network = metric[len('audit_'):].split('_', 1)
+      titles[metric] = f'{network} {AUDIT_NAMES[kind]}'
+  if AUDIT_ACCURACY in rows:
+    titles[AUDIT_ACCURACY] = 'replay audit: feature-net accuracy on the evaluation subset'
+  return titles
 
 
 def _sequence_labels(tasks: Sequence[Task]):
-  """(images, labels) of every task's training set, labels unique per (task, class)."""
-  images, labels = [], []
-  for t, task in enumerate(tasks):
-    images.append(task.train.images)
-    labels.append(t * 100_000 + task.train.labels)
-  labels = np.unique(np.concatenate(labels), return_inverse=True)[1]
-  return np.concatenate(images), labels
+  """(images, labels, pairs) of every task's training set: labels unique per (task, class),
+  ``pairs[label]`` its (task, class)."""
+  labels, pairs = audit.sequence_classes([task.train.labels for task in tasks])
+  return np.concatenate([task.train.images for task in tasks]), np.concatenate(labels), pairs
 
 
 class TaskEvaluator:
@@ -54,7 +76,16 @@ class TaskEvaluator:
   def __init__(self, config, method, tasks: Sequence[Task], workdir: str):
     """``method``: the run's ``methods.LifelongMethod``."""
     self.config, self.method, self.tasks = config, method, tasks
-    self.features = {'fid_own': feature_net.features_fn(self._own_feature_params(workdir))}
+    count, seed = config.eval.num_examples, config.eval.subset_seed
+    self.subset_indices = eval_subset.task_subsets([t.test.labels for t in tasks], count, seed)
+    # The images every metric and picture reads: [n_t, H, W, C] uint8 per task, and labels.
+    self.test_images = [t.test.images[i] for t, i in zip(tasks, self.subset_indices)]
+    self.test_labels = [t.test.labels[i] for t, i in zip(tasks, self.subset_indices)]
+    self.protocol = eval_subset.describe(count, seed)
+    own_params = self._own_feature_params(workdir)
+    self.features = {'fid_own': feature_net.features_fn(own_params)}
+    self.classify = feature_net.logits_fn(own_params)
+    self.class_pairs = audit.sequence_classes([t.train.labels for t in tasks])[1]
     if config.eval.inception_weights:
       variables = inception.load_fid_inception_params(config.eval.inception_weights)
       self.features['fid_inception'] = inception.features_fn(variables)
@@ -62,7 +93,7 @@ class TaskEvaluator:
   def _own_feature_params(self, workdir: str):
     """Trains the feature classifier on the sequence, or reads it back from the workdir."""
     path = os.path.join(workdir, 'feature_net.msgpack')
-    images, labels = _sequence_labels(self.tasks)
+    images, labels, _ = _sequence_labels(self.tasks)
     num_classes = int(labels.max()) + 1
     key = rng.stream_key(self.config.seed, rng.FEATURE_NET)
     if os.path.exists(path):
@@ -81,21 +112,42 @@ class TaskEvaluator:
         f.write(flax.serialization.to_bytes(params))
     return params
 
-  def generator_samples(self, state, num: int) -> np.ndarray:
-    """[num, H, W, C] uint8 samples of the method's FID network (fixed latents)."""
-    key = rng.stream_key(self.config.seed, rng.FID_LATENTS)
+  def samples(self, state, network: str, num: int, key: jax.Array) -> np.ndarray:
+    """[num, H, W, C] uint8 samples of ``network`` from the fixed latents of ``key``."""
     out = []
     for i, start in enumerate(range(0, num, 500)):
-      images = self.method.sample(state, self.method.fid_network(), jax.random.fold_in(key, i),
+      images = self.method.sample(state, network, jax.random.fold_in(key, i),
                                   min(500, num - start))
       out.append(np.asarray(jax.numpy.round((images + 1) * 127.5)).clip(0, 255))
     return np.concatenate(out).astype(np.uint8)
 
+  def generator_samples(self, state, num: int) -> np.ndarray:
+    """[num, H, W, C] uint8 samples of the method's FID network (fixed latents)."""
+    return self.samples(state, self.method.fid_network(), num,
+                        rng.stream_key(self.config.seed, rng.FID_LATENTS))
+
+  def audit(self, state, task: int) -> Dict[str, List[float]]:
+    """The replay-audit rows after ``task`` for each of the method's sample networks, and
+    the classifier's accuracy on the evaluation subsets of the tasks seen."""
+    rows, key = {}, rng.stream_key(self.config.seed, rng.AUDIT_LATENTS)
+    for i, network in enumerate(self.method.sample_networks):
+      samples = self.samples(state, network, self.config.eval.num_examples,
+                             jax.random.fold_in(key, i))
+      result = audit.replay_audit(audit.classify_all(self.classify, samples),
+                                  self.class_pairs, task + 1)
+      rows[f'audit_share_{network}'] = result['share']
+      rows[f'audit_classes_{network}'] = [float(c) for c in result['covered']]
+    rows[AUDIT_ACCURACY] = [
+        float(np.mean(audit.classify_all(self.classify, x)
+                      == audit.class_indices(j, y, self.class_pairs)))
+        for j, (x, y) in enumerate(zip(self.test_images[:task + 1],
+                                       self.test_labels[:task + 1]))]
+    return rows
+
   def evaluate(self, state, task: int) -> Dict[str, List[float]]:
     """One row per metric: the value on each task 0..task after learning ``task``."""
-    config, seen, method = self.config, self.tasks[:task + 1], self.method
-    count = config.eval.num_examples
-    tests = [t.test.images[:count] for t in seen]
+    config, method = self.config, self.method
+    tests = self.test_images[:task + 1]
     rows = {
         'nll_paper': [method.nll_paper(state, x, rng.stream_key(config.seed, rng.PAPER_NLL))
                       for x in tests],
@@ -112,20 +164,46 @@ class TaskEvaluator:
         reference = evaluation.feature_statistics(evaluation.compute_features(features_fn, x))
         row.append(evaluation.frechet_distance(*stats, *reference))
       rows[name], rows[f'{name}_all'] = row[:-1], row[-1:]
+    rows.update(self.audit(state, task))
     return rows
 
 
 def write_matrices(workdir: str, task_names: Sequence[str], rows_per_task) -> Dict[str, dict]:
-  """Saves each metric's forgetting matrix as JSON and a heatmap under workdir/eval/;
-  returns {metric: summary}."""
+  """Saves each metric's forgetting matrix (the audit's included) as JSON and a heatmap under
+  workdir/eval/; returns {metric: summary}."""
   summaries = {}
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-  for metric, title in METRIC_NAMES.items():
-    if metric not in rows_per_task[0]:
-      continue
+  for metric, title in matrix_titles(rows_per_task[0]).items():
     matrix = [row[metric] + [None] * (len(task_names) - len(row[metric]))
               for row in rows_per_task]
     summaries[metric] = evaluation.save_forgetting(
         os.path.join(workdir, 'eval', f'{metric}.json'),
         os.path.join(workdir, 'eval', f'{metric}.png'), matrix, task_names, title)
   return summaries
+
+
+def audit_markdown(task_names: Sequence[str], rows_per_task,
+                   classes_per_task: Sequence[int]) -> List[str]:
+  """report.md lines: per audited network, a table whose cell (after task i, on task j) is
+  "share (covered/classes)", then the feature network's accuracy on each subset."""
+  if not rows_per_task or AUDIT_ACCURACY not in rows_per_task[0]:
+    return []
+  networks = [m[len('audit_share_'):] for m in rows_per_task[0] if m.startswith('audit_share_')]
+  header = ['| after \\ on | ' + ' | '.join(task_names) + ' | unseen |',
+            '|---' * (len(task_names) + 2) + '|']
+  lines = ['', '### Replay audit', '',
+           'Each cell: the share of the network\'s samples that the feature network assigns to '
+           'that task, and (in brackets) how many of the task\'s classes hold at least '
+           f'{audit.COVERAGE_THRESHOLD:.0%} of them. `unseen`: the share assigned to tasks not '
+           'yet learnt. Ideal after k tasks: 1/k on each, every class covered.']
+  for network in networks:
+    lines += ['', f'{network}:', ''] + header
+    for name, row in zip(task_names, rows_per_task):
+      share, covered = row[f'audit_share_{network}'], row[f'audit_classes_{network}']
+      cells = [f'{v:.2f} ({int(c)}/{k})' for v, c, k in zip(share, covered, classes_per_task)]
+      cells += [''] * (len(task_names) - len(cells))
+      lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {max(0.0, 1 - sum(share)):.2f} |')
+  last = rows_per_task[-1][AUDIT_ACCURACY]
+  lines += ['', 'Feature-network accuracy on the evaluation subsets (after the last task row): '
+            + ', '.join(f'{n} {v:.3f}' for n, v in zip(task_names, last)) + '.']
+  return lines

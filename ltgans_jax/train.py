@@ -1,14 +1,17 @@
 """The lifelong training loop: ``train_and_evaluate(config, workdir)``.
 
 For each task: move the state to the task (``begin_next_task`` swaps the twins' roles), run
-``steps_per_task`` jitted steps on deterministic batches, then write sample grids, evaluate the
-Student on every task seen so far, update ``report.md`` and save a checkpoint. Rerunning with
-the same workdir resumes from the newest checkpoint.
+its jitted steps (``durations.task_steps``: ``train.steps_per_task`` or
+``train.epochs_per_task``) on deterministic batches, then write sample grids, evaluate every
+task seen so far (NLL, FID, the replay audit; on the evaluation subsets of ``eval_subset``),
+update ``report.md`` and save a checkpoint. Rerunning with the same workdir resumes from the
+newest checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -22,7 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ltgans_jax import checkpointing, config_validation, methods, state as state_lib, steps
+from ltgans_jax import checkpointing, config_validation, durations, methods, state as state_lib
+from ltgans_jax import steps
 from ltgans_jax import feature_net, figures, rng, task_eval, viz, writers
 from ltgans_jax.data import batching, sequences
 
@@ -106,16 +110,17 @@ class MetricsWindow:
     return averages
 
 
-def write_pictures(config, method, state, tasks, task, workdir, metrics_log):
-  """The method's sample grids and the Student's reconstructions after ``task``; returns file
-  names relative to the workdir."""
+def write_pictures(config, method, state, test_images, task, workdir, metrics_log, gstep):
+  """The method's sample grids and the Student's reconstructions after ``task`` (of the first
+  images of each task's evaluation subset ``test_images``); returns file names relative to the
+  workdir."""
   rows = config.eval.grid_rows
   pictures = {name: viz.image_grid(images, rows)
               for name, images in method.picture_grids(state, rows * rows).items()}
   # Reconstructions: for each task seen, a row of originals above a row of reconstructions.
   vae = method.vae_view(state)
   per_task = rows
-  originals = np.concatenate([tasks[j].test.images[:per_task] for j in range(task + 1)])
+  originals = np.concatenate([test_images[j][:per_task] for j in range(task + 1)])
   images = steps.images_from_uint8(jnp.asarray(originals))
   mean, _ = vae.encode(images)
   reconstructions = jax.nn.sigmoid(vae.decode(mean)) * 2 - 1
@@ -129,20 +134,21 @@ def write_pictures(config, method, state, tasks, task, workdir, metrics_log):
     files[name] = f'samples/task{task + 1}_{name}.png'
     if jax.process_index() == 0:
       viz.save_png(os.path.join(workdir, files[name]), grid, scale=2)
-  metrics_log.write_images(checkpointing.global_step(config, task, config.train.steps_per_task),
-                           {f'task{task + 1}/{k}': v for k, v in pictures.items()})
+  metrics_log.write_images(gstep, {f'task{task + 1}/{k}': v for k, v in pictures.items()})
   return files
 
 
-def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: str) -> None:
-  """report.md: per-task timing and losses, the NLL-after-each-task matrix, the grids."""
+def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: str,
+                 task_steps, protocol: str) -> None:
+  """report.md: per-task timing and losses, the matrices after each task (NLL, FID, the
+  replay audit), the grids."""
   if jax.process_index() != 0:
     return
   names = [t.name for t in tasks]
   lines = [f'# Run report: method `{config.method}`', '',
            f'Sequence `{config.data.sequence}`: {" -> ".join(names)}; images '
            f'{config.data.image_size}x{config.data.image_size}x{config.data.channels}; '
-           f'batch {config.train.batch_size}; {config.train.steps_per_task} steps per task; '
+           f'batch {config.train.batch_size}; {durations.describe(config, task_steps)}; '
            f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}.', '',
            '| task | steps | wall time | steps/s | critic loss | Student loss (data) |',
            '|---|---|---|---|---|---|']
@@ -152,10 +158,9 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
                  f'{_metric_cell(r.last_metrics, "critic/loss", 3)} | '
                  f'{_metric_cell(r.last_metrics, "student/loss_data", 2)} |')
   lines += ['', '## After each task, on every task seen so far', '',
-            f'Row: after learning that task; column: test set of that task (first '
-            f'{config.eval.num_examples} test images; IWAE with {config.eval.iwae_samples} '
-            f'samples, {config.vae.likelihood} likelihood). Lower is better for all. Heatmaps '
-            'and JSON in `eval/`.']
+            f'Row: after learning that task; column: test set of that task ({protocol}; '
+            f'IWAE with {config.eval.iwae_samples} samples, {config.vae.likelihood} '
+            'likelihood). Lower is better for all. Heatmaps and JSON in `eval/`.']
   for metric, title in task_eval.METRIC_NAMES.items():
     if records and metric in records[0].evaluation:
       lines += ['', f'### {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
@@ -164,6 +169,8 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
         row = r.evaluation[metric]
         cells = [f'{v:.2f}' for v in row] + [''] * (len(names) - len(row))
         lines.append(f'| {r.name} | ' + ' | '.join(cells) + ' |')
+  lines += task_eval.audit_markdown(names, [r.evaluation for r in records],
+                                    [len(np.unique(t.train.labels)) for t in tasks])
   if records and 'fid_own_all' in records[-1].evaluation:
     lines += ['', f'{feature_net.FID_NAME} of {fid_source} against all seen test sets '
               'together, after each task: ' + ', '.join(
@@ -235,13 +242,13 @@ def check_finite(values: Dict[str, np.ndarray], task_name: str, task_step: int,
         'the gradient penalty weight and rerun.')
 
 
-def train_task(config, phase, step_fns, state, batches, task, sharding, metrics_log, progress,
-               checkpoints, prefix, task_name, stop):
-  """Runs the remaining steps of ``task`` with ``step_fns[phase]``; returns the state and the
-  last averaged metrics."""
+def train_task(config, phase, step_fns, state, batches, task, task_steps, sharding,
+               metrics_log, progress, checkpoints, prefix, task_name, stop):
+  """Runs the remaining steps of ``task`` (``task_steps[task]`` in all) with
+  ``step_fns[phase]``; returns the state and the last averaged metrics."""
   window, last = MetricsWindow(task_name, checkpoints), {}
-  start = int(state.task_step)
-  for task_step in range(start, config.train.steps_per_task):
+  start, total = int(state.task_step), task_steps[task]
+  for task_step in range(start, total):
     batch = jax.make_array_from_process_local_data(
         sharding, batches.process_slice(task_step, jax.process_index(), jax.process_count()))
     update_generators = (task_step + 1) % config.gan.critic_steps == 0
@@ -249,19 +256,19 @@ def train_task(config, phase, step_fns, state, batches, task, sharding, metrics_
                                      update_generators=update_generators)
     done = task_step + 1
     window.push(metrics, done)
-    gstep = checkpointing.global_step(config, task, done)
+    gstep = durations.global_step(task_steps, task, done)
     # At a task's last step the end-of-task section saves; the next step sees the flag.
-    if stop.received and done < config.train.steps_per_task:
+    if stop.received and done < total:
       window.flush()
       checkpointing.save(checkpoints, gstep, state)
       checkpoints.wait_until_finished()
       raise StopRequested(f'{stop.received} received: saved checkpoint {gstep} (task '
                           f'{task_name}, step {done}); rerun the same command to resume.')
-    if done % config.train.log_every == 0 or done == config.train.steps_per_task:
+    if done % config.train.log_every == 0 or done == total:
       last = window.average_and_reset()
-      rate = progress(gstep, f'{prefix} | step {done}/{config.train.steps_per_task}', last)
+      rate = progress(gstep, f'{prefix} | step {done}/{total}', last)
       metrics_log.write_scalars(gstep, {**last, **({'steps_per_sec': rate} if rate else {})})
-    if done % config.train.checkpoint_every == 0 and done < config.train.steps_per_task:
+    if done % config.train.checkpoint_every == 0 and done < total:
       window.flush()
       checkpointing.save(checkpoints, gstep, state)
   window.flush()  # The end-of-task section saves next.
@@ -280,21 +287,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
   template = method.init_state(jax.random.key(config.seed))
-  checkpoints = checkpointing.make_manager(config, workdir, len(tasks))
+  task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
+  checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
   state = jax.device_put(state, replicated)
   step_fns = method.train_steps()
   metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0)
-  progress = ProgressLine(len(tasks) * config.train.steps_per_task, config.train.log_every)
+  progress = ProgressLine(sum(task_steps), config.train.log_every)
   # A checkpoint taken at a task boundary holds a finished task: carry on with the next one.
-  finished = int(state.task_step) == config.train.steps_per_task
+  finished = int(state.task_step) == task_steps[int(state.task)]
   records = _load_records(workdir)[:int(state.task) + finished]
   logging.info('%d tasks: %s; state holds %.1f MB.', len(tasks),
                ' -> '.join(t.name for t in tasks), state_lib.state_bytes(state) / 1e6)
 
   try:
     with _StopSignal() as stop:
-      state = _train_tasks(config, tasks, method, state, step_fns, records,
+      state = _train_tasks(config, tasks, task_steps, method, state, step_fns, records,
                            int(state.task) + finished, batch_sharding, checkpoints,
                            metrics_log, progress, workdir, stop)
   finally:  # Never leave an asynchronous save half-written.
@@ -305,7 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   return state
 
 
-def _train_tasks(config, tasks, method, state, step_fns, records, first_task,
+def _train_tasks(config, tasks, task_steps, method, state, step_fns, records, first_task,
                  batch_sharding, checkpoints, metrics_log, progress, workdir, stop):
   """The per-task sections of ``train_and_evaluate``."""
   evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir)
@@ -319,24 +327,26 @@ def _train_tasks(config, tasks, method, state, step_fns, records, first_task,
               if method.cumulative_data else tasks[task].train.images)
     batches = batching.TaskBatches(images, config.train.batch_size, config.seed, task)
     state, last = train_task(config, method.phase(task), step_fns, state, batches, task,
-                             batch_sharding, metrics_log, progress, checkpoints, prefix,
-                             tasks[task].name, stop)
+                             task_steps, batch_sharding, metrics_log, progress, checkpoints,
+                             prefix, tasks[task].name, stop)
     seconds = time.time() - started
     results = evaluator.evaluate(state, task)
     for metric, row in results.items():
       logging.info('%s done: %s %s', prefix, metric,
                    ', '.join(f'{tasks[j].name}={v:.2f}' for j, v in enumerate(row)))
-    pictures = write_pictures(config, method, state, tasks, task, workdir, metrics_log)
-    records = records[:task] + [TaskRecord(tasks[task].name,
-                                           config.train.steps_per_task - steps_before,
+    boundary = durations.global_step(task_steps, task, task_steps[task])
+    pictures = write_pictures(config, method, state, evaluator.test_images, task, workdir,
+                              metrics_log, boundary)
+    records = records[:task] + [TaskRecord(tasks[task].name, task_steps[task] - steps_before,
                                            seconds, last, results, pictures)]
     if jax.process_index() == 0:
       task_eval.write_matrices(workdir, [t.name for t in tasks], [r.evaluation for r in records])
-    write_report(config, workdir, tasks, records, method.fid_source)
-    checkpointing.save(checkpoints, checkpointing.global_step(
-        config, task, config.train.steps_per_task), state)
+    report = functools.partial(write_report, config, workdir, tasks, fid_source=method.fid_source,
+                               task_steps=task_steps, protocol=evaluator.protocol)
+    report(records)
+    checkpointing.save(checkpoints, boundary, state)
     if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
       records[-1].pictures.update(figures.write_latent_figures(
-          method.vae_view(state), tasks, workdir))
-      write_report(config, workdir, tasks, records, method.fid_source)
+          method.vae_view(state), [t.name for t in tasks], evaluator.test_images, workdir))
+      report(records)
   return state

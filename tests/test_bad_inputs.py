@@ -41,6 +41,11 @@ BAD_VALUES = [
     ('train.log_every', 0, ConfigError, r'train.log_every=0; it must be >= 1'),
     ('train.phase_order', 'fast', ConfigError, r"train.phase_order='fast'; use one of"),
     ('train.checkpoint_every', -1, ConfigError, r'train.checkpoint_every=-1; it must be >= 1'),
+    ('train.epochs_per_task', -1.0, ConfigError, r'train.epochs_per_task=-1.0; it must be >= 0'),
+    ('vae.update_schedule', 'sometimes', ConfigError,
+     r"vae.update_schedule='sometimes'; use one of"),
+    ('optim.gan_optimizer', 'sgd', ConfigError, r"optim.gan_optimizer='sgd'; use one of"),
+    ('optim.student_b1', 1.0, ConfigError, r'optim.student_b1=1.0; it must lie in \[0, 1\)'),
     ('data.sequence', 'mnist_fashion', local.DatasetError,
      r'mnist is read from DATA_DIR/mnist/ .*set --config.data.data_dir'),
 ]

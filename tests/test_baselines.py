@@ -61,8 +61,29 @@ def test_lgm_teacher_is_frozen_and_consistency_is_zero_at_the_boundary(test_conf
   assert float(metrics['student/consistency_kl']) > 0
 
 
-@pytest.mark.parametrize('task, batch, expected', [(0, 8, 0), (1, 8, 4), (2, 9, 6), (3, 64, 48)])
+def test_lgm_next_task_starts_a_fresh_student_optimiser(test_config):
+  """The original builds a new optimiser for the Student at each fork (main.py, train_loop);
+  the Student keeps its weights (StudentTeacher.fork copies the Teacher's into it)."""
+  test_config.method = 'lgm'
+  method = methods.build(test_config)
+  state = method.init_state(jax.random.key(0))
+  state, _ = method.train_steps()['first'](state, random_batch(test_config, 0),
+                                           jax.random.key(1))
+  fresh = method.optimizer.init(state.student.params)
+  assert not tree_equal(state.student.opt_state, fresh)  # Adam's moments moved
+  params = copy_tree(state.student.params)
+  state = method.begin_next_task(state)
+  assert (jax.tree_util.tree_structure(state.student.opt_state)
+          == jax.tree_util.tree_structure(fresh))
+  assert tree_equal(state.student.opt_state, method.optimizer.init(state.student.params))
+  assert tree_equal(state.student.params, params)
+  assert tree_equal(state.teacher_params, params)
+
+
+@pytest.mark.parametrize('task, batch, expected', [(0, 8, 0), (1, 8, 4), (2, 9, 6), (3, 64, 48),
+                                                     (2, 64, 42)])
 def test_lgm_teacher_share_is_t_over_t_plus_one(task, batch, expected):
+  # floor(B t / (t + 1)), the original's int(batch_size * ratio): 64 * 2/3 -> 42.
   assert int(lgm_lib.teacher_count(task, batch)) == expected
 
 
@@ -148,6 +169,84 @@ def test_curl_new_component_starts_as_a_copy(test_config):
                                 params['cluster_head']['kernel'][:, 0])
   # Component 1 untouched.
   np.testing.assert_array_equal(copied['prior_mean'][1], params['prior_mean'][1])
+
+
+def test_curl_expansion_trains_only_the_new_component(test_config):
+  """As the original's train_step_expansion: the trunk, the decoder and every other component
+  come out of an expansion bit for bit (their Adam moments too); the new one is trained."""
+  config = _curl_config(test_config, buffer_size=test_config.train.batch_size)
+  method = methods.build(config)
+  state = method.init_state(jax.random.key(0))
+  # One ordinary step first (no buffer yet: warm-up), so every Adam moment is non-zero.
+  state, _ = method.train_steps()['first'](state, random_batch(config, 0), jax.random.key(1))
+  before, mu_before = copy_tree(state.model.params), copy_tree(state.model.opt_state[0].mu)
+  model, active, count, _ = method._expand(  # pylint: disable=protected-access
+      state.model, jnp.asarray(random_batch(config, 1)), state.buffer_count,
+      state.steps_since_expansion, num_active=1, key=jax.random.key(2))
+  after, mu_after = model.params, model.opt_state[0].mu
+  assert int(active) == 2 and int(count) == 0
+  for name in ('trunk', 'decoder'):
+    assert tree_equal(before[name], after[name]), name
+    assert tree_equal(mu_before[name], mu_after[name]), name
+  two_l = 2 * config.vae.latent_dim
+  per_component = {  # [..., component, ...] views, component axis 1 or 0
+      'cluster_kernel': lambda p: p['cluster_head']['kernel'],
+      'cluster_bias': lambda p: p['cluster_head']['bias'][None],
+      'latent_kernel': lambda p: p['latent_head']['kernel'].reshape(-1, 3, two_l),
+      'latent_bias': lambda p: p['latent_head']['bias'].reshape(1, 3, two_l),
+      'prior_mean': lambda p: p['prior_mean'].T,
+      'prior_log_var': lambda p: p['prior_log_var'].T,
+  }
+  for name, view in per_component.items():
+    old, new = np.asarray(view(before)), np.asarray(view(after))
+    # Component 0 (the copy's source) and 2 (inactive): untouched, bit for bit.
+    np.testing.assert_array_equal(new[:, 0], old[:, 0], err_msg=name)
+    np.testing.assert_array_equal(new[:, 2], old[:, 2], err_msg=name)
+    np.testing.assert_array_equal(np.asarray(view(mu_after))[:, 0],
+                                  np.asarray(view(mu_before))[:, 0], err_msg=name)
+    # Component 1 started as a copy of 0 and was then trained.
+    assert not np.array_equal(new[:, 1], old[:, 0]), name
+
+
+def test_curl_replay_draws_components_in_proportion_to_usage():
+  """Replay draws y with probability proportional to each component's summed q(y|x), as the
+  original's get_generated_data does with cumulative_component_counts."""
+  num = 100_000
+  usage = jnp.array([3.0, 1.0, 0.0])
+  draws = np.asarray(curl_lib.replay_components(jax.random.key(0), usage, jnp.asarray(2), num))
+  frequencies = np.bincount(draws, minlength=3) / num
+  # A frequency of N draws at p = 0.75 has a binomial standard deviation of
+  # sqrt(0.75 * 0.25 / N) = 0.0014 for N = 1e5; atol 0.01 is about 7 standard deviations (a
+  # false failure has probability < 1e-11; the key is fixed anyway), while uniform draws (0.5)
+  # are 180 standard deviations away.
+  np.testing.assert_allclose(frequencies[:2], [0.75, 0.25], atol=0.01)
+  assert frequencies[2] == 0  # the inactive component, never
+  # Never an inactive component even if it had usage; uniform over the active before any.
+  draws = np.asarray(curl_lib.replay_components(jax.random.key(1), jnp.array([3.0, 1.0, 5.0]),
+                                                jnp.asarray(2), 1000))
+  assert set(np.unique(draws)) <= {0, 1}
+  draws = np.asarray(curl_lib.replay_components(jax.random.key(2), jnp.zeros(3),
+                                                jnp.asarray(2), num))
+  np.testing.assert_allclose(np.bincount(draws, minlength=3) / num, [0.5, 0.5, 0.0], atol=0.01)
+
+
+def test_curl_usage_sums_q_y_over_real_images_and_is_snapshot_at_the_boundary(test_config):
+  config = _curl_config(test_config)
+  method = methods.build(config)
+  step = method.train_steps()['first']
+  state = method.init_state(jax.random.key(0))
+  np.testing.assert_array_equal(state.usage, np.zeros(3))
+  for seed in range(2):
+    state, _ = step(state, random_batch(config, seed), jax.random.key(seed))
+  # One active component: q(y=0|x) = 1 for each of the 2 * B images.
+  np.testing.assert_allclose(state.usage, [2.0 * config.train.batch_size, 0.0, 0.0],
+                             rtol=1e-6)
+  state = method.begin_next_task(state)
+  np.testing.assert_array_equal(state.replay_usage, state.usage)
+  usage = np.asarray(state.usage)
+  state, _ = method.train_steps()['replay'](state, random_batch(config, 2), jax.random.key(2))
+  # Replayed samples are not counted: B more, from the real batch alone.
+  np.testing.assert_allclose(state.usage[0], usage[0] + config.train.batch_size, rtol=1e-6)
 
 
 def test_curl_with_one_component_is_a_vae_with_a_learnt_prior(test_config):

@@ -6,8 +6,10 @@ import time
 import numpy as np
 import pytest
 
+from ltgans_jax import config_validation
 from ltgans_jax.data import datasets, sequences
-from ltgans_jax.data.local import DatasetError
+from ltgans_jax.data.local import DatasetError, SplitArrays
+from ltgans_jax.errors import ConfigError
 from tests.helpers import write_mnist_folder
 
 
@@ -70,6 +72,77 @@ def test_fuzzy_needs_one_class_per_pair(idx_config):
   idx_config.data.sequence = 'mnist_fashion_fuzzy'
   idx_config.data.fuzzy_swap_classes = ()
   with pytest.raises(ValueError, match='one per pair'):
+    sequences.build_sequence(idx_config)
+
+
+def _rows(split, labels):
+  return {split.images[i].tobytes() for i in np.flatnonzero(np.isin(split.labels, labels))}
+
+
+def test_default_fuzzy_variant_is_ours(test_config):
+  assert test_config.data.fuzzy_variant == 'ours'
+  assert tuple(test_config.data.fuzzy_swap_classes) == (8, 9)
+
+
+def test_authors_code_variant_swaps_8_and_9_in_train_only(idx_config):
+  idx_config.data.sequence = 'mnist_fashion'
+  mnist, fashion = sequences.build_sequence(idx_config)
+  idx_config.data.sequence = 'mnist_fashion_fuzzy'
+  idx_config.data.fuzzy_variant = 'authors_code'
+  idx_config.data.fuzzy_swap_classes = ()  # not read by this variant
+  config_validation.validate(idx_config)
+  mnist_c, fashion_c = sequences.build_sequence(idx_config)
+  assert (mnist_c.name, fashion_c.name) == ('mnist-c', 'fashion_mnist-c')
+  m, f, mc, fc = mnist.train, fashion.train, mnist_c.train, fashion_c.train
+  assert np.isin(m.labels, [8, 9]).any() and np.isin(f.labels, [8, 9]).any()
+  assert _rows(mc, [8, 9]) == _rows(f, [8, 9]) and _rows(fc, [8, 9]) == _rows(m, [8, 9])
+  kept = list(range(8))
+  assert _rows(mc, kept) == _rows(m, kept) and _rows(fc, kept) == _rows(f, kept)
+  assert len(mc.images) == len(m.images) - np.isin(m.labels, [8, 9]).sum() + np.isin(
+      f.labels, [8, 9]).sum()
+  for before, after in ((mnist, mnist_c), (fashion, fashion_c)):  # test sets untouched
+    np.testing.assert_array_equal(after.test.images, before.test.images)
+    np.testing.assert_array_equal(after.test.labels, before.test.labels)
+
+
+def _tiny_task(name, offset):
+  """Ten classes, three images each, every image distinct across tasks."""
+  def split(start):
+    labels = np.repeat(np.arange(10), 3)
+    values = offset + start + np.arange(len(labels))
+    images = np.broadcast_to(values[:, None, None, None], (len(labels), 2, 2, 1))
+    return SplitArrays(images.astype(np.int32), labels)
+  return sequences.Task(name, split(0), split(100))
+
+
+def test_authors_code_pairs_first_two_and_numbers_svhn_as_the_authors():
+  tasks = [_tiny_task('mnist', 0), _tiny_task('svhn', 1000), _tiny_task('fashion_mnist', 2000)]
+  mnist_c, svhn_c, fashion = sequences.authors_fuzzy_pairs(tasks)
+  mnist, svhn, _ = tasks
+  assert [t.name for t in (mnist_c, svhn_c, fashion)] == ['mnist-c', 'svhn-c', 'fashion_mnist']
+  # The authors' SVHN classes 8 and 9 are its digits 9 and 0 (their labels are .mat label - 1).
+  assert _rows(mnist_c.train, [0]) == _rows(mnist.train, [0]) | _rows(svhn.train, [0])
+  assert _rows(mnist_c.train, [9]) == _rows(svhn.train, [9])
+  assert _rows(mnist_c.train, [8]) == set()
+  assert _rows(svhn_c.train, [8]) == _rows(svhn.train, [8]) | _rows(mnist.train, [8])
+  assert _rows(svhn_c.train, [9]) == _rows(mnist.train, [9])
+  assert _rows(svhn_c.train, [0]) == set()
+  for k in range(1, 8):  # the other classes stay
+    assert _rows(mnist_c.train, [k]) == _rows(mnist.train, [k])
+    assert _rows(svhn_c.train, [k]) == _rows(svhn.train, [k])
+  assert len(mnist_c.train.images) == len(svhn_c.train.images) == 30
+  for before, after in zip(tasks, (mnist_c, svhn_c, fashion)):  # test sets untouched
+    np.testing.assert_array_equal(after.test.images, before.test.images)
+  np.testing.assert_array_equal(fashion.train.images, tasks[2].train.images)  # no partner
+
+
+def test_bad_fuzzy_variant_is_refused(idx_config):
+  idx_config.data.sequence = 'mnist_fashion_fuzzy'
+  idx_config.data.fuzzy_variant = 'paper'
+  message = r"data.fuzzy_variant='paper'; use one of \('ours', 'authors_code'\)\."
+  with pytest.raises(ConfigError, match=message):
+    config_validation.validate(idx_config)
+  with pytest.raises(ConfigError, match=message):
     sequences.build_sequence(idx_config)
 
 

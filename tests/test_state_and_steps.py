@@ -97,7 +97,7 @@ def test_state_size_is_the_same_after_one_and_after_five_tasks(test_config):
 
 
 def test_baseline_phases_keep_their_invariants(test_config):
-  """plain: only the Assistant learns, no replay; joint_replay: both learn, the Student replays."""
+  """plain: only the Assistant learns, no replay; joint_mix: both learn, the Student replays."""
   _, optimizers, state, step_fns = build(test_config)
   before = copy_tree(state)
   state, metrics = step_fns['plain'](state, random_batch(test_config), jax.random.key(0),
@@ -106,11 +106,51 @@ def test_baseline_phases_keep_their_invariants(test_config):
   assert not tree_equal(before.assistant.params, state.assistant.params)
   assert 'student/loss_replay' not in metrics
   before = copy_tree(state)
-  state, metrics = step_fns['joint_replay'](state, random_batch(test_config, 1),
-                                            jax.random.key(1), update_generators=True)
+  state, metrics = step_fns['joint_mix'](state, random_batch(test_config, 1),
+                                         jax.random.key(1), update_generators=True)
   assert not tree_equal(before.teacher.params, state.teacher.params)
   assert not tree_equal(before.assistant.params, state.assistant.params)
   assert 'student/loss_replay' in metrics
   nxt = state_lib.begin_next_task(state, optimizers.generator, swap=False)
   assert tree_equal(nxt.teacher, state.teacher) and int(nxt.teacher_id) == 0
   assert int(nxt.task) == 1 and int(nxt.task_step) == 0
+
+
+def test_no_lakd_critic_real_side_is_the_teacher_slot_mix(test_config):
+  """no_lakd on task k >= 2 (the authors' _Without.py): the critic's real side mixes data with
+  the Teacher slot's own samples. With teacher_fraction = 1 it holds no data at all, so the
+  critic's update cannot depend on the batch (it did when the phase replayed nothing)."""
+  from ltgans_jax import methods  # pylint: disable=g-import-not-at-top
+  test_config.method = 'no_lakd'
+  assert methods.build(test_config).phase(1) == 'joint_mix'
+  test_config.gan.teacher_fraction = 1.0
+  critics = []
+  for batch_seed in (1, 2):
+    _, _, state, step_fns = build(test_config)
+    state, _ = step_fns['joint_mix'](state, random_batch(test_config, batch_seed),
+                                     jax.random.key(3), update_generators=True)
+    critics.append(copy_tree(state.critic.params))
+  assert tree_equal(critics[0], critics[1])
+  test_config.gan.teacher_fraction = 0.5
+  _, _, state, step_fns = build(test_config)
+  state, _ = step_fns['joint_mix'](state, random_batch(test_config, 2), jax.random.key(3),
+                                   update_generators=True)
+  assert not tree_equal(critics[1], state.critic.params)
+
+
+def test_student_update_schedule(test_config):
+  """'with_generator' (the authors' code): no Student update on a critic-only step;
+  'every_step' (ours): one on every step."""
+  test_config.gan.critic_steps = 2
+  for schedule, changes in (('every_step', True), ('with_generator', False)):
+    test_config.vae.update_schedule = schedule
+    _, _, state, step_fns = build(test_config)
+    before = copy_tree(state.student)
+    state, metrics = step_fns['joint'](state, random_batch(test_config), jax.random.key(0),
+                                       update_generators=False)
+    assert tree_equal(before, state.student) != changes, schedule
+    assert ('student/loss_data' in metrics) == changes
+    before = copy_tree(state.student)
+    state, _ = step_fns['lakd'](state, random_batch(test_config), jax.random.key(1),
+                                update_generators=True)
+    assert not tree_equal(before.params, state.student.params), schedule

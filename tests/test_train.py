@@ -57,8 +57,51 @@ def test_finished_workdir_rerun_trains_nothing(test_config, tmp_path):
 
 
 def test_global_steps_count_across_tasks(test_config):
-  assert checkpointing.global_step(test_config, 1, 3) == test_config.train.steps_per_task + 3
-  assert checkpointing.task_boundary_steps(test_config, 2) == [4, 8]
+  from ltgans_jax import durations, methods  # pylint: disable=g-import-not-at-top
+  steps = durations.task_steps(test_config, methods.build(test_config), [100, 100])
+  assert steps == (test_config.train.steps_per_task,) * 2
+  assert durations.global_step(steps, 1, 3) == test_config.train.steps_per_task + 3
+  assert durations.task_boundary_steps(steps) == [4, 8]
+
+
+def test_epochs_count_the_data_on_the_critics_real_side(test_config):
+  """An epoch is one pass of the task's data through the critic's real side: LT-GANs' tasks
+  k >= 2 put B/2 data images there, so they run twice the steps (as the authors' code does);
+  'joint' trains on the union of the tasks so far."""
+  from ltgans_jax import durations, methods  # pylint: disable=g-import-not-at-top
+  test_config.train.epochs_per_task = 2.0
+  test_config.train.batch_size = 8
+  ltgans = durations.task_steps(test_config, methods.build(test_config), [100, 60])
+  assert ltgans == (25, 30)  # ceil(2 * 100 / 8), ceil(2 * 60 / 4)
+  test_config.method = 'joint'
+  assert durations.task_steps(test_config, methods.build(test_config), [100, 60]) == (25, 40)
+  test_config.method = 'lgm'
+  lgm = methods.build(test_config)
+  assert lgm.data_images_per_step(1, 8) == 4  # half of each batch replayed on task 2
+  assert '2 epochs per task (25, 30 steps)' in durations.describe(
+      test_config, ltgans)
+
+
+def test_authors_code_settings_run_by_epochs_and_resume_exactly(test_config, tmp_path):
+  """The authors' optimisers and schedule (RMSProp, one critic step, the Student with the
+  generators, tasks in epochs) end to end, with checkpoints at the uneven task boundaries."""
+  from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
+  config = config_base.authors_code_settings(test_config)
+  config.vae.latent_dim = 4  # keep the test config's sizes
+  config.train.epochs_per_task = 0.02  # digits tasks of ~900 images, batch 8: 3 + 5 steps
+  workdir = str(tmp_path / 'run')
+  final = train.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, 'report.json')) as f:
+    steps = [r['steps'] for r in json.load(f)['records']]
+  assert steps[1] > steps[0] > 0
+  assert int(final.task) == 1 and int(final.task_step) == steps[1]
+  assert {steps[0], steps[0] + steps[1]} <= set(_steps_on_disk(workdir))
+  resumed_dir = str(tmp_path / 'resumed')
+  shutil.copytree(workdir, resumed_dir)
+  for step in _steps_on_disk(resumed_dir):
+    if step > steps[0]:
+      shutil.rmtree(os.path.join(resumed_dir, 'checkpoints', str(step)))
+  assert tree_equal(train.train_and_evaluate(config, resumed_dir), final)
 
 
 @pytest.mark.parametrize('method', ['no_lakd', 'finetune', 'joint'])

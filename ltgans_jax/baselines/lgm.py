@@ -1,20 +1,43 @@
 """LGM: Lifelong Generative Modeling (Ramapuram, Gregorova and Kalousis, Neurocomputing 2020;
 arXiv:1705.09847), the paper's baseline [23], as ``config.method='lgm'``.
 
-A Student VAE learns every task; at each task boundary a frozen copy of it becomes the Teacher.
-On task t (0-based) each batch of B images holds round(B * t / (t + 1)) samples of the Teacher
-at random positions and real images of task t elsewhere, so every task seen is replayed in
-equal measure. The loss is the (beta-)ELBO of the mixed batch plus a consistency term:
-``lgm.consistency_weight`` times KL(q_student(z|x) || q_teacher(z|x)) on the Teacher samples,
-which keeps the Student's posterior where the Teacher put those images.
+A Student VAE learns every task; at each task boundary a frozen copy of it becomes the Teacher,
+and the Student goes on from its own weights with a fresh optimiser (as the original's
+``StudentTeacher.fork``, which copies the Teacher's weights into a new Student, and ``main.py``'s
+``train_loop``, which then calls ``build_optimizer(model.student)``). On task t (0-based) each
+batch of B images holds floor(B * t / (t + 1)) samples of the Teacher (the original's
+``int(batch_size * ratio)``, ``ratio = t / (t + 1)``) at random positions and real images of
+task t elsewhere, so every task seen is replayed in equal measure. A Teacher sample is its
+decoder's mean image sigmoid(logits) for z ~ N(0, I), as the original's
+``generate_synthetic_samples`` (``nll_activation`` of the decoded prior sample). The loss is
+the (beta-)ELBO of the mixed batch plus a consistency term: ``lgm.consistency_weight`` (the
+original's ``consistency_gamma``, default 1) times KL(q_student(z|x) || q_teacher(z|x)) on the
+Teacher samples, averaged over the whole batch, which keeps the Student's posterior where the
+Teacher put those images.
 
-Where this differs from the authors' code (github.com/jramapuram/LifelongVAE):
-* The latent is Gaussian only. The original adds a discrete (Gumbel-softmax) latent and a
-  mutual-information term between it and the samples; here the networks are exactly the
-  LT-GANs Student's (``models.StudentVAE``, same width and latent size), so the comparison
-  matches capacity.
-* The Teacher's samples are its decoder's mean images sigmoid(logits), not Bernoulli draws, and
-  the Student keeps its weights and optimiser state across the boundary (no re-initialisation).
+Where this differs from the authors' code (github.com/jramapuram/LifelongVAE_pytorch):
+* Networks: exactly the LT-GANs Student's (``models.StudentVAE``, same width and latent size),
+  so the comparison matches capacity; the original's are gated convolutional networks with ELU
+  and GroupNorm (``filter_depth = 32``).
+* The latent is Gaussian only. That is the original's default (``--reparam-type
+  isotropic_gaussian``), but its 'mixture' setting (its ``run.sh``) adds a discrete
+  Gumbel-softmax latent that grows by ``discrete_size`` at each fork (the layers whose size
+  changes start afresh) and is then the only one the consistency KL regularises; its optional
+  mutual-information terms (``discrete_mut_info`` / ``continuous_mut_info``, default 0), its
+  likelihood regulariser (``likelihood_gamma``, default 0) and its EWC option are not
+  implemented.
+* The Gaussian KLs (the ELBO's and the consistency term) are the exact ones for the encoder's
+  (mean, log-variance); the original's build ``torch.distributions.Normal(mu, logvar)``, i.e.
+  take the log-variance output as a standard deviation, while it samples z with
+  exp(logvar / 2).
+* The optimiser: Adam (``optim.student_learning_rate``, 1e-3 as the original's); the original's
+  default is ``AdamNormGrad`` (Adam on each tensor's L2-normalised gradient), its ``run.sh``
+  uses Adam.
+* Teacher samples sit at random positions; the original puts the real images first (the same
+  thing here: no layer mixes the examples of a batch).
+* The likelihood is ``vae.likelihood`` (the original's default ``nll_type`` is Bernoulli); the
+  length of a task is ``train.steps_per_task`` steps (the original: ``epochs = 10`` epochs,
+  optional early stopping).
 
 State: ``LgmState`` (Student params + optimiser state, the Teacher's params, counters), the same
 size for every task.
@@ -29,10 +52,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from ltgans_jax import losses, methods, models, rng, steps
-from ltgans_jax.state import NetworkState, build_student, copy_tree
+from ltgans_jax.state import NetworkState, build_student, copy_tree, student_optimizer
 
 
 class LgmState(flax.struct.PyTreeNode):
@@ -43,9 +65,10 @@ class LgmState(flax.struct.PyTreeNode):
 
 
 def teacher_count(task, batch_size: int):
-  """Teacher samples in a batch of task ``task`` (0-based): round(B * t / (t + 1))."""
-  task = jnp.asarray(task, jnp.float32)
-  return jnp.round(batch_size * task / (task + 1.0)).astype(jnp.int32)
+  """Teacher samples in a batch of task ``task`` (0-based): floor(B * t / (t + 1)), the
+  original's ``int(batch_size * ratio)`` in exact integer arithmetic."""
+  task = jnp.asarray(task, jnp.int32)
+  return (batch_size * task) // (task + 1)
 
 
 class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
@@ -55,7 +78,7 @@ class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
     self.config, self.name = config, name
     vae = config.vae
     self.networks = student_networks(config)
-    self.optimizer = optax.adam(config.optim.student_learning_rate)
+    self.optimizer = student_optimizer(config)
     self.student_kwargs = dict(beta=vae.beta, likelihood=vae.likelihood,
                                decoder_std=vae.decoder_std)
 
@@ -71,8 +94,16 @@ class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
   def phase(self, task):
     return 'first' if task == 0 else 'distill'
 
+  def data_images_per_step(self, task, batch_size):
+    """Task t's batches hold B - (B t) // (t + 1) real images (the rest Teacher samples)."""
+    return max(1, batch_size - int(teacher_count(task, batch_size)))
+
   def begin_next_task(self, state):
-    return state.replace(teacher_params=copy_tree(state.student.params), task=state.task + 1,
+    """The Teacher becomes a frozen copy of the Student; the Student keeps its weights and gets
+    a fresh optimiser state (the original builds a new optimiser at each fork)."""
+    params = state.student.params
+    return state.replace(student=NetworkState(params, self.optimizer.init(params)),
+                         teacher_params=copy_tree(params), task=state.task + 1,
                          task_step=jnp.zeros_like(state.task_step))
 
   def sample(self, state, network, key, num):
