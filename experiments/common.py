@@ -74,7 +74,7 @@ QUICK_OVERRIDES: Dict[str, object] = {
     'data.channels': 1,
 }
 
-SIZES = ('paper', 'small')
+SIZES = ('paper', 'cpu', 'small')
 
 
 def small_overrides(image_size: int = 28, channels: int = 1) -> Dict[str, object]:
@@ -123,6 +123,9 @@ def size_overrides(size: str, quick: bool, steps_per_task: Optional[int] = None,
   overrides: Dict[str, object] = {}
   if size == 'small':
     overrides.update(small_overrides(image_size, channels))
+  elif size == 'cpu':
+    from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
+    overrides.update(config_base.cpu_scale_values(image_size, channels))
   if quick:
     overrides.update(QUICK_OVERRIDES)
     overrides.update({'data.image_size': image_size, 'data.channels': channels})
@@ -144,7 +147,9 @@ def add_common_flags(parser: argparse.ArgumentParser, default_methods: Sequence[
                       help='Tiny networks, 4 steps per task: a smoke test of the script; the '
                       'numbers mean nothing. Results go to a temporary folder unless --out.')
   parser.add_argument('--size', choices=SIZES, default='paper',
-                      help="'paper': the config's sizes; 'small': widths 16, batch 64, 2 critic "
+                      help="'paper': the config's sizes; 'cpu': our CPU-scale setting "
+                      "(ltgans_jax.config_base.cpu_scale_values, what runs on a laptop); "
+                      "'small': the earlier CPU preset, widths 16, batch 64, 2 critic "
                       'steps, for CPU runs.')
   parser.add_argument('--steps_per_task', type=int, default=None,
                       help="Training steps per task (default: the config's).")

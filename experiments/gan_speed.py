@@ -44,6 +44,8 @@ The settings (``SETTINGS``; add one there):
 | w32_adam_c2 | 32 / 32 | Adam (0.5, 0.9) | 2e-4 / 2e-4 | 2 |
 | w16_ttur | 16 / 16 | Adam (0.0, 0.9) | 1e-4 / 4e-4 | 1 |
 | w32_ttur | 32 / 32 | Adam (0.0, 0.9) | 1e-4 / 4e-4 | 1 |
+| w32_rmsprop | 32 / 32 | RMSProp, TF1 defaults | 2e-4 / 2e-4 | 1 |
+| w24_rmsprop | 24 / 24 | RMSProp, TF1 defaults | 2e-4 / 2e-4 | 1 |
 
 and ``torch_textbook``: Gulrajani et al. (2017)'s MNIST WGAN-GP in PyTorch (5x5 convolutions,
 DIM 64, batch 50, 5 critic steps, Adam 1e-4 (0.5, 0.9), noise of 128), run by
@@ -156,6 +158,10 @@ SETTINGS: Dict[str, Setting] = {
                         generator_lr=1e-4, critic_lr=4e-4, b1=0.0),
     'w32_ttur': Setting('widths 32, TTUR: Adam (0.0, 0.9), G 1e-4 / D 4e-4, 1 critic step',
                         32, 32, generator_lr=1e-4, critic_lr=4e-4, b1=0.0),
+    'w32_rmsprop': Setting('widths 32, RMSProp 2e-4 (TF1), 1 critic step', 32, 32,
+                           optimizer='rmsprop'),
+    'w24_rmsprop': Setting('widths 24, RMSProp 2e-4 (TF1), 1 critic step', 24, 24,
+                           optimizer='rmsprop'),
 }
 DEFAULT_SETTINGS = [TORCH_SETTING] + list(SETTINGS)
 

@@ -162,6 +162,64 @@ def get_paper_scale_config(sequence: str) -> ml_collections.ConfigDict:
   return config
 
 
+# Our CPU-scale GAN setting (laptops, 2-core machines). Chosen by experiments/gan_speed.py, which
+# trains one WGAN-GP per setting on MNIST for a fixed wall-clock budget on a 2-core CPU
+# (results and the reasoning: experiments/results/gan_speed/).
+# The winner there: widths 16 with the authors' optimiser and schedule (RMSProp 2e-4, one
+# critic update per generator update); RMSProp's TF1 constants are the base config's.
+CPU_GAN_SETTING = {
+    'model.generator_width': 16,
+    'model.critic_width': 16,
+    'optim.gan_optimizer': 'rmsprop',
+    'optim.gan_learning_rate': 2e-4,
+    'gan.critic_steps': 1,
+}
+
+
+def cpu_scale_values(image_size: int = 28, channels: int = 1) -> dict:
+  """Dotted config key -> value of our CPU-scale setting (``get_cpu_scale_config``; the
+  experiment scripts' ``--size=cpu``). The GAN from ``CPU_GAN_SETTING``; images 28x28x1 for the
+  grey offline sequences (ours; the paper's mixed-domain sequences are 32x32x3); the Student at
+  widths 16 with 32 latents; a task length for which MNIST -> Fashion runs in about an hour on
+  2 cores; evaluation on 1000 test images per task."""
+  return {
+      'data.image_size': image_size,
+      'data.channels': channels,
+      **CPU_GAN_SETTING,
+      'vae.width': 16,
+      'vae.latent_dim': 32,
+      'train.batch_size': 64,
+      'train.steps_per_task': 6000,
+      'train.log_every': 200,
+      'train.checkpoint_every': 1000,
+      'eval.num_examples': 1000,
+      'eval.iwae_samples': 50,
+      'eval.feature_net_steps': 1500,
+  }
+
+
+def apply_values(config: ml_collections.ConfigDict, values: dict) -> ml_collections.ConfigDict:
+  """Sets every dotted key of ``values`` in ``config`` (which must have it); returns config."""
+  for dotted, value in values.items():
+    *parents, leaf = dotted.split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    if leaf not in node:
+      raise KeyError(f'config has no field {dotted!r}')
+    node[leaf] = value
+  return config
+
+
+def get_cpu_scale_config(sequence: str, image_size: int = 28,
+                         channels: int = 1) -> ml_collections.ConfigDict:
+  """Our CPU-scale setting for ``sequence`` (``cpu_scale_values``): what runs on a laptop.
+  ``get_paper_scale_config`` is the accelerator-scale one."""
+  config = get_config()
+  config.data.sequence = sequence
+  return apply_values(config, cpu_scale_values(image_size, channels))
+
+
 def authors_code_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """``config`` with the optimisers and schedule of the authors' public TF1 code (GitHub
   dtuzi123/Lifelong-Dual-GAN, ``TwinGenerative_Upsupervised_ThreeData_Measument.py``):

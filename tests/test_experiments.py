@@ -204,3 +204,30 @@ def test_student_reconstruction_error_of_the_reference_run(reference_run):
   np.testing.assert_allclose(np.array(error['mse']) * 28 * 28, error['sse'], rtol=1e-6)
   # Deterministic: the posterior mean, not a sample.
   assert common.student_reconstruction_error(workdir, num_examples=8)['sse'] == error['sse']
+
+
+def test_cpu_size_is_the_cpu_scale_config():
+  """--size=cpu and configs/*_cpu.py are one setting (config_base.cpu_scale_values)."""
+  from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
+  assert common.size_overrides('cpu', False) == config_base.cpu_scale_values(28, 1)
+  config = config_base.get_cpu_scale_config('mnist_fashion')
+  for dotted, value in config_base.cpu_scale_values().items():
+    section, leaf = dotted.split('.')
+    assert config[section][leaf] == value, dotted
+
+
+def test_every_config_file_loads_and_validates():
+  """Each configs/*.py builds a config that passes validation (no data needed for that)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import config_validation  # pylint: disable=g-import-not-at-top
+  paths = sorted(glob.glob(os.path.join(common.REPO_ROOT, 'configs', '*.py')))
+  names = [os.path.basename(p) for p in paths]
+  assert 'mnist_fashion_cpu.py' in names and 'authors_mnist_fashion.py' in names
+  for path in paths:
+    if path.endswith('__init__.py'):
+      continue
+    spec = importlib.util.spec_from_file_location('config_under_test', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config_validation.validate(module.get_config())

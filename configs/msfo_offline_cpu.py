@@ -1,0 +1,9 @@
+"""``configs/msfo_offline.py`` at our CPU scale (``config_base.get_cpu_scale_config``: 28x28x1, the GAN
+setting chosen by ``experiments/gan_speed.py``): what runs on a laptop; ``configs/msfo_offline.py`` is
+the accelerator-scale one."""
+
+from ltgans_jax import config_base
+
+
+def get_config():
+  return config_base.get_cpu_scale_config('msfo_offline')
