@@ -5,8 +5,4 @@ from ltgans_jax import config_base
 
 
 def get_config():
-  config = config_base.get_paper_scale_config('class_split')
-  config.data.dataset = 'mnist'
-  config.data.num_tasks = 10
-  config.train.steps_per_task = 2000
-  return config
+  return config_base.get_class_split_config('mnist')

@@ -1,12 +1,8 @@
-"""``configs/split_mnist.py`` (10 class tasks) at our CPU scale (``config_base.get_cpu_scale_config``),
-with shorter tasks: each holds a tenth of the data."""
+"""``configs/split_mnist.py`` (10 class tasks) at our CPU scale
+(``config_base.get_class_split_config``)."""
 
 from ltgans_jax import config_base
 
 
 def get_config():
-  config = config_base.get_cpu_scale_config('class_split')
-  config.data.dataset = 'mnist'
-  config.data.num_tasks = 10
-  config.train.steps_per_task = 1000
-  return config
+  return config_base.get_class_split_config('mnist', cpu_scale=True)

@@ -34,29 +34,42 @@ def make_manager(config: ml_collections.ConfigDict, workdir: str,
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: LifelongState) -> None:
-  """Saves asynchronously; ``manager.wait_until_finished()`` before the process exits."""
-  manager.save(step, args=ocp.args.StandardSave(state))
+  """Saves asynchronously; ``manager.wait_until_finished()`` before the process exits.
+
+  Orbax skips (returning False) a step that is not above its newest one; every step here is
+  saved once, so a skip would leave an older or damaged checkpoint standing: raise instead.
+  """
+  if not manager.save(step, args=ocp.args.StandardSave(state)):
+    raise CheckpointError(
+        f'checkpoint {step} was not written: {manager.directory} already holds step '
+        f'{manager.latest_step()}; move that folder away, or resume with the config that '
+        'wrote it.')
 
 
 class CheckpointError(RuntimeError):
   """No checkpoint in the workdir can be restored; the message says what to do."""
 
 
-def restore_latest(manager: ocp.CheckpointManager,
-                   template: LifelongState) -> Optional[LifelongState]:
+def restore_latest(manager: ocp.CheckpointManager, template: LifelongState,
+                   move_damaged: bool = True) -> Optional[LifelongState]:
   """The newest checkpoint that restores cleanly into ``template``'s pytree types, or None if
-  there is none. A damaged checkpoint (truncated file, missing item) is skipped with a warning;
-  it is left on disk, untouched, for a person to inspect."""
+  there is none. A damaged checkpoint (truncated file, missing item) newer than a healthy one is
+  moved, untouched, to ``<workdir>/damaged_checkpoints/`` for a person to inspect, so that the
+  resumed run writes that step afresh; if none restores, or with ``move_damaged=False`` (the
+  read-only modes), nothing is moved."""
   steps = sorted(manager.all_steps(), reverse=True)
-  failures = []
+  failures, damaged = [], []
   for step in steps:
     try:
       state = restore_step(manager, step, template)
     except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds.
       failures.append(f'{step}: {type(e).__name__}: {str(e)[:200]}')
+      damaged.append(step)
       logging.warning('Checkpoint %d in %s cannot be restored (%s: %s); trying an older one.',
                       step, manager.directory, type(e).__name__, str(e)[:200])
       continue
+    if damaged and move_damaged:
+      _move_aside(manager, damaged)
     logging.info('Resuming from checkpoint %d in %s.', step, manager.directory)
     return state
   if failures:
@@ -64,6 +77,23 @@ def restore_latest(manager: ocp.CheckpointManager,
         f'None of the checkpoints in {manager.directory} can be restored ({"; ".join(failures)}'
         '); move that folder away to start afresh, or restore it from a backup.')
   return None
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: Sequence[int]) -> None:
+  """Moves checkpoints ``steps`` out of the manager's folder into ``damaged_checkpoints/``
+  beside it (a new name if one is there already) and makes the manager forget them."""
+  if jax.process_index() == 0:
+    folder = os.path.join(os.path.dirname(str(manager.directory)), 'damaged_checkpoints')
+    os.makedirs(folder, exist_ok=True)
+    for step in steps:
+      target = os.path.join(folder, str(step))
+      suffix = 1
+      while os.path.exists(target):
+        target, suffix = os.path.join(folder, f'{step}.{suffix}'), suffix + 1
+      os.rename(os.path.join(str(manager.directory), str(step)), target)
+      logging.warning('Moved damaged checkpoint %d to %s; it will be written afresh.', step,
+                      target)
+  manager.reload()
 
 
 def restore_step(manager: ocp.CheckpointManager, step: int,

@@ -11,6 +11,7 @@ import jax
 import ml_collections
 
 from ltgans_jax import conv, losses, methods, models, schedule, state as state_lib, steps
+from ltgans_jax import writers
 from ltgans_jax.errors import ConfigError
 
 
@@ -19,8 +20,25 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
+def _numbers(node, prefix=''):
+  """(dotted key, value) of every int or float leaf of a config."""
+  for key, value in node.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _numbers(value, f'{prefix}{key}.')
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      yield f'{prefix}{key}', value
+
+
+# Methods whose tasks k >= 2 put round(teacher_fraction * B) Teacher samples on the critic's
+# real side (methods.METHODS: the 'lakd' and 'joint_mix' phases).
+TEACHER_MIXING_METHODS = ('ltgans', 'no_lakd')
+FIRST_TASK_MODES = ('twins', 'copy')  # gan.first_task (config_base)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   data, train, gan, vae = config.data, config.train, config.gan, config.vae
+  for key, value in _numbers(config):
+    _require(math.isfinite(value), f'{key}={value}; it must be a finite number.')
   from ltgans_jax.data import datasets, sequences  # pylint: disable=g-import-not-at-top
   methods.check_name(config.method)
   _require(data.source in datasets.SOURCES,
@@ -47,10 +65,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
            '(the paper uses 10).')
   _require(0.0 <= gan.teacher_fraction <= 1.0,
            f'gan.teacher_fraction={gan.teacher_fraction}; it must lie in [0, 1].')
+  _require(gan.first_task in FIRST_TASK_MODES,
+           f'gan.first_task={gan.first_task!r}; use one of {FIRST_TASK_MODES}.')
   _require(gan.critic_steps >= 1, f'gan.critic_steps={gan.critic_steps}; it must be >= 1.')
   for name in ('steps_per_task', 'batch_size', 'log_every', 'checkpoint_every',
                'max_checkpoints'):
     _require(train[name] >= 1, f'train.{name}={train[name]}; it must be >= 1.')
+  if not train.epochs_per_task:
+    check_task_steps(config, [train.steps_per_task])
+  if config.method in TEACHER_MIXING_METHODS and 0 < gan.teacher_fraction < 1:
+    num_teacher = round(gan.teacher_fraction * train.batch_size)
+    _require(0 < num_teacher < train.batch_size,
+             f'train.batch_size={train.batch_size} with gan.teacher_fraction='
+             f'{gan.teacher_fraction} puts {num_teacher} of {train.batch_size} Teacher samples '
+             "on the critic's real side; use a batch of at least "
+             f'{math.ceil(1 / min(gan.teacher_fraction, 1 - gan.teacher_fraction))}.')
   _require(math.isfinite(train.epochs_per_task) and train.epochs_per_task >= 0,
            f'train.epochs_per_task={train.epochs_per_task}; it must be >= 0 (0 runs '
            'train.steps_per_task steps per task).')
@@ -61,6 +90,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f'optim.gan_optimizer={opt.gan_optimizer!r}; use one of {state_lib.GAN_OPTIMIZERS}.')
   for name in ('gan_b1', 'gan_b2', 'student_b1', 'rmsprop_decay'):
     _require(0 <= opt[name] < 1, f'optim.{name}={opt[name]}; it must lie in [0, 1).')
+  for name in ('gan_learning_rate', 'student_learning_rate'):
+    _require(opt[name] > 0, f'optim.{name}={opt[name]}; it must be > 0.')
   _require(opt.rmsprop_eps > 0, f'optim.rmsprop_eps={opt.rmsprop_eps}; it must be > 0.')
   _require(opt.rmsprop_initial_scale >= 0,
            f'optim.rmsprop_initial_scale={opt.rmsprop_initial_scale}; it must be >= 0.')
@@ -83,6 +114,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'error + KL per image).')
   for name in ('expansion_steps', 'min_steps_between_expansions'):
     _require(curl[name] >= 0, f'curl.{name}={curl[name]}; it must be >= 0.')
+  for name in ('num_examples', 'iwae_samples', 'feature_net_steps', 'grid_rows'):
+    _require(config.eval[name] >= 1, f'eval.{name}={config.eval[name]}; it must be >= 1.')
+  _require(config.sample.num >= 1, f'sample.num={config.sample.num}; it must be >= 1.')
+  for name in ('seed', 'eval.subset_seed', 'sample.seed'):
+    value = _lookup(config, name)
+    _require(value >= 0, f'{name}={value}; it must be >= 0.')
+
+
+def check_task_steps(config: ml_collections.ConfigDict, task_steps) -> None:
+  """Every task must hold at least one generator update (one per ``gan.critic_steps`` steps);
+  ``task_steps``: the steps of each task (``durations.task_steps``)."""
+  if config.method not in methods.GAN_METHODS:
+    return
+  shortest = min(task_steps)
+  _require(config.gan.critic_steps <= shortest,
+           f'gan.critic_steps={config.gan.critic_steps} exceeds the {shortest} '
+           f'step{"s" * (shortest != 1)} of the '
+           'shortest task, so its generators would never be updated; lower gan.critic_steps '
+           'or lengthen the tasks.')
 
 
 # Values a resumed run must share with the run that wrote the workdir: they shape the state,
@@ -90,10 +140,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 RESUME_KEYS = ('seed', 'method', 'data.sequence', 'data.source', 'data.image_size',
                'data.channels', 'data.dataset', 'data.num_tasks', 'data.fuzzy_swap_classes',
                'data.fuzzy_variant', 'model.latent_dim', 'model.generator_width',
-               'model.critic_width', 'model.resample', 'vae.latent_dim', 'vae.width',
-               'train.batch_size', 'train.steps_per_task', 'train.epochs_per_task',
-               'optim.gan_optimizer', 'curl.max_components',
-               'curl.buffer_size')
+               'model.critic_width', 'model.resample', 'gan.first_task', 'vae.latent_dim',
+               'vae.width', 'train.batch_size', 'train.steps_per_task', 'train.epochs_per_task',
+               'optim.gan_optimizer', 'curl.max_components', 'curl.buffer_size')
 
 
 def _lookup(config, dotted: str):
@@ -103,23 +152,44 @@ def _lookup(config, dotted: str):
   return list(value) if isinstance(value, (tuple, list)) else value
 
 
+def _has_checkpoints(workdir: str) -> bool:
+  folder = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
+def _resume_values(config) -> dict:
+  return {key: _lookup(config, key) for key in RESUME_KEYS}
+
+
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Records the resume-critical values in ``workdir/config.json`` on the first run and refuses
-  a later run whose values differ, before anything in the workdir is touched."""
+  """Refuses a run whose resume-critical values differ from those in ``workdir/config.json``
+  when the workdir holds checkpoints written with them; reads only. A workdir without
+  checkpoints (a start that failed before its first save) holds nothing to protect."""
   path = os.path.join(workdir, 'config.json')
-  current = {key: _lookup(config, key) for key in RESUME_KEYS}
-  if os.path.exists(path):
-    with open(path) as f:
-      written = json.load(f).get('resume_keys', {})
-    differing = [f'{k}={written[k]!r} (this config: {current[k]!r})'
-                 for k in RESUME_KEYS if k in written and written[k] != current[k]]
-    if differing:
-      raise ConfigError(f'{workdir} was written by an incompatible config: '
-                        f'{", ".join(differing)}; use another --workdir, or these values to '
-                        'resume it.')
+  if not os.path.exists(path) or not _has_checkpoints(workdir):
     return
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, 'w') as f:
-      json.dump({'resume_keys': current, 'config': json.loads(config.to_json_best_effort())},
-                f, indent=1)
+  try:
+    with open(path) as f:
+      written = json.load(f)['resume_keys']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ConfigError(f'{path} cannot be read ({type(e).__name__}: {str(e)[:80]}); it records '
+                      'the values the checkpoints beside it were written with: restore it, or '
+                      'delete it to resume with this config\'s values.') from e
+  current = _resume_values(config)
+  differing = [f'{k}={written[k]!r} (this config: {current[k]!r})'
+               for k in RESUME_KEYS if k in written and written[k] != current[k]]
+  if differing:
+    raise ConfigError(f'{workdir} was written by an incompatible config: '
+                      f'{", ".join(differing)}; use another --workdir, or these values to '
+                      'resume it.')
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes ``workdir/config.json`` (atomically) unless checkpoints already stand on it; call
+  once the run is known to start (after ``check_workdir`` and the restore)."""
+  path = os.path.join(workdir, 'config.json')
+  if jax.process_index() != 0 or (os.path.exists(path) and _has_checkpoints(workdir)):
+    return
+  writers.write_atomically(path, json.dumps(
+      {'resume_keys': _resume_values(config),
+       'config': json.loads(config.to_json_best_effort())}, indent=1))

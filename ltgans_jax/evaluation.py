@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from ltgans_jax import losses
+from ltgans_jax import losses, writers
 from ltgans_jax.state import Networks
 from ltgans_jax.steps import images_from_uint8
 
@@ -338,8 +338,7 @@ def save_forgetting(path_json: str, path_png: str, matrix, task_names: Sequence[
   }
   for path in (path_json, path_png):
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  with open(path_json, 'w') as f:
-    json.dump(record, f, indent=2)
+  writers.write_atomically(path_json, json.dumps(record, indent=2))
   _heatmap(path_png, m, task_names, metric_name, summary)
   return summary
 

@@ -2,8 +2,11 @@
 
 * ``evaluate``: restores every task-boundary checkpoint and recomputes the forgetting matrices
   with the current ``eval`` config (e.g. ``--config.eval.iwae_samples=5000`` for final numbers,
-  ``--config.eval.inception_weights=...``), writing ``eval/`` and ``eval/evaluation.md``, plus
-  the Student's latent figures of the last finished task.
+  ``--config.eval.inception_weights=...``), writing them, ``evaluation.md`` and the Student's
+  latent figures of the last finished task into ``workdir/evaluate/``.
+
+Neither mode takes the workdir's lock or writes into the training run's files (``eval/``,
+``report.*``, ``checkpoints/``), so both may run while the workdir trains.
 * ``sample``: writes ``config.sample.num`` images of ``config.sample.network`` ('teacher',
   'assistant' or 'student' for the GAN methods; 'student' for ``lgm`` and ``curl``; empty for
   the network the FID measures) from the newest checkpoint to ``samples_<network>.npz`` (uint8
@@ -19,10 +22,13 @@ import jax
 import numpy as np
 
 from ltgans_jax import checkpointing, config_validation, durations, figures, methods, task_eval
-from ltgans_jax import viz
+from ltgans_jax import viz, writers
 from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.data import sequences
 from ltgans_jax.errors import ConfigError
+
+EVALUATE_FOLDER = 'evaluate'  # everything --mode=evaluate writes, inside the workdir
+
 
 def _open(config, workdir):
   config_validation.validate(config)
@@ -54,18 +60,18 @@ def evaluate_workdir(config, workdir: str) -> dict:
     state = checkpointing.restore_step(manager, boundaries[task], template)
     rows.append(evaluator.evaluate(state, task))
     logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
-  summaries = task_eval.write_matrices(workdir, [t.name for t in tasks], rows)
+  out = os.path.join(workdir, EVALUATE_FOLDER)
+  summaries = task_eval.write_matrices(out, [t.name for t in tasks], rows)
   seen = max(finished) + 1
   figure_files = figures.write_latent_figures(
-      method.vae_view(state), [t.name for t in tasks[:seen]], evaluator.test_images[:seen],
-      workdir)
-  _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files,
-                       evaluator.protocol)
+      method.vae_view(state), [t.name for t in tasks[:seen]], evaluator.test_images[:seen], out)
+  _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, evaluator.protocol)
   manager.close()
   return summaries
 
 
-def _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files, protocol):
+def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, protocol):
+  """``out/evaluation.md``: the matrices and figures of ``evaluate_workdir``."""
   names = [t.name for t in tasks]
   lines = ['# Evaluation', '', f'{protocol}; IWAE with '
            f'{config.eval.iwae_samples} samples ({config.vae.likelihood} likelihood).']
@@ -82,9 +88,8 @@ def _write_evaluation_md(config, workdir, tasks, rows, summaries, figure_files, 
                  else f'{s["mean_forgetting"]:.2f}') + '.',
               f'![{metric}]({metric}.png)']
   lines += ['', '## Student latent space (after the last finished task)', '']
-  lines += [f'- {name}: ![{name}](../{path})' for name, path in figure_files.items()]
-  with open(os.path.join(workdir, 'eval', 'evaluation.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  lines += [f'- {name}: ![{name}]({path})' for name, path in figure_files.items()]
+  writers.write_atomically(os.path.join(out, 'evaluation.md'), '\n'.join(lines) + '\n')
 
 
 def sample(config, workdir: str) -> str:
@@ -95,7 +100,7 @@ def sample(config, workdir: str) -> str:
     raise ConfigError(f'sample.network={network!r}; method {config.method!r} has '
                       f'{method.sample_networks}.')
   _, method, template, _, manager = _open(config, workdir)
-  state = checkpointing.restore_latest(manager, template)
+  state = checkpointing.restore_latest(manager, template, move_damaged=False)
   if state is None:
     raise CheckpointError(f'{workdir} holds no checkpoint; train first with --mode=train.')
   images = method.sample(state, network, jax.random.key(config.sample.seed), config.sample.num)

@@ -75,6 +75,12 @@ class LifelongMethod:
     del task
     return batch_size
 
+  def end_task(self, state, task: int):
+    """The state after ``task``'s last step -> the finished state that is evaluated and saved
+    at the task boundary (pure; the identity unless a method says otherwise)."""
+    del task
+    return state
+
   def begin_next_task(self, state):
     """The finished state of task k -> the start of task k + 1 (pure)."""
     raise NotImplementedError
@@ -136,7 +142,7 @@ class GanMethod(StudentEvaluation, LifelongMethod):
   def __init__(self, config: ml_collections.ConfigDict, name: str, phases: Callable[[int], str],
                swap_roles: bool, cumulative_data: bool):
     self.config, self.name = config, name
-    self.phase = phases
+    self.phases = phases
     self.swap_roles, self.cumulative_data = swap_roles, cumulative_data
     self.networks = state_lib.build_networks(config)
     self.optimizers = state_lib.build_optimizers(config)
@@ -146,6 +152,21 @@ class GanMethod(StudentEvaluation, LifelongMethod):
 
   def train_steps(self):
     return steps.make_train_steps(self.config, self.networks, self.optimizers)
+
+  def copies_first_task(self, task: int) -> bool:
+    """``gan.first_task='copy'``: task 1 trains one generator, which the other twin copies."""
+    return task == 0 and self.phases(0) == 'joint' and self.config.gan.first_task == 'copy'
+
+  def phase(self, task: int) -> str:
+    # 'plain' trains the Assistant (and the Student) on the data alone: a plain WGAN-GP step.
+    return 'plain' if self.copies_first_task(task) else self.phases(task)
+
+  def end_task(self, state, task):
+    """With ``gan.first_task='copy'`` the Teacher becomes a copy of the Assistant at the end
+    of task 1, so that both twins have learnt its data (eq. 1 at G_T = G_A)."""
+    if self.copies_first_task(task):
+      return state.replace(teacher=jax.tree_util.tree_map(jnp.copy, state.assistant))
+    return state
 
   def begin_next_task(self, state):
     return state_lib.begin_next_task(state, self.optimizers.generator, self.swap_roles)
@@ -200,6 +221,9 @@ METHODS: Dict[str, Callable[[ml_collections.ConfigDict, str], LifelongMethod]] =
     'lgm': _lgm,
     'curl': _curl,
 }
+
+# The methods trained by the GAN steps (a generator update every gan.critic_steps steps).
+GAN_METHODS = ('ltgans', 'no_lakd', 'finetune', 'joint')
 
 
 def check_name(name: str) -> None:

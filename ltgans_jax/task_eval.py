@@ -169,17 +169,17 @@ class TaskEvaluator:
     return rows
 
 
-def write_matrices(workdir: str, task_names: Sequence[str], rows_per_task) -> Dict[str, dict]:
-  """Saves each metric's forgetting matrix (the audit's included) as JSON and a heatmap under
-  workdir/eval/; returns {metric: summary}."""
+def write_matrices(folder: str, task_names: Sequence[str], rows_per_task) -> Dict[str, dict]:
+  """Saves each metric's forgetting matrix (the audit's included) as JSON and a heatmap in
+  ``folder`` (a training run's ``workdir/eval/``); returns {metric: summary}."""
   summaries = {}
-  os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+  os.makedirs(folder, exist_ok=True)
   for metric, title in matrix_titles(rows_per_task[0]).items():
     matrix = [row[metric] + [None] * (len(task_names) - len(row[metric]))
               for row in rows_per_task]
     summaries[metric] = evaluation.save_forgetting(
-        os.path.join(workdir, 'eval', f'{metric}.json'),
-        os.path.join(workdir, 'eval', f'{metric}.png'), matrix, task_names, title)
+        os.path.join(folder, f'{metric}.json'), os.path.join(folder, f'{metric}.png'), matrix,
+        task_names, title)
   return summaries
 
 

@@ -11,7 +11,6 @@ newest checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import numpy as np
 
 from ltgans_jax import checkpointing, config_validation, durations, methods, state as state_lib
 from ltgans_jax import steps
-from ltgans_jax import feature_net, figures, rng, task_eval, viz, writers
+from ltgans_jax import feature_net, figures, rng, task_eval, viz, workdir_lock, writers
 from ltgans_jax.data import batching, sequences
 
 
@@ -40,6 +39,15 @@ class TaskRecord:
   last_metrics: Dict[str, float]
   evaluation: Dict[str, List[float]]  # metric -> value on tasks 0..k after task k
   pictures: Dict[str, str]  # grid name -> path relative to the workdir
+  # How ``evaluation`` was measured (``evaluation_setting``): a resume with other eval settings
+  # must not relabel the rows measured before it ('' in reports written before this field).
+  evaluation_setting: str = ''
+
+
+def evaluation_setting(config, protocol: str) -> str:
+  """The test images and the IWAE settings behind a row of the matrices, as reports print it."""
+  return (f'{protocol}; IWAE with {config.eval.iwae_samples} samples, {config.vae.likelihood} '
+          'likelihood')
 
 
 class ProgressLine:
@@ -157,10 +165,16 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
                  f'{r.steps / max(r.seconds, 1e-9):.2f} | '
                  f'{_metric_cell(r.last_metrics, "critic/loss", 3)} | '
                  f'{_metric_cell(r.last_metrics, "student/loss_data", 2)} |')
+  setting = evaluation_setting(config, protocol)
+  others = [r for r in records if r.evaluation_setting != setting]
   lines += ['', '## After each task, on every task seen so far', '',
-            f'Row: after learning that task; column: test set of that task ({protocol}; '
-            f'IWAE with {config.eval.iwae_samples} samples, {config.vae.likelihood} '
-            'likelihood). Lower is better for all. Heatmaps and JSON in `eval/`.']
+            f'Row: after learning that task; column: test set of that task ({setting}). '
+            'Lower is better for all. Heatmaps and JSON in `eval/`.']
+  if others:
+    lines += ['', 'Rows marked * were measured by an earlier run of this workdir with other '
+              'evaluation settings (`--mode=evaluate` measures every row afresh): ' + '; '.join(
+                  f'{r.name}: {r.evaluation_setting or "not recorded"}' for r in others) + '.']
+  marked = {r.name: f'{r.name}*' if r in others else r.name for r in records}
   for metric, title in task_eval.METRIC_NAMES.items():
     if records and metric in records[0].evaluation:
       lines += ['', f'### {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
@@ -168,7 +182,7 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
       for r in records:
         row = r.evaluation[metric]
         cells = [f'{v:.2f}' for v in row] + [''] * (len(names) - len(row))
-        lines.append(f'| {r.name} | ' + ' | '.join(cells) + ' |')
+        lines.append(f'| {marked[r.name]} | ' + ' | '.join(cells) + ' |')
   lines += task_eval.audit_markdown(names, [r.evaluation for r in records],
                                     [len(np.unique(t.train.labels)) for t in tasks])
   if records and 'fid_own_all' in records[-1].evaluation:
@@ -180,10 +194,9 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
     lines.append(f'After task {task + 1} ({names[task]}):')
     lines += [f'- {name}: ![{name}]({path})' for name, path in record.pictures.items()]
     lines.append('')
-  with open(os.path.join(workdir, 'report.md'), 'w') as f:
-    f.write('\n'.join(lines))
-  with open(os.path.join(workdir, 'report.json'), 'w') as f:
-    json.dump({'tasks': names, 'records': [dataclasses.asdict(r) for r in records]}, f, indent=1)
+  writers.write_atomically(os.path.join(workdir, 'report.md'), '\n'.join(lines))
+  writers.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(
+      {'tasks': names, 'records': [dataclasses.asdict(r) for r in records]}, indent=1))
 
 
 def _metric_cell(metrics: Dict[str, float], name: str, digits: int) -> str:
@@ -277,19 +290,29 @@ def train_task(config, phase, step_fns, state, batches, task, task_steps, shardi
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains ``config.method`` (LT-GANs by default) on ``config.data.sequence``, writing
-  everything into ``workdir``; returns the final state."""
+  everything into ``workdir``; returns the final state. Nothing is written before the config,
+  the data and the workdir's recorded config have been checked, and only while this process
+  holds the workdir's lock (``workdir_lock``)."""
   config_validation.validate(config)
   tasks = sequences.build_sequence(config)
-  config_validation.check_workdir(config, workdir)
   method = methods.build(config)
+  task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
+  config_validation.check_task_steps(config, task_steps)
+  config_validation.check_workdir(config, workdir)
+  with workdir_lock.held(workdir):
+    return _train_in_workdir(config, workdir, tasks, method, task_steps)
+
+
+def _train_in_workdir(config, workdir, tasks, method, task_steps):
+  """``train_and_evaluate`` once the workdir is checked and locked."""
   mesh = data_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
   template = method.init_state(jax.random.key(config.seed))
-  task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
+  config_validation.record_config(config, workdir)  # the run is known to start
   state = jax.device_put(state, replicated)
   step_fns = method.train_steps()
   metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0)
@@ -329,6 +352,7 @@ def _train_tasks(config, tasks, task_steps, method, state, step_fns, records, fi
     state, last = train_task(config, method.phase(task), step_fns, state, batches, task,
                              task_steps, batch_sharding, metrics_log, progress, checkpoints,
                              prefix, tasks[task].name, stop)
+    state = method.end_task(state, task)
     seconds = time.time() - started
     results = evaluator.evaluate(state, task)
     for metric, row in results.items():
@@ -337,16 +361,18 @@ def _train_tasks(config, tasks, task_steps, method, state, step_fns, records, fi
     boundary = durations.global_step(task_steps, task, task_steps[task])
     pictures = write_pictures(config, method, state, evaluator.test_images, task, workdir,
                               metrics_log, boundary)
-    records = records[:task] + [TaskRecord(tasks[task].name, task_steps[task] - steps_before,
-                                           seconds, last, results, pictures)]
+    records = records[:task] + [TaskRecord(
+        tasks[task].name, task_steps[task] - steps_before, seconds, last, results, pictures,
+        evaluation_setting(config, evaluator.protocol))]
     if jax.process_index() == 0:
-      task_eval.write_matrices(workdir, [t.name for t in tasks], [r.evaluation for r in records])
-    report = functools.partial(write_report, config, workdir, tasks, fid_source=method.fid_source,
-                               task_steps=task_steps, protocol=evaluator.protocol)
-    report(records)
-    checkpointing.save(checkpoints, boundary, state)
+      task_eval.write_matrices(os.path.join(workdir, 'eval'), [t.name for t in tasks],
+                               [r.evaluation for r in records])
     if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
       records[-1].pictures.update(figures.write_latent_figures(
           method.vae_view(state), [t.name for t in tasks], evaluator.test_images, workdir))
-      report(records)
+    write_report(config, workdir, tasks, records, fid_source=method.fid_source,
+                 task_steps=task_steps, protocol=evaluator.protocol)
+    # The boundary checkpoint comes last: a run stopped before it redoes the task's end (from
+    # the newest checkpoint before it), so no finished task ever lacks its files.
+    checkpointing.save(checkpoints, boundary, state)
   return state

@@ -10,9 +10,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from typing import Mapping
 
 import numpy as np
+
+
+def write_atomically(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename, so
+  that a crash or a full disk leaves either the old file or the new one, never a part."""
+  folder = os.path.dirname(path) or '.'
+  os.makedirs(folder, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.')
+  try:
+    with os.fdopen(handle, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temporary, path)
+  except BaseException:
+    os.unlink(temporary)
+    raise
 
 
 class MetricsLog:

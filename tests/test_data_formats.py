@@ -397,3 +397,15 @@ def test_load_tfds_slices_resizes_and_checks_splits(tiny_tfds):
   _check_split(data['test'], (4, 4, 4, 1))
   with pytest.raises(DatasetError, match=r"no split 'validation'; choose split_names from"):
     load_tfds(name, dirs['array_record'], ('train', 'validation'))
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
+  """PIL's convert('RGB') clips mode I;16 (a 46% grey would load as 255)."""
+  path = str(tmp_path / 'grey16.png')
+  value = round(0.46 * 65535)
+  Image.fromarray(np.full((8, 8), value, np.uint16)).save(path)
+  with Image.open(path) as image:
+    assert image.mode.startswith('I')
+  rgb = formats._read_square_rgb(path, 8)  # pylint: disable=protected-access
+  assert rgb.shape == (8, 8, 3)
+  np.testing.assert_array_equal(rgb, round(value * 255 / 65535))  # 117, not 255

@@ -19,15 +19,16 @@ def test_evaluate_mode_reproduces_the_in_training_matrices(test_config, tmp_path
   with open(os.path.join(workdir, 'report.json')) as f:
     during_training = [r['evaluation'] for r in json.load(f)['records']]
   summaries = inspect_run.evaluate_workdir(test_config, workdir)
-  with open(os.path.join(workdir, 'eval', 'nll_paper.json')) as f:
+  with open(os.path.join(workdir, 'evaluate', 'nll_paper.json')) as f:
     saved = json.load(f)
   assert set(summaries) >= {'nll_paper', 'nll_iwae', 'fid_own'}
   for after, row in enumerate(during_training):
     np.testing.assert_allclose(
         [v for v in saved['matrix'][after] if v is not None], row['nll_paper'], rtol=1e-5)
   for name in ('interpolation_same_task', 'interpolation_across_tasks', 'traversal_digits_0-4'):
-    assert os.path.getsize(os.path.join(workdir, 'figures', f'final_{name}.png')) > 0
-  assert os.path.exists(os.path.join(workdir, 'eval', 'evaluation.md'))
+    assert os.path.getsize(os.path.join(workdir, 'evaluate', 'figures',
+                                        f'final_{name}.png')) > 0
+  assert os.path.exists(os.path.join(workdir, 'evaluate', 'evaluation.md'))
 
 
 @pytest.mark.parametrize('network', ('teacher', 'assistant', 'student'))

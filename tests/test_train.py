@@ -88,7 +88,7 @@ def test_authors_code_settings_run_by_epochs_and_resume_exactly(test_config, tmp
   from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
   config = config_base.authors_code_settings(test_config)
   config.vae.latent_dim = 4  # keep the test config's sizes
-  config.train.epochs_per_task = 0.02  # digits tasks of ~900 images, batch 8: 3 + 5 steps
+  config.train.epochs_per_task = 0.02  # digits tasks of ~720 images, batch 8: 2 + 4 steps
   workdir = str(tmp_path / 'run')
   final = train.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, 'report.json')) as f:
@@ -110,3 +110,48 @@ def test_baselines_run_two_tasks(test_config, tmp_path, method):
   test_config.train.steps_per_task = 2
   final = train.train_and_evaluate(test_config, str(tmp_path / method))
   assert int(final.task) == 1 and int(final.teacher_id) == 0  # no role swap
+
+
+def test_first_task_copy_trains_one_generator_and_copies_it(test_config, tmp_path):
+  """gan.first_task='copy': task 1 is the plain WGAN-GP step of the Assistant; the task-1
+  boundary checkpoint holds the Teacher as its copy; task 2 is LAKD with that Teacher."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import methods  # pylint: disable=g-import-not-at-top
+  test_config.gan.first_task = 'copy'
+  test_config.train.steps_per_task = 2
+  method = methods.build(test_config)
+  assert [method.phase(t) for t in range(3)] == ['plain', 'lakd', 'lakd']
+  workdir = str(tmp_path / 'run')
+  final = train.train_and_evaluate(test_config, workdir)
+  template = method.init_state(jax.random.key(0))
+  manager = checkpointing.make_manager(test_config, workdir, [2, 2])
+  after_task_1 = checkpointing.restore_step(manager, 2, template)
+  assert tree_equal(after_task_1.teacher.params, after_task_1.assistant.params)
+  # Task 2 froze that copy as its Teacher (the roles swapped) and trained the other twin.
+  assert tree_equal(final.teacher.params, after_task_1.assistant.params)
+  assert not tree_equal(final.assistant.params, final.teacher.params)
+  test_config.method = 'no_lakd'
+  assert methods.build(test_config).phase(0) == 'plain'
+  test_config.gan.first_task = 'twins'
+  assert methods.build(test_config).phase(0) == 'joint'
+
+
+def test_resume_with_other_eval_settings_keeps_the_old_rows_labelled(test_config, tmp_path,
+                                                                     reference_run):
+  """A row keeps the evaluation setting it was measured with; the report marks the rows an
+  earlier run measured differently instead of relabelling them."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(reference_run[0], workdir)
+  for step in _steps_on_disk(workdir):
+    if step > 4:  # back to the end of task 1
+      shutil.rmtree(os.path.join(workdir, 'checkpoints', str(step)))
+  test_config.eval.num_examples = 12
+  train.train_and_evaluate(test_config, workdir)
+  with open(os.path.join(workdir, 'report.json')) as f:
+    settings = [r['evaluation_setting'] for r in json.load(f)['records']]
+  assert settings[0].startswith('16 test images') and settings[1].startswith('12 test images')
+  with open(os.path.join(workdir, 'report.md')) as f:
+    text = f.read()
+  assert 'test set of that task (12 test images' in text
+  assert 'Rows marked * were measured by an earlier run' in text
+  assert '| digits[0-4]* |' in text and '| digits[5-9] |' in text

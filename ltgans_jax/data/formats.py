@@ -213,7 +213,7 @@ def _read_grey(path: str, size: int) -> np.ndarray:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
     with Image.open(path) as image:
-      grey = np.asarray(image.convert('L'))
+      grey = np.asarray(eight_bit(image).convert('L'))
   except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt/truncated files
     raise DatasetError(f'Cannot decode image {path} ({e}); the file is corrupt, unzip the '
                        'Omniglot archive again.') from None
@@ -349,9 +349,23 @@ def _read_square_rgb(path: str, image_size: int) -> np.ndarray:
       # For JPEG, let the decoder skip detail we would average away (much faster on ImageNet);
       # it keeps both sides >= image_size.
       image.draft('RGB', (image_size, image_size))
-      return np.asarray(_square_resize(image.convert('RGB'), image_size), np.uint8)
+      return np.asarray(_square_resize(eight_bit(image).convert('RGB'), image_size), np.uint8)
   except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt/truncated files
     raise DatasetError(f'Cannot decode image {path} ({e}); delete or replace that file.') from None
+
+
+def eight_bit(image):
+  """A PIL image with 8-bit channels. 16-bit grey PNGs open in mode 'I;16' (or 'I'), which
+  PIL's ``convert`` clips to 255 instead of scaling: scale them by 255 / 65535 here."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if image.mode not in ('I;16', 'I;16B', 'I;16L', 'I'):
+    return image
+  values = np.asarray(image, np.float64)
+  if values.min() < 0 or values.max() > 65535:
+    name = getattr(image, 'filename', '') or 'an image'
+    raise DatasetError(f'{name} has {image.mode} pixels outside [0, 65535]; save it as an 8- or '
+                       '16-bit image.')
+  return Image.fromarray(np.round(values * (255 / 65535)).astype(np.uint8), mode='L')
 
 
 def _read_images(paths: Sequence[str], image_size: int) -> np.ndarray:
