@@ -107,6 +107,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.rmsprop_decay = 0.9
   config.optim.rmsprop_eps = 1e-10
   config.optim.rmsprop_initial_scale = 1.0
+  # Decay of an exponential moving average of each trained generator's weights (0: none, the
+  # paper's and the authors' code's training). With d > 0 every task ends with its trained
+  # generators' weights replaced by their average (``methods.GanMethod.end_task``), so the frozen
+  # Teacher of the next task replays the averaged generator (ours: weight averaging improves
+  # GAN samples, Yazici et al. 2019, "The unusual effectiveness of averaging in GAN training").
+  config.optim.generator_ema_decay = 0.0
   config.optim.student_learning_rate = 1e-3
   config.optim.student_b1 = 0.9  # Adam's beta1 for the Student (the authors' code: 0.5)
 

@@ -92,6 +92,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(0 <= opt[name] < 1, f'optim.{name}={opt[name]}; it must lie in [0, 1).')
   for name in ('gan_learning_rate', 'student_learning_rate'):
     _require(opt[name] > 0, f'optim.{name}={opt[name]}; it must be > 0.')
+  _require(0 <= opt.generator_ema_decay < 1,
+           f'optim.generator_ema_decay={opt.generator_ema_decay}; it must lie in [0, 1) (0: no '
+           'weight averaging; 0.999 averages over about the last 1000 generator updates).')
   _require(opt.rmsprop_eps > 0, f'optim.rmsprop_eps={opt.rmsprop_eps}; it must be > 0.')
   _require(opt.rmsprop_initial_scale >= 0,
            f'optim.rmsprop_initial_scale={opt.rmsprop_initial_scale}; it must be >= 0.')
@@ -142,7 +145,8 @@ RESUME_KEYS = ('seed', 'method', 'data.sequence', 'data.source', 'data.image_siz
                'data.fuzzy_variant', 'model.latent_dim', 'model.generator_width',
                'model.critic_width', 'model.resample', 'gan.first_task', 'vae.latent_dim',
                'vae.width', 'train.batch_size', 'train.steps_per_task', 'train.epochs_per_task',
-               'optim.gan_optimizer', 'curl.max_components', 'curl.buffer_size')
+               'optim.gan_optimizer', 'optim.generator_ema_decay', 'curl.max_components',
+               'curl.buffer_size')
 
 
 def _lookup(config, dotted: str):

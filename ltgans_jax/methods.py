@@ -162,8 +162,14 @@ class GanMethod(StudentEvaluation, LifelongMethod):
     return 'plain' if self.copies_first_task(task) else self.phases(task)
 
   def end_task(self, state, task):
-    """With ``gan.first_task='copy'`` the Teacher becomes a copy of the Assistant at the end
+    """The generators trained in ``task`` take their averaged weights when
+    ``optim.generator_ema_decay`` > 0 (``state.with_averaged_params``; otherwise unchanged).
+    With ``gan.first_task='copy'`` the Teacher then becomes a copy of the Assistant at the end
     of task 1, so that both twins have learnt its data (eq. 1 at G_T = G_A)."""
+    trained = (('teacher', 'assistant') if self.phase(task) in ('joint', 'joint_mix')
+               else ('assistant',))
+    state = state.replace(**{role: state_lib.with_averaged_params(getattr(state, role))
+                             for role in trained})
     if self.copies_first_task(task):
       return state.replace(teacher=jax.tree_util.tree_map(jnp.copy, state.assistant))
     return state

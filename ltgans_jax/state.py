@@ -96,13 +96,54 @@ def gan_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransforma
   return optax.adam(opt.gan_learning_rate, b1=opt.gan_b1, b2=opt.gan_b2)
 
 
+class ParamsAverageState(NamedTuple):
+  """The exponential moving average of a network's parameters (``average_params``)."""
+  average: Any
+
+
+def average_params(decay: float) -> optax.GradientTransformation:
+  """An optax transformation that leaves the updates alone and keeps, in its state, the
+  exponential moving average ``a <- decay a + (1 - decay) p`` of the parameters ``p`` after
+  each update (``optax.incremental_update``). Chained last, after the optimiser."""
+
+  def init(params):
+    return ParamsAverageState(average=jax.tree_util.tree_map(jnp.array, params))  # own buffers
+
+  def update(updates, avg_state, params):
+    new_params = optax.apply_updates(params, updates)
+    return updates, ParamsAverageState(
+        average=optax.incremental_update(new_params, avg_state.average, 1.0 - decay))
+
+  return optax.GradientTransformation(init, update)
+
+
+def with_averaged_params(network: NetworkState) -> NetworkState:
+  """``network`` with its parameters replaced by the moving average its optimiser keeps
+  (``average_params``); unchanged when the optimiser keeps none."""
+  averages = [s for s in jax.tree_util.tree_leaves(
+      network.opt_state, is_leaf=lambda x: isinstance(x, ParamsAverageState))
+              if isinstance(s, ParamsAverageState)]
+  if not averages:
+    return network
+  return network.replace(params=jax.tree_util.tree_map(jnp.copy, averages[0].average))
+
+
+def generator_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The generators' optimiser: ``gan_optimizer``, followed by ``average_params`` when
+  ``optim.generator_ema_decay`` > 0."""
+  decay = config.optim.generator_ema_decay
+  if not decay:
+    return gan_optimizer(config)
+  return optax.chain(gan_optimizer(config), average_params(decay))
+
+
 def student_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Adam for the Student (and the VAE baselines' VAEs)."""
   return optax.adam(config.optim.student_learning_rate, b1=config.optim.student_b1)
 
 
 def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
-  return Optimizers(generator=gan_optimizer(config), critic=gan_optimizer(config),
+  return Optimizers(generator=generator_optimizer(config), critic=gan_optimizer(config),
                     student=student_optimizer(config))
 
 

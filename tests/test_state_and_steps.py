@@ -154,3 +154,64 @@ def test_student_update_schedule(test_config):
     state, _ = step_fns['lakd'](state, random_batch(test_config), jax.random.key(1),
                                 update_generators=True)
     assert not tree_equal(before.params, state.student.params), schedule
+
+
+def test_average_params_keeps_the_moving_average_of_the_updated_params():
+  """``average_params`` passes the updates through and keeps a <- d a + (1 - d) p_new."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  decay = 0.9
+  optimizer = optax.chain(optax.sgd(0.5), state_lib.average_params(decay))
+  params = {'w': jnp.array([1.0, -2.0])}
+  opt_state = optimizer.init(params)
+  expected = np.array([1.0, -2.0])
+  for grad in ([1.0, 0.0], [0.0, 4.0], [2.0, 2.0]):
+    updates, opt_state = optimizer.update({'w': jnp.array(grad)}, opt_state, params)
+    np.testing.assert_array_equal(updates['w'], -0.5 * np.array(grad))
+    params = optax.apply_updates(params, updates)
+    expected = decay * expected + (1 - decay) * np.asarray(params['w'])
+  network = state_lib.NetworkState(params=params, opt_state=opt_state)
+  np.testing.assert_allclose(state_lib.with_averaged_params(network).params['w'], expected,
+                             rtol=1e-6)
+  plain = state_lib.NetworkState(params=params, opt_state=optax.sgd(0.5).init(params))
+  assert state_lib.with_averaged_params(plain) is plain
+
+
+def test_generator_averaging_at_the_end_of_a_task(test_config):
+  """optim.generator_ema_decay > 0: the generators trained in the task (both twins on task 1,
+  the Assistant on a LAKD task) end it with their averaged weights, and the next task's frozen
+  Teacher is that average; with 0 ``end_task`` changes nothing."""
+  from ltgans_jax import methods  # pylint: disable=g-import-not-at-top
+  method = methods.build(test_config)
+  state = method.init_state(jax.random.key(0))
+  steps_ = method.train_steps()
+  state, _ = steps_['joint'](state, random_batch(test_config), jax.random.key(1),
+                             update_generators=True)
+  assert method.end_task(state, 0) is state or tree_equal(method.end_task(state, 0), state)
+
+  test_config.optim.generator_ema_decay = 0.5
+  method = methods.build(test_config)
+  state = method.init_state(jax.random.key(0))
+  initial = copy_tree(state)
+  steps_ = method.train_steps()
+  state, _ = steps_['joint'](state, random_batch(test_config), jax.random.key(1),
+                             update_generators=True)
+  trained = copy_tree(state)
+  ended = method.end_task(state, 0)
+  for role in ('teacher', 'assistant'):
+    # One update from the initial weights: the average is halfway between them.
+    expected = jax.tree_util.tree_map(lambda a, b: 0.5 * a + 0.5 * b,
+                                      getattr(initial, role).params, getattr(trained, role).params)
+    for got, want in zip(jax.tree_util.tree_leaves(getattr(ended, role).params),
+                         jax.tree_util.tree_leaves(expected)):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  assert tree_equal(ended.critic, trained.critic) and tree_equal(ended.student, trained.student)
+  teacher_next = copy_tree(ended.assistant.params)
+  state = method.begin_next_task(ended)
+  assert tree_equal(state.teacher.params, teacher_next)  # the averaged Assistant is frozen
+  before = copy_tree(state)
+  state, _ = steps_['lakd'](state, random_batch(test_config, 1), jax.random.key(2),
+                            update_generators=True)
+  ended = method.end_task(state, 1)
+  assert tree_equal(ended.teacher, before.teacher)  # the frozen Teacher is not averaged
+  assert not tree_equal(ended.assistant.params, state.assistant.params)
