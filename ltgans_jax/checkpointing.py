@@ -7,6 +7,7 @@ plus the step in the task.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from typing import Optional, Sequence
@@ -39,7 +40,12 @@ def save(manager: ocp.CheckpointManager, step: int, state: LifelongState) -> Non
   Orbax skips (returning False) a step that is not above its newest one; every step here is
   saved once, so a skip would leave an older or damaged checkpoint standing: raise instead.
   """
-  if not manager.save(step, args=ocp.args.StandardSave(state)):
+  try:
+    saved = manager.save(step, args=ocp.args.StandardSave(state))
+  except Exception as e:  # pylint: disable=broad-except  # the previous asynchronous save
+    _raise_if_disk_error(manager, e)
+    raise
+  if not saved:
     raise CheckpointError(
         f'checkpoint {step} was not written: {manager.directory} already holds step '
         f'{manager.latest_step()}; move that folder away, or resume with the config that '
@@ -50,6 +56,49 @@ class CheckpointError(RuntimeError):
   """No checkpoint in the workdir can be restored; the message says what to do."""
 
 
+# A write that failed because of the disk, not the program: the run can go on once it is fixed.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
+def _disk_error(error: BaseException) -> Optional[OSError]:
+  """The OSError of a full, read-only or failing disk in ``error``'s chain, if any."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _raise_if_disk_error(manager: ocp.CheckpointManager, error: BaseException) -> None:
+  disk = _disk_error(error)
+  if disk is None:
+    return
+  done = [s for s in manager.all_steps() if os.path.isdir(
+      os.path.join(str(manager.directory), str(s)))]
+  newest = max(done) if done else None
+  raise CheckpointError(
+      f'An asynchronous checkpoint save into {manager.directory} failed ({disk.strerror or disk}); '
+      'free space there (or make it writable) and rerun the same command: it resumes from '
+      + (f'checkpoint {newest}, the newest complete one.' if newest is not None
+         else 'the start, as no checkpoint is complete yet.')) from None
+
+
+def finish(manager: ocp.CheckpointManager) -> None:
+  """``manager.wait_until_finished()``, a failed asynchronous save of a full or read-only disk
+  turned into a ``CheckpointError`` that says how to resume."""
+  try:
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except  # orbax re-raises the writer's error
+    _raise_if_disk_error(manager, e)
+    raise
+
+
+class StateMismatchError(ValueError):
+  """A checkpoint is whole but holds a state of another config's shapes."""
+
+
 def restore_latest(manager: ocp.CheckpointManager, template: LifelongState,
                    move_damaged: bool = True) -> Optional[LifelongState]:
   """The newest checkpoint that restores cleanly into ``template``'s pytree types, or None if
@@ -58,10 +107,14 @@ def restore_latest(manager: ocp.CheckpointManager, template: LifelongState,
   resumed run writes that step afresh; if none restores, or with ``move_damaged=False`` (the
   read-only modes), nothing is moved."""
   steps = sorted(manager.all_steps(), reverse=True)
-  failures, damaged = [], []
+  failures, damaged, mismatched = [], [], []
   for step in steps:
     try:
       state = restore_step(manager, step, template)
+    except StateMismatchError as e:
+      failures.append(f'{step}: {e}')
+      mismatched.append(step)
+      continue
     except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds.
       failures.append(f'{step}: {type(e).__name__}: {str(e)[:200]}')
       damaged.append(step)
@@ -72,10 +125,16 @@ def restore_latest(manager: ocp.CheckpointManager, template: LifelongState,
       _move_aside(manager, damaged)
     logging.info('Resuming from checkpoint %d in %s.', step, manager.directory)
     return state
-  if failures:
+  if failures and len(mismatched) == len(failures):
     raise CheckpointError(
-        f'None of the checkpoints in {manager.directory} can be restored ({"; ".join(failures)}'
-        '); move that folder away to start afresh, or restore it from a backup.')
+        f'The checkpoints in {manager.directory} hold networks of other sizes than this config '
+        f'({failures[0]}); pass the config that wrote them (its values are in config.json '
+        'beside them), or use another --workdir.')
+  if failures:
+    advice = ('move that folder away to start afresh, or restore it from a backup'
+              if move_damaged else 'restore it from a backup, or train on with --mode=train')
+    raise CheckpointError(f'None of the checkpoints in {manager.directory} can be restored '
+                          f'({"; ".join(failures)}); {advice}.')
   return None
 
 
@@ -103,19 +162,25 @@ def restore_step(manager: ocp.CheckpointManager, step: int,
   Read with a checkpointer of its own, not ``manager.restore``: after meeting a damaged step
   the manager's inferred item layout can no longer read the healthy ones.
   """
-  state = ocp.StandardCheckpointer().restore(
-      os.path.join(manager.directory, str(step), 'default'), template)
+  try:
+    state = ocp.StandardCheckpointer().restore(
+        os.path.join(manager.directory, str(step), 'default'), template)
+  except ValueError as e:  # orbax compares the stored shapes with the template's first
+    if 'stored shape' not in str(e):
+      raise
+    raise StateMismatchError(str(e).split('. ')[0]) from None
   _check_matches(template, state)
   return state
 
 
 def _check_matches(template, state) -> None:
-  """Raises ValueError unless ``state`` has the template's structure, shapes and dtypes."""
+  """Raises StateMismatchError unless ``state`` has the template's structure, shapes and
+  dtypes."""
   leaves_t, tree_t = jax.tree_util.tree_flatten(template)
   leaves_s, tree_s = jax.tree_util.tree_flatten(state)
   if tree_t != tree_s:
-    raise ValueError('the state structure differs from the config\'s')
+    raise StateMismatchError('the state structure differs from the config\'s')
   for a, b in zip(leaves_t, leaves_s):
     if a.shape != b.shape or a.dtype != b.dtype:
-      raise ValueError(f'an array has shape {b.shape} {b.dtype}, the config needs {a.shape} '
-                       f'{a.dtype}')
+      raise StateMismatchError(f'an array has shape {b.shape} {b.dtype}, the config needs '
+                               f'{a.shape} {a.dtype}')

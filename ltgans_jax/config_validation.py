@@ -35,7 +35,37 @@ TEACHER_MIXING_METHODS = ('ltgans', 'no_lakd')
 FIRST_TASK_MODES = ('twins', 'copy')  # gan.first_task (config_base)
 
 
+def _dotted_keys(node, prefix=''):
+  """Every dotted leaf key of a config (a nested ConfigDict counts by its leaves)."""
+  for key, value in node.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _dotted_keys(value, f'{prefix}{key}.')
+    else:
+      yield f'{prefix}{key}'
+
+
+def check_keys(config) -> None:
+  """Every key of the base config must be present (a config file written from scratch, or one
+  that deletes a key, would otherwise end in a KeyError deep inside the run)."""
+  from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f'The config is a {type(config).__name__}, not an ml_collections.ConfigDict; '
+                      'build it on ltgans_jax.config_base.get_config().')
+  missing = []
+  for key in _dotted_keys(config_base.get_config()):
+    try:
+      _lookup(config, key)
+    except (KeyError, AttributeError, TypeError):
+      missing.append(key)
+  if missing:
+    raise ConfigError(f'The config lacks {", ".join(missing[:5])}'
+                      f'{f" and {len(missing) - 5} more keys" if len(missing) > 5 else ""}; '
+                      'build it on ltgans_jax.config_base.get_config() and change only the '
+                      'values you need.')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
+  check_keys(config)
   data, train, gan, vae = config.data, config.train, config.gan, config.vae
   for key, value in _numbers(config):
     _require(math.isfinite(value), f'{key}={value}; it must be a finite number.')
@@ -119,7 +149,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(curl[name] >= 0, f'curl.{name}={curl[name]}; it must be >= 0.')
   for name in ('num_examples', 'iwae_samples', 'feature_net_steps', 'grid_rows'):
     _require(config.eval[name] >= 1, f'eval.{name}={config.eval[name]}; it must be >= 1.')
+  shown = max(2, config.eval.grid_rows)
+  _require(config.eval.num_examples >= shown,
+           f'eval.num_examples={config.eval.num_examples} is below {shown}: the FID needs two '
+           f'test images per task and the grids eval.grid_rows={config.eval.grid_rows}; raise '
+           'eval.num_examples or lower eval.grid_rows.')
+  weights = config.eval.inception_weights
+  _require(not weights or os.path.isfile(weights),
+           f'eval.inception_weights={weights!r}: no such file; give the path of pytorch-fid\'s '
+           'pt_inception-2015-12-05-6726825d.pth, or leave it empty for no Inception FID.')
   _require(config.sample.num >= 1, f'sample.num={config.sample.num}; it must be >= 1.')
+  swaps = tuple(data.fuzzy_swap_classes)
+  _require(all(isinstance(c, int) and 0 <= c <= 9 for c in swaps),
+           f'data.fuzzy_swap_classes={swaps}; each must be a digit class 0..9 (the fuzzy '
+           'sequences exchange one class of 10 between neighbouring datasets).')
+  if data.sequence == 'cifar_imagenet':
+    for name in ('imagenet_sub1', 'imagenet_sub2'):
+      _require(len(data[name]) > 0, f'data.{name} is empty, which would load every class of '
+               'DATA_DIR/imagenet/; name its class folders (WordNet ids).')
   for name in ('seed', 'eval.subset_seed', 'sample.seed'):
     value = _lookup(config, name)
     _require(value >= 0, f'{name}={value}; it must be >= 0.')
@@ -165,6 +212,28 @@ def _resume_values(config) -> dict:
   return {key: _lookup(config, key) for key in RESUME_KEYS}
 
 
+def check_workdir_name(workdir: str) -> None:
+  """``--workdir`` must name a folder (an empty one would scatter the run's files over the
+  current directory), not a file, and what the run writes in it must be of the right kind (a
+  file named ``checkpoints`` would fail the first save, after a task's work)."""
+  _require(bool(workdir.strip()), '--workdir is empty; name a folder for the run, e.g. '
+           '--workdir=workdirs/run1.')
+  _require(not os.path.exists(workdir) or os.path.isdir(workdir),
+           f'--workdir={workdir!r} is a file, not a folder; choose another --workdir.')
+  for name, folder in WORKDIR_ENTRIES.items():
+    path = os.path.join(workdir, name)
+    _require(not os.path.exists(path) or os.path.isdir(path) == folder,
+             f'{path} is a {"file" if folder else "folder"}, but the run keeps its {name} in a '
+             f'{"folder" if folder else "file"} of that name; move it away and rerun.')
+
+
+# What a run writes into its workdir: name -> whether it is a folder (``check_workdir_name``).
+WORKDIR_ENTRIES = {'checkpoints': True, 'damaged_checkpoints': True, 'eval': True,
+                   'evaluate': True, 'samples': True, 'figures': True, 'tensorboard': True,
+                   'config.json': False, 'report.json': False, 'report.md': False,
+                   'metrics.jsonl': False, 'lock.json': False, 'feature_net.msgpack': False}
+
+
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses a run whose resume-critical values differ from those in ``workdir/config.json``
   when the workdir holds checkpoints written with them; reads only. A workdir without
@@ -197,3 +266,40 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   writers.write_atomically(path, json.dumps(
       {'resume_keys': _resume_values(config),
        'config': json.loads(config.to_json_best_effort())}, indent=1))
+
+
+def memory_bytes() -> int:
+  """The memory one device offers: its allocator's limit on an accelerator, the host's RAM on
+  the CPU backend."""
+  device = jax.local_devices()[0]
+  try:
+    stats = device.memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except  # backends without memory statistics
+    stats = {}
+  if stats.get('bytes_limit'):
+    return int(stats['bytes_limit'])
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def _gigabytes(count: float) -> str:
+  return f'{count / 1e9:.3g} GB'
+
+
+def check_memory(config: ml_collections.ConfigDict, method) -> None:
+  """Refuses networks whose parameters and optimiser state alone (measured with
+  ``jax.eval_shape``: nothing is allocated) exceed half the device's memory, and a
+  ``sample.num`` whose images do, before anything is allocated or written; ``method``: the
+  run's ``methods.LifelongMethod``."""
+  memory = memory_bytes()
+  shapes = jax.eval_shape(method.init_state, jax.random.key(0))
+  state = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))
+  _require(2 * state <= memory,
+           f'The networks of this config hold {_gigabytes(state)} of parameters and optimiser '
+           f'state, more than half of the {_gigabytes(memory)} of memory here; lower '
+           'model.generator_width, model.critic_width, vae.width or the latent sizes.')
+  image = config.data.image_size ** 2 * config.data.channels
+  samples = 4 * 4 * config.sample.num * image  # float32 images, host copies and the grid
+  _require(2 * samples <= memory,
+           f'sample.num={config.sample.num} needs about {_gigabytes(samples)} for its images, '
+           f'more than half of the {_gigabytes(memory)} of memory here; lower sample.num and '
+           'draw the rest with other sample.seed values.')

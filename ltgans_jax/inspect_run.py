@@ -32,15 +32,27 @@ EVALUATE_FOLDER = 'evaluate'  # everything --mode=evaluate writes, inside the wo
 
 def _open(config, workdir):
   config_validation.validate(config)
+  config_validation.check_workdir_name(workdir)
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise CheckpointError(f'{workdir} holds no checkpoints; train first with --mode=train.')
   config_validation.check_workdir(config, workdir)
   tasks = sequences.build_sequence(config)
   method = methods.build(config)
-  template = method.init_state(jax.random.key(config.seed))
+  config_validation.check_memory(config, method)
+  task_eval.check_feature_net_file(workdir)
+  template = _restore_target(method, config.seed)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   return (tasks, method, template, task_steps,
           checkpointing.make_manager(config, workdir, task_steps))
+
+
+def _restore_target(method, seed: int):
+  """The state's shapes and dtypes on the first local device, as the restore target: nothing is
+  initialised or allocated before a checkpoint is known to fit."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree_util.tree_map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+      jax.eval_shape(method.init_state, jax.random.key(seed)))
 
 
 def evaluate_workdir(config, workdir: str) -> dict:
@@ -51,13 +63,15 @@ def evaluate_workdir(config, workdir: str) -> dict:
   finished = [t for t, step in enumerate(boundaries) if step in available]
   if not finished:
     raise CheckpointError(f'{workdir} has no task-boundary checkpoint yet; finish a task first.')
-  evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir)
-  rows = []
+  states = []  # every boundary state, restored before anything is trained or written
   for task in range(max(finished) + 1):
     if task not in finished:
       raise CheckpointError(f'The checkpoint at the end of task {task + 1} '
                             f'(step {boundaries[task]}) is missing; the matrix needs every one.')
-    state = checkpointing.restore_step(manager, boundaries[task], template)
+    states.append(_restore_boundary(manager, boundaries[task], template, task))
+  evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir)
+  rows = []
+  for task, state in enumerate(states):
     rows.append(evaluator.evaluate(state, task))
     logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
   out = os.path.join(workdir, EVALUATE_FOLDER)
@@ -65,21 +79,44 @@ def evaluate_workdir(config, workdir: str) -> dict:
   seen = max(finished) + 1
   figure_files = figures.write_latent_figures(
       method.vae_view(state), [t.name for t in tasks[:seen]], evaluator.test_images[:seen], out)
-  _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, evaluator.protocol)
+  _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, evaluator.protocol,
+                       evaluator.provenance())
   manager.close()
   return summaries
 
 
-def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, protocol):
-  """``out/evaluation.md``: the matrices and figures of ``evaluate_workdir``."""
+def _restore_boundary(manager, step: int, template, task: int):
+  """Checkpoint ``step`` (the end of ``task``), or CheckpointError saying why it cannot be."""
+  try:
+    return checkpointing.restore_step(manager, step, template)
+  except checkpointing.StateMismatchError as e:
+    raise CheckpointError(f'The checkpoint at the end of task {task + 1} (step {step}) holds '
+                          f'networks of other sizes than this config ({e}); pass the config '
+                          'that wrote it (its values are in config.json).') from None
+  except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds
+    raise CheckpointError(f'The checkpoint at the end of task {task + 1} (step {step}) cannot '
+                          f'be restored ({type(e).__name__}: {str(e)[:120]}); the matrix needs '
+                          'every one: restore that step folder from a backup.') from None
+
+
+def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, protocol,
+                         provenance=()):
+  """``out/evaluation.md``: the matrices and figures of ``evaluate_workdir``; ``provenance``:
+  one line per generative metric (``TaskEvaluator.provenance``)."""
   names = [t.name for t in tasks]
   lines = ['# Evaluation', '', f'{protocol}; IWAE with '
-           f'{config.eval.iwae_samples} samples ({config.vae.likelihood} likelihood).']
+           f'{config.eval.iwae_samples} samples ({config.vae.likelihood} likelihood). '
+           f'{task_eval.DIRECTIONS}']
+  if any(m.startswith('kid_') for m in rows[-1]):
+    lines += ['', task_eval.KID_NOTE]
+  if provenance:
+    lines += ['', 'What each generative metric was measured on:', ''] + list(provenance)
   for metric, title in task_eval.matrix_titles(rows[0]).items():
     lines += ['', f'## {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
               '|---' * (len(names) + 1) + '|']
     for task, row in enumerate(rows):
-      cells = [f'{v:.2f}' for v in row[metric]] + [''] * (len(names) - len(row[metric]))
+      cells = ([task_eval.format_value(metric, v) for v in row[metric]]
+               + [''] * (len(names) - len(row[metric])))
       lines.append(f'| {names[task]} | ' + ' | '.join(cells) + ' |')
     s = summaries[metric]
     lines += ['', f'Final-row average {s["final_average"]:.2f}; diagonal average '

@@ -11,10 +11,11 @@ import sys
 
 from absl import app, flags, logging
 import jax
+import ml_collections
 from ml_collections import config_flags
 
-from ltgans_jax import inspect_run, train
-from ltgans_jax.checkpointing import CheckpointError
+from ltgans_jax import inspect_run, multihost, train
+from ltgans_jax.checkpointing import DISK_ERRORS, CheckpointError
 from ltgans_jax.config_validation import ConfigError
 from ltgans_jax.data.local import DatasetError
 
@@ -30,6 +31,50 @@ flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'sample'],
 FLAGS = flags.FLAGS
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with an error raised by the ``--config`` file's own code (a syntax
+  error, a ``get_config`` that raises) turned into one sentence instead of a traceback."""
+  path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), 'the --config')
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if 'Error whilst parsing config file' in str(e):  # get_config raised a ValueError/TypeError
+      sys.exit(f'error: {path} cannot be loaded: {lines[-1]}; fix it, or pass another --config.')
+    sys.exit(f'FATAL Flags parsing error: {" ".join(lines)}\n'
+             'Pass --helpshort or --helpfull to see help on flags.')
+  except Exception as e:  # pylint: disable=broad-except  # whatever the user's file raises
+    text = ' '.join(str(e).replace('\\n', ' ').replace("\\'", "'").split())
+    culprit = next((a.split('=', 1)[0] for a in argv if a.startswith('--config.')
+                    and f"'{a.split('=', 1)[0].rsplit('.', 1)[-1]}'" in text), None)
+    text = text.replace("'", '').replace(' Did you mean', '; did you mean')
+    if isinstance(e, (AttributeError, KeyError)) and culprit:  # --config.a.b: no such key
+      sys.exit(f'error: {culprit} is not a key of the config ({text}); fix the override.')
+    where = f' (line {e.lineno})' if isinstance(e, SyntaxError) and e.lineno else ''
+    first = str(e).splitlines()[0] if str(e) else ''
+    sys.exit(f'error: {path} cannot be loaded{where}: {type(e).__name__}: {first}; fix it, or '
+             'pass another --config.')
+
+
+def loaded_config():
+  """``FLAGS.config``, or ConfigError if the file is missing or ``get_config`` returned
+  something other than a ConfigDict (config_flags defers both until the config is read)."""
+  config, path = FLAGS.config, config_flags.get_config_filename(FLAGS['config'])
+  if isinstance(config, ml_collections.ConfigDict):
+    return config
+  try:
+    config.keys()  # an unloadable file: config_flags raises its deferred error on access
+  except OSError as e:
+    reason = 'no such file' if not os.path.exists(path) else str(e).splitlines()[-1].strip()
+    raise ConfigError(f'--config={path} cannot be loaded ({reason}); pass the path of a config '
+                      'file such as configs/test.py.') from None
+  except AttributeError:
+    pass
+  raise ConfigError(f'--config={path}: get_config() returned {type(config).__name__}, not an '
+                    'ml_collections.ConfigDict; return one built on '
+                    'ltgans_jax.config_base.get_config().')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -37,23 +82,36 @@ def main(argv):
   # (orbax writes a dozen lines per checkpoint) are kept to warnings.
   logging.set_verbosity(logging.INFO)
   py_logging.getLogger('absl').setLevel(py_logging.WARNING)
-  if os.environ.get('JAX_COORDINATOR_ADDRESS') or os.environ.get('SLURM_JOB_ID'):
-    jax.distributed.initialize()  # Multi-host (TPU VM pods, SLURM): one process per host.
-  logging.info('JAX devices: %s', jax.devices())
   try:
+    config = loaded_config()
+    multihost.initialize_from_environment(os.environ)  # one process per host, if asked for
+    try:
+      logging.info('JAX devices: %s', jax.devices())
+    except (RuntimeError, AssertionError) as e:  # JAX_PLATFORMS names a backend not here
+      detail = str(e).splitlines()[0][:200] if str(e) else 'no such device on this machine'
+      raise ConfigError(f'JAX cannot start the backend JAX_PLATFORMS='
+                        f'{os.environ.get("JAX_PLATFORMS", "")!r} asks for ({detail}); unset '
+                        'JAX_PLATFORMS or set it to one this machine has (cpu).') from None
     if FLAGS.mode == 'train':
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      train.train_and_evaluate(config, FLAGS.workdir)
     elif FLAGS.mode == 'evaluate':
-      inspect_run.evaluate_workdir(FLAGS.config, FLAGS.workdir)
+      inspect_run.evaluate_workdir(config, FLAGS.workdir)
     else:
-      inspect_run.sample(FLAGS.config, FLAGS.workdir)
+      inspect_run.sample(config, FLAGS.workdir)
   except (ConfigError, DatasetError, train.DivergenceError, CheckpointError) as e:
     logging.error('%s', e)  # One sentence that says what to do; no traceback.
     sys.exit(f'error: {e}')
+  except OSError as e:
+    if e.errno not in DISK_ERRORS:
+      raise
+    logging.error('%s', e)
+    sys.exit(f'error: cannot write {e.filename or "into the workdir"} ({e.strerror}); free '
+             'space there (or make it writable) and rerun the same command: training resumes '
+             'from its newest checkpoint.')
   except train.StopRequested as e:
     logging.warning('%s', e)
     sys.exit(143)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -15,6 +15,12 @@ Rows of the forgetting matrices (metric of task j after learning task i):
   (``fid_own_all``).
 * ``fid_inception``: the same with the standard FID InceptionV3 pool-3 features, when
   ``eval.inception_weights`` names the pytorch-fid weights file.
+* ``kid_<features>``, ``precision_<features>``, ``recall_<features>``, ``density_<features>``,
+  ``coverage_<features>`` (``<features>``: ``own``, and ``inception`` with the weights): the KID
+  (unbiased MMD^2, cubic polynomial kernel) and the k-NN precision / recall / density /
+  coverage (k = 5) of ``generative_metrics``, on the very features (same samples, same test
+  images) that the FID of that row reads; and ``<metric>_all`` against all seen test sets
+  together. Unlike the FID, the KID is unbiased at these sample sizes.
 * ``audit_share_<network>``, ``audit_classes_<network>``: the replay audit (``audit``) of
   each of the method's ``sample_networks``: the share of its samples the feature network
   assigns to each task seen, and how many of that task's classes they cover;
@@ -27,23 +33,64 @@ of ``eval.num_examples`` per task (``eval_subset``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import pickle
 from typing import Dict, List, Sequence
+import zipfile
 
 import flax.serialization
 import jax
 import numpy as np
 
-from ltgans_jax import audit, eval_subset, evaluation, feature_net, inception, rng
+from ltgans_jax import audit, eval_subset, evaluation, feature_net, generative_metrics, inception
+from ltgans_jax import rng
+from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.data.sequences import Task
+from ltgans_jax.errors import ConfigError
+
+# Per feature extractor: the FID row's key, the suffix of its KID and PRDC rows, the name a
+# report gives the features.
+FEATURE_SETS = {'fid_own': ('own', 'own features'),
+                'fid_inception': ('inception', 'InceptionV3 pool-3')}
+SAMPLE_METRICS = ('kid', 'precision', 'recall', 'density', 'coverage')  # beside each FID
+
+
+def _sample_metric_names() -> Dict[str, str]:
+  names = {}
+  for suffix, features in FEATURE_SETS.values():
+    names[f'kid_{suffix}'] = f'KID ({features})'
+    for metric in SAMPLE_METRICS[1:]:
+      names[f'{metric}_{suffix}'] = (f'{metric} ({features}, '
+                                     f'k={generative_metrics.NEAREST_K})')
+  return names
+
 
 METRIC_NAMES = {
     'nll_paper': 'NLL, paper quantity (squared error + KL)',
     'nll_iwae': 'NLL bound in nats (importance-weighted)',
     'fid_own': feature_net.FID_NAME,
     'fid_inception': inception.FID_NAME + ' (InceptionV3 pool-3)',
+    **_sample_metric_names(),
 }
+# report.md's reading of the generative rows.
+DIRECTIONS = ('Lower is better for the NLLs, the FIDs and the KIDs; higher for precision, recall '
+              'and coverage (at most 1); density is about 1 for samples spread like the test '
+              'images (above 1 where they crowd the dense regions).')
+KID_NOTE = ('KID (the unbiased estimate of the squared MMD under the kernel (x.y/d + 1)^3, '
+            'Binkowski et al. 2018) is unbiased at these sample sizes (a few hundred to a few '
+            'thousand images per set); the FID is not: its plug-in estimate is biased upwards, '
+            'the more so the fewer the images (below the feature dimension the covariance it '
+            'fits is singular), so FIDs compare only at equal numbers of images. A KID near 0, '
+            'or slightly below, means the two sets are indistinguishable by it.')
+
+
+def format_value(metric: str, value: float) -> str:
+  """A report cell: KIDs (small, and signed) to 4 significant digits, the rest to 2 decimals."""
+  return f'{value:.4g}' if metric.startswith('kid_') else f'{value:.2f}'
+
+
 # Heatmap titles (short: they share the line with the summary); report.md explains them.
 AUDIT_NAMES = {
     'share': 'audit: share of samples',
@@ -71,6 +118,45 @@ def _sequence_labels(tasks: Sequence[Task]):
   return np.concatenate([task.train.images for task in tasks]), np.concatenate(labels), pairs
 
 
+FEATURE_NET_FILE = 'feature_net.msgpack'  # the FID feature network, in the workdir
+
+
+def _read_feature_net(path: str):
+  """The state dict in ``path``; CheckpointError if the file is damaged."""
+  try:
+    with open(path, 'rb') as f:
+      return flax.serialization.msgpack_restore(f.read())
+  except Exception as e:  # pylint: disable=broad-except  # msgpack raises many kinds
+    raise CheckpointError(f'{path} is damaged ({type(e).__name__}: {str(e)[:80]}); delete it '
+                          'and the run trains the FID feature network afresh (same seed, same '
+                          'images).') from None
+
+
+def check_feature_net_file(workdir: str) -> None:
+  """Raises CheckpointError if the workdir's feature network file exists but is damaged."""
+  path = os.path.join(workdir, FEATURE_NET_FILE)
+  if os.path.isfile(path):
+    _read_feature_net(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _inception_variables(path: str):
+  try:
+    return inception.load_fid_inception_params(path)
+  except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError,
+          zipfile.BadZipFile) as e:  # the torch reader's own errors are ValueErrors
+    raise ConfigError(f'eval.inception_weights={path!r} cannot be read ({type(e).__name__}: '
+                      f'{str(e)[:100]}); use pytorch-fid\'s {inception.WEIGHTS_FILE}, or leave '
+                      'eval.inception_weights empty.') from None
+
+
+def inception_variables(config):
+  """The InceptionV3 variables of ``eval.inception_weights`` (None when it is empty), read
+  once per process; ConfigError if the file is not the FID Inception weights."""
+  path = config.eval.inception_weights
+  return _inception_variables(path) if path else None
+
+
 class TaskEvaluator:
   """Builds the feature extractors once per run; ``evaluate`` gives one matrix row each."""
 
@@ -85,23 +171,46 @@ class TaskEvaluator:
     self.protocol = eval_subset.describe(count, seed)
     own_params = self._own_feature_params(workdir)
     self.features = {'fid_own': feature_net.features_fn(own_params)}
+    height, width, channels = self.test_images[0].shape[1:]
+    size = f'{height}x{width}x{channels}'
+    # What each extractor is and the image size it is fed, as the reports print it.
+    self.feature_descriptions = {'fid_own': (
+        f'the project\'s feature classifier (`feature_net`, '
+        f'{own_params["features"]["kernel"].shape[1]}-d penultimate ReLU layer, trained on the '
+        f'sequence\'s training images), fed the images at {size} as stored (no resize)')}
     self.classify = feature_net.logits_fn(own_params)
     self.class_pairs = audit.sequence_classes([t.train.labels for t in tasks])[1]
     if config.eval.inception_weights:
-      variables = inception.load_fid_inception_params(config.eval.inception_weights)
-      self.features['fid_inception'] = inception.features_fn(variables)
+      self.features['fid_inception'] = inception.features_fn(inception_variables(config))
+      self.feature_descriptions['fid_inception'] = (
+          f'pytorch-fid\'s FID InceptionV3 pool-3 ({inception.FEATURE_DIM}-d, weights '
+          f'`{os.path.basename(config.eval.inception_weights)}`), fed the {size} images '
+          f'resized bilinearly to {inception.INPUT_SIZE}x{inception.INPUT_SIZE}'
+          + (' with the grey channel repeated to 3' if channels == 1 else ''))
+    # The k-NN metrics need more than k points in every set (test subsets and samples alike).
+    self.with_prdc = min(len(x) for x in self.test_images) > generative_metrics.NEAREST_K
 
   def _own_feature_params(self, workdir: str):
     """Trains the feature classifier on the sequence, or reads it back from the workdir."""
-    path = os.path.join(workdir, 'feature_net.msgpack')
+    path = os.path.join(workdir, FEATURE_NET_FILE)
     images, labels, _ = _sequence_labels(self.tasks)
     num_classes = int(labels.max()) + 1
     key = rng.stream_key(self.config.seed, rng.FEATURE_NET)
     if os.path.exists(path):
       template = jax.eval_shape(lambda: feature_net.train_feature_net(
           images[:2], labels[:2], num_classes, 0, key))
-      with open(path, 'rb') as f:
-        return flax.serialization.from_bytes(template, f.read())
+      stored = _read_feature_net(path)
+      try:
+        params = flax.serialization.from_state_dict(template, stored)
+        fits = (jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(template)
+                and all(np.shape(a) == b.shape for a, b in zip(
+                    jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(template))))
+      except (ValueError, KeyError, TypeError):
+        fits = False
+      if not fits:
+        raise CheckpointError(f'{path} holds a feature network of other sizes than this '
+                              'sequence needs; delete it and the run trains it afresh.')
+      return params
     logging.info('Training the FID feature network on %d images of %d (task, class) pairs.',
                  len(images), num_classes)
     params = feature_net.train_feature_net(images, labels, num_classes,
@@ -160,13 +269,53 @@ class TaskEvaluator:
     for name, features_fn in self.features.items():
       sample_features = evaluation.compute_features(features_fn, samples)
       stats = evaluation.feature_statistics(sample_features)
-      row = []
+      suffix = FEATURE_SETS[name][0]
+      row, others = [], {}
       for x in tests + [everything]:
-        reference = evaluation.feature_statistics(evaluation.compute_features(features_fn, x))
-        row.append(evaluation.frechet_distance(*stats, *reference))
+        # Features of the test images are computed once and read by every metric.
+        reference = evaluation.compute_features(features_fn, x)
+        row.append(evaluation.frechet_distance(*stats, *evaluation.feature_statistics(reference)))
+        for metric, value in sample_metrics(reference, sample_features, self.with_prdc).items():
+          others.setdefault(f'{metric}_{suffix}', []).append(value)
       rows[name], rows[f'{name}_all'] = row[:-1], row[-1:]
+      for metric, values in others.items():
+        rows[metric], rows[f'{metric}_all'] = values[:-1], values[-1:]
     rows.update(self.audit(state, task))
     return rows
+
+  def provenance(self) -> List[str]:
+    """report.md lines, one per generative metric: the features (extractor and the image size
+    it is fed), the numbers of real and generated images, and the test split."""
+    sizes = [len(x) for x in self.test_images]
+    real = (f'{sizes[0]} real test images per task' if len(set(sizes)) == 1 else
+            'real test images per task: ' + ', '.join(
+                f'{t.name} {n}' for t, n in zip(self.tasks, sizes)))
+    generated = (f'{max(sizes)} generated images once every task is seen (as many as the '
+                 f'largest test subset seen), samples of {self.method.fid_source} from fixed '
+                 'latents shared by every column and metric')
+    reference = ('reference: the test split, the evaluation subsets above; `_all`: the seen '
+                 'tasks\' subsets together')
+    lines = []
+    for name, description in self.feature_descriptions.items():
+      suffix = FEATURE_SETS[name][0]
+      titles = [METRIC_NAMES[name], METRIC_NAMES[f'kid_{suffix}']]
+      if self.with_prdc:
+        titles.append(f'precision / recall / density / coverage ({FEATURE_SETS[name][1]}, '
+                      f'k={generative_metrics.NEAREST_K})')
+      lines += [f'- {title}: features of {description}; {real}; {generated}; {reference}.'
+                for title in titles]
+    return lines
+
+
+def sample_metrics(real_features: np.ndarray, sample_features: np.ndarray,
+                   with_prdc: bool = True) -> Dict[str, float]:
+  """KID, and precision / recall / density / coverage (``with_prdc``), of samples [M, D]
+  against real images' features [N, D]: {'kid', 'precision', 'recall', 'density', 'coverage'}.
+  """
+  values = {'kid': generative_metrics.kid(real_features, sample_features)}
+  if with_prdc:
+    values.update(generative_metrics.prdc(real_features, sample_features))
+  return values
 
 
 def write_matrices(folder: str, task_names: Sequence[str], rows_per_task) -> Dict[str, dict]:
@@ -174,7 +323,9 @@ def write_matrices(folder: str, task_names: Sequence[str], rows_per_task) -> Dic
   ``folder`` (a training run's ``workdir/eval/``); returns {metric: summary}."""
   summaries = {}
   os.makedirs(folder, exist_ok=True)
-  for metric, title in matrix_titles(rows_per_task[0]).items():
+  for metric, title in matrix_titles(rows_per_task[-1]).items():
+    if not all(metric in row for row in rows_per_task):
+      continue  # a metric added since the earlier rows were measured (a resumed run)
     matrix = [row[metric] + [None] * (len(task_names) - len(row[metric]))
               for row in rows_per_task]
     summaries[metric] = evaluation.save_forgetting(

@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -147,9 +147,13 @@ def write_pictures(config, method, state, test_images, task, workdir, metrics_lo
 
 
 def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: str,
-                 task_steps, protocol: str) -> None:
-  """report.md: per-task timing and losses, the matrices after each task (NLL, FID, the
-  replay audit), the grids."""
+                 task_steps, protocol: str, provenance: Sequence[str] = ()) -> None:
+  """report.md: per-task timing and losses, the matrices after each task (NLL, FID, KID,
+  precision / recall / density / coverage, the replay audit), the grids.
+
+  ``provenance``: one line per generative metric on what it was measured
+  (``TaskEvaluator.provenance``).
+  """
   if jax.process_index() != 0:
     return
   names = [t.name for t in tasks]
@@ -169,19 +173,24 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
   others = [r for r in records if r.evaluation_setting != setting]
   lines += ['', '## After each task, on every task seen so far', '',
             f'Row: after learning that task; column: test set of that task ({setting}). '
-            'Lower is better for all. Heatmaps and JSON in `eval/`.']
+            f'{task_eval.DIRECTIONS} Heatmaps and JSON in `eval/`.']
+  if records and any(m.startswith('kid_') for m in records[-1].evaluation):
+    lines += ['', task_eval.KID_NOTE]
+  if provenance:
+    lines += ['', 'What each generative metric was measured on:', ''] + list(provenance)
   if others:
     lines += ['', 'Rows marked * were measured by an earlier run of this workdir with other '
               'evaluation settings (`--mode=evaluate` measures every row afresh): ' + '; '.join(
                   f'{r.name}: {r.evaluation_setting or "not recorded"}' for r in others) + '.']
   marked = {r.name: f'{r.name}*' if r in others else r.name for r in records}
   for metric, title in task_eval.METRIC_NAMES.items():
-    if records and metric in records[0].evaluation:
+    if any(metric in r.evaluation for r in records):  # rows of an older run may lack it
       lines += ['', f'### {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
                 '|---' * (len(names) + 1) + '|']
       for r in records:
-        row = r.evaluation[metric]
-        cells = [f'{v:.2f}' for v in row] + [''] * (len(names) - len(row))
+        row = r.evaluation.get(metric, [])
+        cells = ([task_eval.format_value(metric, v) for v in row]
+                 + [''] * (len(names) - len(row)))
         lines.append(f'| {marked[r.name]} | ' + ' | '.join(cells) + ' |')
   lines += task_eval.audit_markdown(names, [r.evaluation for r in records],
                                     [len(np.unique(t.train.labels)) for t in tasks])
@@ -189,6 +198,7 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
     lines += ['', f'{feature_net.FID_NAME} of {fid_source} against all seen test sets '
               'together, after each task: ' + ', '.join(
                   f'{r.name} {r.evaluation["fid_own_all"][0]:.2f}' for r in records)]
+  lines += _all_seen_table(names, records)
   lines += ['', '## Pictures', '']
   for task, record in enumerate(records):
     lines.append(f'After task {task + 1} ({names[task]}):')
@@ -199,17 +209,44 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
       {'tasks': names, 'records': [dataclasses.asdict(r) for r in records]}, indent=1))
 
 
+def _all_seen_table(names, records: List[TaskRecord]) -> List[str]:
+  """report.md lines: the ``<metric>_all`` values (samples against all seen test sets
+  together) of every generative metric but the own-features FID (printed above), one row per
+  task learnt."""
+  metrics = [m for m in task_eval.METRIC_NAMES
+             if not m.startswith('nll_') and m != 'fid_own' and records
+             and f'{m}_all' in records[-1].evaluation]
+  if not metrics:
+    return []
+  lines = ['', 'The same samples against all seen test sets together:', '',
+           '| after | ' + ' | '.join(task_eval.METRIC_NAMES[m] for m in metrics) + ' |',
+           '|---' * (len(metrics) + 1) + '|']
+  for name, r in zip(names, records):
+    cells = [task_eval.format_value(m, r.evaluation[f'{m}_all'][0])
+             if f'{m}_all' in r.evaluation else '' for m in metrics]
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
 def _metric_cell(metrics: Dict[str, float], name: str, digits: int) -> str:
   """A report cell: the value, or 'n/a' for a method without that network (no critic)."""
   return f'{metrics[name]:.{digits}f}' if name in metrics else 'n/a'
 
 
 def _load_records(workdir) -> List[TaskRecord]:
+  """The rows of the finished tasks from ``workdir/report.json``; a damaged file is a
+  ConfigError (raised before the run writes anything)."""
   path = os.path.join(workdir, 'report.json')
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [TaskRecord(**r) for r in json.load(f)['records']]
+  try:
+    with open(path) as f:
+      return [TaskRecord(**r) for r in json.load(f)['records']]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise config_validation.ConfigError(
+        f'{path} cannot be read ({type(e).__name__}: {str(e)[:80]}); it holds the report rows '
+        'of the finished tasks: restore it, or delete it (report.md then lists the tasks '
+        'trained from now on; --mode=evaluate recomputes every row).') from None
 
 
 class DivergenceError(RuntimeError):
@@ -274,7 +311,7 @@ def train_task(config, phase, step_fns, state, batches, task, task_steps, shardi
     if stop.received and done < total:
       window.flush()
       checkpointing.save(checkpoints, gstep, state)
-      checkpoints.wait_until_finished()
+      checkpointing.finish(checkpoints)
       raise StopRequested(f'{stop.received} received: saved checkpoint {gstep} (task '
                           f'{task_name}, step {done}); rerun the same command to resume.')
     if done % config.train.log_every == 0 or done == total:
@@ -294,11 +331,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   the data and the workdir's recorded config have been checked, and only while this process
   holds the workdir's lock (``workdir_lock``)."""
   config_validation.validate(config)
+  config_validation.check_workdir_name(workdir)
   tasks = sequences.build_sequence(config)
   method = methods.build(config)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   config_validation.check_task_steps(config, task_steps)
+  config_validation.check_memory(config, method)
   config_validation.check_workdir(config, workdir)
+  _load_records(workdir)  # a damaged report.json stops the run here, not after a task
+  task_eval.check_feature_net_file(workdir)
+  task_eval.inception_variables(config)  # read (and checked) once, before the lock
   with workdir_lock.held(workdir):
     return _train_in_workdir(config, workdir, tasks, method, task_steps)
 
@@ -329,9 +371,11 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
                            int(state.task) + finished, batch_sharding, checkpoints,
                            metrics_log, progress, workdir, stop)
   finally:  # Never leave an asynchronous save half-written.
-    checkpoints.wait_until_finished()
-    checkpoints.close()
-    metrics_log.close()
+    try:
+      checkpointing.finish(checkpoints)
+    finally:
+      checkpoints.close()
+      metrics_log.close()
   logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
   return state
 
@@ -371,7 +415,8 @@ def _train_tasks(config, tasks, task_steps, method, state, step_fns, records, fi
       records[-1].pictures.update(figures.write_latent_figures(
           method.vae_view(state), [t.name for t in tasks], evaluator.test_images, workdir))
     write_report(config, workdir, tasks, records, fid_source=method.fid_source,
-                 task_steps=task_steps, protocol=evaluator.protocol)
+                 task_steps=task_steps, protocol=evaluator.protocol,
+                 provenance=evaluator.provenance())
     # The boundary checkpoint comes last: a run stopped before it redoes the task's end (from
     # the newest checkpoint before it), so no finished task ever lacks its files.
     checkpointing.save(checkpoints, boundary, state)

@@ -42,6 +42,9 @@ def acquire(workdir: str):
   path = os.path.join(workdir, LOCK_FILE)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f'--workdir={workdir!r} is a file, not a folder; choose another --workdir.')
+  if os.path.isdir(path):
+    raise ConfigError(f'{path} is a folder, but a run keeps its lock in a file of that name; '
+                      'move that folder away and rerun.')
   try:
     os.makedirs(workdir, exist_ok=True)
     handle = open(path, 'a+')  # pylint: disable=consider-using-with  # held for the whole run

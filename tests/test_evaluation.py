@@ -1,5 +1,6 @@
 """Evaluation: Frechet distances, the importance-weighted NLL, forgetting summaries, the FID
-Inception network and its torch-free weight loader, and the project's own feature network."""
+Inception network, the torch-free state-dict reader (``torch_pickle``), and the project's own
+feature network."""
 
 import json
 import math
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from ltgans_jax import evaluation, feature_net, inception, losses, state as state_lib
+from ltgans_jax import torch_pickle
 from ltgans_jax.data import local, preprocess
 
 # ------------------------------------------------------------------------------------------
@@ -214,6 +216,63 @@ def test_save_forgetting_writes_json_and_heatmap(tmp_path):
   assert image[..., :3].std() > 10  # not a blank canvas
 
 
+def _evaluation_row(task, with_sample_metrics=True):
+  """A TaskEvaluator-like row after ``task`` (0-based)."""
+  seen = task + 1
+  row = {'nll_paper': [100.0 + j for j in range(seen)], 'fid_own': [3.0 + j for j in range(seen)],
+         'fid_own_all': [3.5]}
+  if with_sample_metrics:
+    for metric, value in (('kid_own', 0.0123456), ('precision_own', 0.5), ('recall_own', 0.25),
+                          ('density_own', 1.25), ('coverage_own', 0.75)):
+      row[metric] = [value + 0.01 * j for j in range(seen)]
+      row[f'{metric}_all'] = [value]
+  return row
+
+
+def test_sample_metrics_are_the_generative_metrics_of_the_same_features():
+  from ltgans_jax import generative_metrics, task_eval  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  real, fake = rng.normal(size=(30, 6)), rng.normal(size=(20, 6))
+  got = task_eval.sample_metrics(real, fake)
+  assert got == {'kid': generative_metrics.kid(real, fake),
+                 **generative_metrics.prdc(real, fake, generative_metrics.NEAREST_K)}
+  assert task_eval.sample_metrics(real, fake, with_prdc=False) == {'kid': got['kid']}
+  titles = task_eval.matrix_titles(_evaluation_row(1))
+  assert set(titles) == {'nll_paper', 'fid_own', 'kid_own', 'precision_own', 'recall_own',
+                         'density_own', 'coverage_own'}  # the *_all values are no matrices
+
+
+def test_write_matrices_skips_metrics_the_earlier_rows_lack(tmp_path):
+  from ltgans_jax import task_eval  # pylint: disable=g-import-not-at-top
+  old_then_new = [_evaluation_row(0, with_sample_metrics=False), _evaluation_row(1)]
+  summaries = task_eval.write_matrices(str(tmp_path / 'a'), ['A', 'B'], old_then_new)
+  assert set(summaries) == {'nll_paper', 'fid_own'}
+  summaries = task_eval.write_matrices(str(tmp_path / 'b'), ['A', 'B'],
+                                       [_evaluation_row(0), _evaluation_row(1)])
+  assert summaries['coverage_own']['final_average'] == pytest.approx(0.755)
+  with open(tmp_path / 'b' / 'kid_own.json') as f:
+    assert json.load(f)['matrix'] == [[0.0123456, None], [0.0123456, 0.0223456]]
+
+
+def test_report_shows_the_sample_metrics_with_their_provenance(test_config, tmp_path):
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import task_eval, train  # pylint: disable=g-import-not-at-top
+  tasks = [SimpleNamespace(name=n, train=SimpleNamespace(labels=np.arange(3))) for n in 'AB']
+  setting = train.evaluation_setting(test_config, 'protocol')
+  records = [train.TaskRecord(name, 4, 1.0, {}, _evaluation_row(j, with_sample_metrics=j > 0),
+                              {}, setting) for j, name in enumerate('AB')]
+  provenance = ['- KID (own features): features of the classifier; 16 real test images per task']
+  train.write_report(test_config, str(tmp_path), tasks, records, 'the Assistant', [4, 4],
+                     'protocol', provenance=provenance)
+  report = (tmp_path / 'report.md').read_text()
+  assert task_eval.KID_NOTE in report and provenance[0] in report
+  assert 'the FID is not' in task_eval.KID_NOTE
+  assert '### KID (own features)\n\n| after \\ on | A | B |\n|---|---|---|\n| A |  |  |\n' \
+      '| B | 0.01235 | 0.02235 |' in report  # 4 significant digits; the older row left blank
+  assert '| B | 0.75 | 0.76 |' in report  # coverage, 2 decimals
+  assert '| B | 0.01235 | 0.50 | 0.25 | 1.25 | 0.75 |' in report  # against all seen together
+
+
 # ------------------------------------------------------------------------------------------
 # torch.save files without torch.
 
@@ -227,11 +286,11 @@ def test_state_dict_writer_and_reader_round_trip(tmp_path):
       'c.half': rng.normal(size=(2,)).astype(np.float16),
   }
   path = str(tmp_path / 'sd.pth')
-  inception.save_torch_state_dict(path, state_dict)
+  torch_pickle.save_torch_state_dict(path, state_dict)
   with zipfile.ZipFile(path) as archive:
     assert set(archive.namelist()) == {'sd/data.pkl', 'sd/byteorder', 'sd/version', 'sd/data/0',
                                        'sd/data/1', 'sd/data/2', 'sd/data/3'}
-  back = inception.read_torch_state_dict(path)
+  back = torch_pickle.read_torch_state_dict(path)
   assert list(back) == list(state_dict)
   for name, value in state_dict.items():
     assert back[name].dtype == value.dtype and back[name].shape == value.shape, name
@@ -246,8 +305,9 @@ def test_reader_refuses_globals_outside_a_state_dict(tmp_path):
   path = tmp_path / 'evil.pth'
   with zipfile.ZipFile(path, 'w') as archive:
     archive.writestr('evil/data.pkl', pickle.dumps({'x': Payload()}, protocol=2))
-  with pytest.raises(inception.TorchFormatError, match='print is not part of a tensor state dict'):
-    inception.read_torch_state_dict(str(path))
+  with pytest.raises(torch_pickle.TorchFormatError,
+                     match='print is not part of a tensor state dict'):
+    torch_pickle.read_torch_state_dict(str(path))
 
 
 def test_reader_matches_torch_both_formats(tmp_path):
@@ -259,12 +319,12 @@ def test_reader_matches_torch_both_formats(tmp_path):
   for zipped in (True, False):
     path = str(tmp_path / f'{zipped}.pth')
     torch.save(state_dict, path, _use_new_zipfile_serialization=zipped)
-    back = inception.read_torch_state_dict(path)
+    back = torch_pickle.read_torch_state_dict(path)
     for name, value in state_dict.items():
       np.testing.assert_array_equal(back[name], value.numpy(), err_msg=name)
   # And torch reads what the pure-Python writer writes (with its safe weights_only loader).
   ours = {name: value.numpy() for name, value in state_dict.items()}
-  inception.save_torch_state_dict(str(tmp_path / 'ours.pth'), ours)
+  torch_pickle.save_torch_state_dict(str(tmp_path / 'ours.pth'), ours)
   loaded = torch.load(str(tmp_path / 'ours.pth'), weights_only=True)
   for name, value in ours.items():
     np.testing.assert_array_equal(loaded[name].numpy(), value, err_msg=name)
@@ -321,7 +381,7 @@ def _fid_state_dict(seed=0):
 def fid_weights_file(tmp_path_factory):
   state_dict = _fid_state_dict()
   path = str(tmp_path_factory.mktemp('weights') / inception.WEIGHTS_FILE)
-  inception.save_torch_state_dict(path, state_dict)
+  torch_pickle.save_torch_state_dict(path, state_dict)
   return path, state_dict
 
 
@@ -370,8 +430,8 @@ def test_load_fid_inception_params_places_every_tensor(fid_weights_file, fid_var
 def test_load_rejects_incomplete_weights(tmp_path, fid_weights_file):
   _, state_dict = fid_weights_file
   partial = {k: v for k, v in state_dict.items() if not k.startswith('Mixed_7c.branch_pool')}
-  inception.save_torch_state_dict(str(tmp_path / 'partial.pth'), partial)
-  with pytest.raises(inception.TorchFormatError, match='missing .*Mixed_7c.*branch_pool'):
+  torch_pickle.save_torch_state_dict(str(tmp_path / 'partial.pth'), partial)
+  with pytest.raises(torch_pickle.TorchFormatError, match='missing .*Mixed_7c.*branch_pool'):
     inception.load_fid_inception_params(str(tmp_path / 'partial.pth'))
 
 

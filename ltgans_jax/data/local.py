@@ -44,6 +44,9 @@ def read_idx(path: str) -> np.ndarray:
     raise DatasetError(f'{path} is not an unsigned-byte IDX file; download it again.')
   ndim = raw[3]
   header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise DatasetError(f'{path} ends inside its header ({len(raw)} of {header} bytes): the file '
+                       'is truncated; download it again.')
   shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], 'big') for i in range(ndim))
   data = np.frombuffer(raw, np.uint8, offset=header)
   if data.size != int(np.prod(shape)):
@@ -52,13 +55,20 @@ def read_idx(path: str) -> np.ndarray:
   return data.reshape(shape)
 
 
+def _published_or_unzipped(folder: str, name: str) -> str:
+  """``folder/name`` (a published ``.gz``), or the file gunzip leaves if only that is there."""
+  path = os.path.join(folder, name)
+  unzipped = path[:-len('.gz')]
+  return unzipped if not os.path.exists(path) and os.path.isfile(unzipped) else path
+
+
 def load_idx_dataset(folder: str) -> Dict[str, SplitArrays]:
-  """MNIST-style folder with the four published ``*-ubyte.gz`` files -> splits of
-  [N, 28, 28, 1] uint8 images and [N] labels."""
+  """MNIST-style folder with the four published ``*-ubyte.gz`` files (or their gunzipped
+  ``*-ubyte`` copies) -> splits of [N, 28, 28, 1] uint8 images and [N] labels."""
   splits = {}
   for split, (image_file, label_file) in IDX_FILES.items():
-    images = read_idx(os.path.join(folder, image_file))
-    labels = read_idx(os.path.join(folder, label_file)).astype(np.int64)
+    images = read_idx(_published_or_unzipped(folder, image_file))
+    labels = read_idx(_published_or_unzipped(folder, label_file)).astype(np.int64)
     if images.ndim != 3 or labels.shape != images.shape[:1]:
       raise DatasetError(f'{folder}: {image_file} has shape {images.shape} but {label_file} '
                          f'has {labels.shape}; the pair does not match, download them again.')

@@ -82,6 +82,9 @@ def _select_classes(split: SplitArrays, classes) -> SplitArrays:
 def split_by_class(name: str, splits: Dict[str, SplitArrays], num_tasks: int) -> List[Task]:
   """One dataset's classes, in order, divided into ``num_tasks`` contiguous groups."""
   classes = np.unique(splits['train'].labels)
+  if not len(classes):
+    raise local.DatasetError(f'The training split of {name} holds no images; check its files '
+                             'under data.data_dir (download them again).')
   if not 1 <= num_tasks <= len(classes):
     raise ConfigError(f'data.num_tasks={num_tasks} but {name} has {len(classes)} classes; '
                      f'use 1 to {len(classes)}.')
@@ -222,9 +225,17 @@ def build_sequence(config: ml_collections.ConfigDict) -> List[Task]:
   if name not in SEQUENCES:
     raise ConfigError(f'data.sequence={name!r} is unknown; use one of {sorted(SEQUENCES)}.')
   tasks = SEQUENCES[name](config)
+  # Each task's evaluation reads min(eval.num_examples, test images): the FID needs two, the
+  # grids of reconstructions eval.grid_rows. Checked here, not after the task has trained.
+  needed = max(2, config.eval.grid_rows)
   for task in tasks:
     if len(task.train.images) < config.train.batch_size:
       raise ConfigError(f'train.batch_size={config.train.batch_size} exceeds the '
                         f'{len(task.train.images)} training images of task {task.name}; use a '
                         'smaller batch.')
+    if len(task.test.images) < needed:
+      raise ConfigError(f'Task {task.name} has {len(task.test.images)} test images but its '
+                        f'evaluation needs {needed} (two for the FID, eval.grid_rows='
+                        f'{config.eval.grid_rows} for the grids); give it more test images or '
+                        'lower eval.grid_rows.')
   return tasks
