@@ -53,3 +53,13 @@ def write_mnist_folder(folder, n_train=12, n_test=5, num_classes=10, seed=0):
     write_idx(folder / labels_file, labels)
     arrays[split] = (images, labels)
   return arrays
+
+
+def set_config_value(config, dotted, value):
+  """Sets ``config``'s dotted key to ``value`` of any type (bad values included)."""
+  *parents, leaf = dotted.split('.')
+  node = config
+  for part in parents:
+    node = node[part]
+  with node.ignore_type():
+    node[leaf] = value

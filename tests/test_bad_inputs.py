@@ -15,7 +15,7 @@ from ltgans_jax import checkpointing, config_validation, methods, train, writers
 from ltgans_jax.data import local
 from ltgans_jax.errors import ConfigError
 from tests.conftest import ROOT
-from tests.helpers import tree_equal, write_mnist_folder
+from tests.helpers import set_config_value as _set, tree_equal, write_mnist_folder
 
 # (override path, value, error type, pattern the message must match)
 BAD_VALUES = [
@@ -68,15 +68,6 @@ BAD_VALUES = [
     ('data.sequence', 'mnist_fashion', local.DatasetError,
      r'mnist is read from DATA_DIR/mnist/ .*set --config.data.data_dir'),
 ]
-
-
-def _set(config, dotted, value):
-  *parents, leaf = dotted.split('.')
-  node = config
-  for part in parents:
-    node = node[part]
-  with node.ignore_type():
-    node[leaf] = value
 
 
 @pytest.mark.parametrize('key, value, error, pattern', BAD_VALUES,

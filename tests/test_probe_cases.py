@@ -23,16 +23,7 @@ from ltgans_jax import checkpointing, config_validation, inspect_run, methods, m
 from ltgans_jax.data import datasets, formats, local, sequences
 from ltgans_jax.errors import ConfigError
 from tests.conftest import ROOT
-from tests.helpers import write_mnist_folder
-
-
-def _set(config, dotted, value):
-  *parents, leaf = dotted.split('.')
-  node = config
-  for part in parents:
-    node = node[part]
-  with node.ignore_type():
-    node[leaf] = value
+from tests.helpers import set_config_value as _set, write_mnist_folder
 
 
 @pytest.fixture(autouse=True)
