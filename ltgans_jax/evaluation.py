@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import os
-from typing import Callable, Dict, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -282,12 +282,14 @@ def _as_matrix(matrix) -> np.ndarray:
   return array
 
 
-def forgetting_summary(matrix) -> Dict[str, object]:
+def forgetting_summary(matrix, lower_is_better: Optional[bool] = None) -> Dict[str, object]:
   """Summaries of M[i][j] = metric on task j after learning task i (0-based).
 
   ``matrix`` is [R, T] (R <= T tasks learnt so far), nested lists or an array, lower triangular:
   entries above the diagonal are ignored (None or NaN). The entries used must be finite: the
-  diagonal and the final row up to the diagonal.
+  diagonal and the final row up to the diagonal. ``lower_is_better``: the metric's direction
+  (True for NLL, FID, KID; False for accuracies, shares, precision, recall, coverage; None for
+  a metric without one, which gets no direction-dependent summaries).
 
   Returns a JSON-ready dict:
     final_average: mean of the final row over the R tasks seen.
@@ -296,6 +298,15 @@ def forgetting_summary(matrix) -> Dict[str, object]:
       metric's units: for lower-is-better metrics (NLL, FID) positive means forgotten, for
       higher-is-better ones negative does. The last task's is 0 by definition.
     mean_forgetting: mean of ``forgetting`` over the first R-1 tasks (None when R = 1).
+  With a direction, also the continual-learning libraries' measures (None when R = 1):
+    max_forgetting: [R] per task j, the drop from its best value before the last row to the
+      final one (Chaudhry et al. 2018, as Mammoth computes it): max_{l<R-1} M[l][j] - M[R-1][j]
+      for higher-is-better metrics, M[R-1][j] - min_{l<R-1} M[l][j] for lower-is-better ones;
+      positive means forgotten either way; the last task's is 0.
+    mean_max_forgetting: its mean over the first R-1 tasks.
+    backward_transfer: mean over the first R-1 tasks of M[R-1][j] - M[j][j] (Lopez-Paz and
+      Ranzato 2017), negated for lower-is-better metrics, so that positive means the later
+      tasks improved the earlier ones and negative means forgetting, for every metric.
   """
   m = _as_matrix(matrix)
   last = m.shape[0] - 1
@@ -304,16 +315,29 @@ def forgetting_summary(matrix) -> Dict[str, object]:
     if not np.isfinite(values).all():
       raise ValueError(f'the {name} has missing entries: {values.tolist()}.')
   forgetting = final - diagonal
-  return {
+  summary = {
       'final_average': float(final.mean()),
       'diagonal_average': float(diagonal.mean()),
       'forgetting': [float(v) for v in forgetting],
       'mean_forgetting': float(forgetting[:last].mean()) if last else None,
   }
+  if lower_is_better is None:
+    return summary
+  sign = -1.0 if lower_is_better else 1.0  # the metric in higher-is-better units
+  max_forgetting = np.zeros(last + 1)
+  for j in range(last):
+    earlier = sign * m[j:last, j]  # the rows from learning task j up to the one before the last
+    max_forgetting[j] = np.nanmax(earlier) - sign * final[j]
+  summary.update(
+      max_forgetting=[float(v) for v in max_forgetting],
+      mean_max_forgetting=float(max_forgetting[:last].mean()) if last else None,
+      backward_transfer=float(sign * forgetting[:last].mean()) if last else None)
+  return summary
 
 
 def save_forgetting(path_json: str, path_png: str, matrix, task_names: Sequence[str],
-                    metric_name: str) -> Dict[str, object]:
+                    metric_name: str, lower_is_better: Optional[bool] = None
+                    ) -> Dict[str, object]:
   """Writes the matrix and its ``forgetting_summary`` as JSON and as an annotated heatmap.
 
   Args:
@@ -323,13 +347,14 @@ def save_forgetting(path_json: str, path_png: str, matrix, task_names: Sequence[
     matrix: [R, T], as for ``forgetting_summary``.
     task_names: T names.
     metric_name: e.g. 'paper NLL' or 'FID (own features)'; titles the plot.
+    lower_is_better: the metric's direction, for ``forgetting_summary``.
   Returns:
     The summary dict.
   """
   m = _as_matrix(matrix)
   if len(task_names) != m.shape[1]:
     raise ValueError(f'{len(task_names)} task names for a matrix with {m.shape[1]} columns.')
-  summary = forgetting_summary(m)
+  summary = forgetting_summary(m, lower_is_better)
   record = {
       'metric': metric_name,
       'task_names': list(task_names),

@@ -119,10 +119,9 @@ def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, prot
                + [''] * (len(names) - len(row[metric])))
       lines.append(f'| {names[task]} | ' + ' | '.join(cells) + ' |')
     s = summaries[metric]
-    lines += ['', f'Final-row average {s["final_average"]:.2f}; diagonal average '
-              f'{s["diagonal_average"]:.2f}; mean forgetting '
-              + ('n/a (one task)' if s['mean_forgetting'] is None
-                 else f'{s["mean_forgetting"]:.2f}') + '.',
+    lines += ['', f'Final-row average {s["final_average"]:.4g}; diagonal average '
+              f'{s["diagonal_average"]:.4g}. '
+              + (task_eval.forgetting_line(s) or 'No forgetting measures after one task.'),
               f'![{metric}]({metric}.png)']
   lines += ['', '## Student latent space (after the last finished task)', '']
   lines += [f'- {name}: ![{name}]({path})' for name, path in figure_files.items()]

@@ -99,6 +99,43 @@ AUDIT_NAMES = {
 AUDIT_ACCURACY = 'audit_classifier_accuracy'
 
 
+def lower_is_better(metric: str):
+  """A matrix's direction: True for the NLLs, FIDs and KIDs, False for the audit's shares,
+  classes and accuracy and for precision, recall and coverage, None for density (about 1 is
+  best)."""
+  if metric.startswith(('nll_', 'fid_', 'kid_')):
+    return True
+  if metric.startswith(('audit_', 'precision_', 'recall_', 'coverage_')):
+    return False
+  return None
+
+
+def forgetting_line(summary: Dict[str, object]) -> str:
+  """One report sentence on a matrix's forgetting summaries (``evaluation.forgetting_summary``),
+  or '' after the first task."""
+  if summary['mean_forgetting'] is None:
+    return ''
+  line = (f'Mean over the earlier tasks of final minus just learnt: '
+          f'{summary["mean_forgetting"]:.4g}')
+  if 'mean_max_forgetting' in summary:
+    line += (f'; max-based forgetting (Chaudhry et al. 2018; > 0: forgotten): '
+             f'{summary["mean_max_forgetting"]:.4g}; backward transfer (Lopez-Paz and Ranzato '
+             f'2017; < 0: forgotten): {summary["backward_transfer"]:.4g}')
+  return line + '.'
+
+
+def matrix_summaries(task_names: Sequence[str], rows_per_task) -> Dict[str, dict]:
+  """Metric -> ``evaluation.forgetting_summary`` of its matrix, for every metric every row has
+  (rows measured before a metric existed lack it)."""
+  summaries = {}
+  for metric in matrix_titles(rows_per_task[-1]):
+    if all(metric in row for row in rows_per_task):
+      summaries[metric] = evaluation.forgetting_summary(
+          [row[metric] + [None] * (len(task_names) - len(row[metric])) for row in rows_per_task],
+          lower_is_better(metric))
+  return summaries
+
+
 def matrix_titles(rows: Dict[str, List[float]]) -> Dict[str, str]:
   """Metric name -> title for every forgetting matrix in an evaluation row."""
   titles = {m: t for m, t in METRIC_NAMES.items() if m in rows}
@@ -330,7 +367,7 @@ def write_matrices(folder: str, task_names: Sequence[str], rows_per_task) -> Dic
               for row in rows_per_task]
     summaries[metric] = evaluation.save_forgetting(
         os.path.join(folder, f'{metric}.json'), os.path.join(folder, f'{metric}.png'), matrix,
-        task_names, title)
+        task_names, title, lower_is_better(metric))
   return summaries
 
 

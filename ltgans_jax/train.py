@@ -183,6 +183,7 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
               'evaluation settings (`--mode=evaluate` measures every row afresh): ' + '; '.join(
                   f'{r.name}: {r.evaluation_setting or "not recorded"}' for r in others) + '.']
   marked = {r.name: f'{r.name}*' if r in others else r.name for r in records}
+  summaries = task_eval.matrix_summaries(names, [r.evaluation for r in records]) if records else {}
   for metric, title in task_eval.METRIC_NAMES.items():
     if any(metric in r.evaluation for r in records):  # rows of an older run may lack it
       lines += ['', f'### {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
@@ -192,6 +193,8 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
         cells = ([task_eval.format_value(metric, v) for v in row]
                  + [''] * (len(names) - len(row)))
         lines.append(f'| {marked[r.name]} | ' + ' | '.join(cells) + ' |')
+      if metric in summaries and task_eval.forgetting_line(summaries[metric]):
+        lines += ['', task_eval.forgetting_line(summaries[metric])]
   lines += task_eval.audit_markdown(names, [r.evaluation for r in records],
                                     [len(np.unique(t.train.labels)) for t in tasks])
   if records and 'fid_own_all' in records[-1].evaluation:
@@ -206,7 +209,8 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
     lines.append('')
   writers.write_atomically(os.path.join(workdir, 'report.md'), '\n'.join(lines))
   writers.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(
-      {'tasks': names, 'records': [dataclasses.asdict(r) for r in records]}, indent=1))
+      {'tasks': names, 'records': [dataclasses.asdict(r) for r in records],
+       'forgetting': summaries}, indent=1))
 
 
 def _all_seen_table(names, records: List[TaskRecord]) -> List[str]:

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ltgans_jax import evaluation, feature_net, inception, losses, state as state_lib
-from ltgans_jax import torch_pickle
+from ltgans_jax import task_eval, torch_pickle
 from ltgans_jax.data import local, preprocess
 
 # ------------------------------------------------------------------------------------------
@@ -201,6 +201,30 @@ def test_forgetting_summary_of_a_hand_made_matrix():
   assert evaluation.forgetting_summary([[7.0]])['mean_forgetting'] is None
   with pytest.raises(ValueError, match='diagonal has missing'):
     evaluation.forgetting_summary([[None, None], [2.0, 3.0]])
+
+
+def test_max_based_forgetting_and_backward_transfer_by_direction():
+  """Chaudhry et al.'s forgetting takes the best earlier value, not the just-learnt one;
+  backward transfer is positive for improvement whatever the metric's direction."""
+  lower = [[10.0, None, None], [8.0, 20.0, None], [15.0, 22.0, 30.0]]  # an NLL: 10 -> 8 -> 15
+  summary = evaluation.forgetting_summary(lower, lower_is_better=True)
+  assert summary['forgetting'] == pytest.approx([5.0, 2.0, 0.0])
+  assert summary['max_forgetting'] == pytest.approx([7.0, 2.0, 0.0])  # 15 - min(10, 8)
+  assert summary['mean_max_forgetting'] == pytest.approx(4.5)
+  assert summary['backward_transfer'] == pytest.approx(-3.5)
+  higher = [[0.9, None, None], [0.95, 0.8, None], [0.7, 0.6, 0.9]]  # an accuracy
+  summary = evaluation.forgetting_summary(higher, lower_is_better=False)
+  assert summary['max_forgetting'] == pytest.approx([0.25, 0.2, 0.0])  # max(0.9, 0.95) - 0.7
+  assert summary['mean_max_forgetting'] == pytest.approx(0.225)
+  assert summary['backward_transfer'] == pytest.approx(-0.2)
+  one_task = evaluation.forgetting_summary([[3.0]], lower_is_better=True)
+  assert one_task['mean_max_forgetting'] is None and one_task['backward_transfer'] is None
+  assert 'max_forgetting' not in evaluation.forgetting_summary(higher)  # no direction given
+  assert task_eval.lower_is_better('nll_paper') and task_eval.lower_is_better('kid_own')
+  assert task_eval.lower_is_better('audit_share_teacher') is False
+  assert task_eval.lower_is_better('density_own') is None
+  line = task_eval.forgetting_line(evaluation.forgetting_summary(lower, lower_is_better=True))
+  assert 'max-based forgetting' in line and '4.5' in line and '-3.5' in line
 
 
 def test_save_forgetting_writes_json_and_heatmap(tmp_path):

@@ -28,6 +28,11 @@ def test_two_tasks_end_to_end_then_exact_resume(test_config, tmp_path, reference
     assert [len(r['evaluation'][metric]) for r in report['records']] == [1, 2]
     assert all(np.isfinite(v) for r in report['records'] for v in r['evaluation'][metric])
     assert os.path.getsize(os.path.join(reference_dir, 'eval', f'{metric}.png')) > 0
+    # The continual-learning measures, in the JSON and in report.md.
+    nll = [r['evaluation'][metric] for r in report['records']]
+    assert report['forgetting'][metric]['backward_transfer'] == pytest.approx(nll[0][0] - nll[1][0])
+  with open(os.path.join(reference_dir, 'report.md')) as f:
+    assert f.read().count('max-based forgetting (Chaudhry et al. 2018') >= 3
   for record in report['records']:
     for path in record['pictures'].values():
       assert os.path.getsize(os.path.join(reference_dir, path)) > 0
