@@ -349,6 +349,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     return _train_in_workdir(config, workdir, tasks, method, task_steps)
 
 
+def hparams(config: ml_collections.ConfigDict) -> Dict[str, object]:
+  """The config as flat 'a.b' -> number / string / bool pairs (tuples as text), for
+  TensorBoard's hparams."""
+  flat = {}
+
+  def visit(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        visit(value, f'{prefix}{key}.')
+      else:
+        flat[f'{prefix}{key}'] = value if isinstance(value, (int, float, str, bool)) else str(value)
+  visit(config, '')
+  return flat
+
+
+def evaluation_scalars(task_names: Sequence[str], results: Dict[str, List[float]]
+                       ) -> Dict[str, float]:
+  """One evaluation row (metric -> values on the tasks seen, or one value for '<metric>_all')
+  as scalars named 'eval/<metric>/<task>' ('eval/<metric>_all' for the all-tasks ones)."""
+  scalars = {}
+  for metric, row in results.items():
+    if metric.endswith('_all'):
+      scalars[f'eval/{metric}'] = row[0]
+    else:
+      scalars.update({f'eval/{metric}/{task_names[j]}': v for j, v in enumerate(row)})
+  return scalars
+
+
+def _heatmaps(folder: str) -> Dict[str, np.ndarray]:
+  """The forgetting heatmaps of ``folder`` (``task_eval.write_matrices``) as uint8 [H, W, 3]."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  images = {}
+  for name in sorted(os.listdir(folder)):
+    if name.endswith('.png'):
+      with Image.open(os.path.join(folder, name)) as image:
+        images[f'eval/{name[:-4]}'] = np.asarray(image.convert('RGB'))
+  return images
+
+
 def _train_in_workdir(config, workdir, tasks, method, task_steps):
   """``train_and_evaluate`` once the workdir is checked and locked."""
   mesh = data_mesh()
@@ -362,6 +401,7 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
   state = jax.device_put(state, replicated)
   step_fns = method.train_steps()
   metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0)
+  metrics_log.write_hparams(hparams(config))
   progress = ProgressLine(sum(task_steps), config.train.log_every)
   # A checkpoint taken at a task boundary holds a finished task: carry on with the next one.
   finished = int(state.task_step) == task_steps[int(state.task)]
@@ -412,9 +452,12 @@ def _train_tasks(config, tasks, task_steps, method, state, step_fns, records, fi
     records = records[:task] + [TaskRecord(
         tasks[task].name, task_steps[task] - steps_before, seconds, last, results, pictures,
         evaluation_setting(config, evaluator.protocol))]
+    # The evaluation as scalars, and the forgetting heatmaps as images, for TensorBoard.
+    metrics_log.write_scalars(boundary, evaluation_scalars([t.name for t in tasks], results))
     if jax.process_index() == 0:
       task_eval.write_matrices(os.path.join(workdir, 'eval'), [t.name for t in tasks],
                                [r.evaluation for r in records])
+      metrics_log.write_images(boundary, _heatmaps(os.path.join(workdir, 'eval')))
     if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
       records[-1].pictures.update(figures.write_latent_figures(
           method.vae_view(state), [t.name for t in tasks], evaluator.test_images, workdir))

@@ -64,6 +64,11 @@ class MetricsLog:
     if self.enabled and self.tensorboard is not None:
       self.tensorboard.write_images(step, {k: v[None] for k, v in images.items()})
 
+  def write_hparams(self, hparams: Mapping[str, object]) -> None:
+    """The run's config as TensorBoard hparams (``config.json`` holds it in the workdir)."""
+    if self.enabled and self.tensorboard is not None:
+      self.tensorboard.write_hparams(dict(hparams))
+
   def close(self) -> None:
     if self.tensorboard is not None:
       self.tensorboard.flush()

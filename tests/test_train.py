@@ -37,6 +37,14 @@ def test_two_tasks_end_to_end_then_exact_resume(test_config, tmp_path, reference
     for path in record['pictures'].values():
       assert os.path.getsize(os.path.join(reference_dir, path)) > 0
   assert any('critic/loss' in row for row in writers.read_metrics(reference_dir))
+  # Every evaluation value is also a scalar at its task's boundary step.
+  evaluated = {row['step']: row for row in writers.read_metrics(reference_dir)
+               if any(k.startswith('eval/') for k in row)}
+  assert sorted(evaluated) == [4, 8]
+  assert evaluated[8]['eval/nll_paper/digits[0-4]'] == pytest.approx(
+      report['records'][1]['evaluation']['nll_paper'][0])
+  assert evaluated[8]['eval/fid_own_all'] == pytest.approx(
+      report['records'][1]['evaluation']['fid_own_all'][0])
 
   # Resume from inside task 2 (step 6) and from the task boundary (step 4): both must end
   # with exactly the parameters of the uninterrupted run.
