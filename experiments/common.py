@@ -581,9 +581,9 @@ def setting_section(config: str, workdir: str, quick: bool, notes: Sequence[str]
       f'; batch {values["train.batch_size"]}; critic steps per generator step: '
       f'{values["gan.critic_steps"]}; '
       f'{values["train.steps_per_task"]} steps per task (the paper does not state its number '
-      'of iterations); metrics on the first '
-      f'{values["eval.num_examples"]} test images of each task, IWAE with '
-      f'{values["eval.iwae_samples"]} samples.')
+      'of iterations); metrics on a class-stratified subset of '
+      f'{values["eval.num_examples"]} test images of each task (eval.subset_seed='
+      f'{values.get("eval.subset_seed", 0)}), IWAE with {values["eval.iwae_samples"]} samples.')
   differences = config_differences(config, workdir, ignore)
   if differences:
     lines.append(f'Changed from `{config}` (the paper\'s sizes where the paper gives them): '
