@@ -139,6 +139,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
   config.eval.grid_rows = 8
 
+  # Where metrics go besides <workdir>/metrics.jsonl and TensorBoard (<workdir>/tensorboard).
+  config.log = ml_collections.ConfigDict()
+  config.log.wandb_project = ''  # a W&B project name: also log there (pip install '.[wandb]')
+
   # --mode=sample: which network, how many images, which latents.
   config.sample = ml_collections.ConfigDict()
   config.sample.network = ''  # '' = the network the FID measures (the Assistant; a VAE's decoder)

@@ -147,6 +147,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'error + KL per image).')
   for name in ('expansion_steps', 'min_steps_between_expansions'):
     _require(curl[name] >= 0, f'curl.{name}={curl[name]}; it must be >= 0.')
+  missing_wandb = writers.wandb_missing(config.log.wandb_project)
+  _require(missing_wandb is None, missing_wandb)
   for name in ('num_examples', 'iwae_samples', 'feature_net_steps', 'grid_rows'):
     _require(config.eval[name] >= 1, f'eval.{name}={config.eval[name]}; it must be >= 1.')
   shown = max(2, config.eval.grid_rows)
@@ -231,7 +233,8 @@ def check_workdir_name(workdir: str) -> None:
 WORKDIR_ENTRIES = {'checkpoints': True, 'damaged_checkpoints': True, 'eval': True,
                    'evaluate': True, 'samples': True, 'figures': True, 'tensorboard': True,
                    'config.json': False, 'report.json': False, 'report.md': False,
-                   'metrics.jsonl': False, 'lock.json': False, 'feature_net.msgpack': False}
+                   'metrics.jsonl': False, 'lock.json': False, 'feature_net.msgpack': False,
+                   'wandb': True, 'wandb_run_id.txt': False}
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -400,7 +400,8 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
   config_validation.record_config(config, workdir)  # the run is known to start
   state = jax.device_put(state, replicated)
   step_fns = method.train_steps()
-  metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0)
+  metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0,
+                                  config.log.wandb_project)
   metrics_log.write_hparams(hparams(config))
   progress = ProgressLine(sum(task_steps), config.train.log_every)
   # A checkpoint taken at a task boundary holds a finished task: carry on with the next one.
