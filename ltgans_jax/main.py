@@ -1,5 +1,8 @@
-"""Command line: ``python -m ltgans_jax.main [--config=configs/NAME.py] [--workdir=DIR]
-[--mode=train|evaluate|sample] [--config.a.b=value ...]``.
+"""Command line: ``python -m ltgans_jax.main [--config=configs/NAME.py | --config=NAME]
+[--workdir=DIR] [--mode=train|evaluate|sample] [--config.a.b=value ...]``.
+
+``--config`` takes a config file's path or, from any directory, the name of one of the configs
+the package ships (the files of ``configs/``: ``--config=msfo``; ``named_configs``).
 
 Without ``--config`` the embedded default runs (``ltgans_jax/config_base.py``): scikit-learn's
 digits in two tasks, no download, a few minutes on a laptop CPU.
@@ -14,14 +17,15 @@ import jax
 import ml_collections
 from ml_collections import config_flags
 
-from ltgans_jax import inspect_run, multihost, train
+from ltgans_jax import inspect_run, multihost, named_configs, train
 from ltgans_jax.checkpointing import DISK_ERRORS, CheckpointError
 from ltgans_jax.config_validation import ConfigError
 from ltgans_jax.data.local import DatasetError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'config_base.py')
-config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Experiment config file.',
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    'config', _DEFAULT_CONFIG, 'Experiment config: a file (configs/msfo.py) or the name of a '
+    'packaged config (msfo).', lock_config=True)
 flags.DEFINE_string('workdir', 'workdirs/default',
                     'Where checkpoints, TensorBoard events, samples and report.md go; rerun '
                     'with the same workdir to resume.')
@@ -31,9 +35,27 @@ flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'sample'],
 FLAGS = flags.FLAGS
 
 
+def with_config_file(argv):
+  """``argv`` with the value of ``--config=NAME`` (or ``--config NAME``) replaced by the path
+  of the packaged config of that name (``named_configs.resolve``; paths are kept as given).
+  Raises ConfigError for a bare name that no packaged config has."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      argv[i] = '--config=' + named_configs.resolve(arg.split('=', 1)[1])
+    elif arg == '--config' and i + 1 < len(argv):
+      argv[i + 1] = named_configs.resolve(argv[i + 1])
+  return argv
+
+
 def parse_flags(argv):
-  """absl's flag parsing, with an error raised by the ``--config`` file's own code (a syntax
-  error, a ``get_config`` that raises) turned into one sentence instead of a traceback."""
+  """absl's flag parsing, with a config name turned into its file (``with_config_file``) and an
+  error raised by the ``--config`` file's own code (a syntax error, a ``get_config`` that
+  raises) turned into one sentence instead of a traceback."""
+  try:
+    argv = with_config_file(argv)
+  except ConfigError as e:
+    sys.exit(f'error: {e}')
   path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), 'the --config')
   try:
     return FLAGS(argv)
@@ -67,7 +89,8 @@ def loaded_config():
   except OSError as e:
     reason = 'no such file' if not os.path.exists(path) else str(e).splitlines()[-1].strip()
     raise ConfigError(f'--config={path} cannot be loaded ({reason}); pass the path of a config '
-                      'file such as configs/test.py.') from None
+                      'file such as configs/test.py, or one of these packaged config names: '
+                      f'{", ".join(named_configs.names())}.') from None
   except AttributeError:
     pass
   raise ConfigError(f'--config={path}: get_config() returned {type(config).__name__}, not an '
