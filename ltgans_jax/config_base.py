@@ -137,6 +137,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.iwae_samples = 50  # k of the importance-weighted NLL bound (5000 is customary)
   config.eval.feature_net_steps = 300  # training steps of the FID feature classifier
   config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
+  # Each task's reference features and FID statistics computed once per run and kept in
+  # workdir/eval/reference/ (ltgans_jax/reference_stats.py); False recomputes them at every
+  # evaluation (the same values, more time: experiments/results/eval_cache_timing/).
+  config.eval.cache_reference_stats = True
   config.eval.grid_rows = 8
 
   # Where metrics go besides <workdir>/metrics.jsonl and TensorBoard (<workdir>/tensorboard).

@@ -3,7 +3,10 @@
 * ``evaluate``: restores every task-boundary checkpoint and recomputes the forgetting matrices
   with the current ``eval`` config (e.g. ``--config.eval.iwae_samples=5000`` for final numbers,
   ``--config.eval.inception_weights=...``), writing them, ``evaluation.md`` and the Student's
-  latent figures of the last finished task into ``workdir/evaluate/``.
+  latent figures of the last finished task into ``workdir/evaluate/``. The test sets' cached
+  reference statistics (``reference_stats``) are read from the training run's
+  ``eval/reference/`` where their fingerprints match; the others are computed and written to
+  ``evaluate/reference/``.
 
 Neither mode takes the workdir's lock or writes into the training run's files (``eval/``,
 ``report.*``, ``checkpoints/``), so both may run while the workdir trains.
@@ -55,33 +58,47 @@ def _restore_target(method, seed: int):
       jax.eval_shape(method.init_state, jax.random.key(seed)))
 
 
+def boundary_states(config, workdir: str):
+  """(tasks, method, states): the run's task sequence, its ``methods.LifelongMethod`` and the
+  state at the end of every finished task, in order; CheckpointError if one is missing or
+  cannot be restored."""
+  tasks, method, template, task_steps, manager = _open(config, workdir)
+  try:
+    boundaries = durations.task_boundary_steps(task_steps)
+    available = set(manager.all_steps())
+    finished = [t for t, step in enumerate(boundaries) if step in available]
+    if not finished:
+      raise CheckpointError(f'{workdir} has no task-boundary checkpoint yet; finish a task '
+                            'first.')
+    states = []  # every boundary state, restored before anything is trained or written
+    for task in range(max(finished) + 1):
+      if task not in finished:
+        raise CheckpointError(f'The checkpoint at the end of task {task + 1} (step '
+                              f'{boundaries[task]}) is missing; the matrix needs every one.')
+      states.append(_restore_boundary(manager, boundaries[task], template, task))
+  finally:
+    manager.close()
+  return tasks, method, states
+
+
 def evaluate_workdir(config, workdir: str) -> dict:
   """Recomputes the per-task metrics from the task-boundary checkpoints; returns summaries."""
-  tasks, method, template, task_steps, manager = _open(config, workdir)
-  boundaries = durations.task_boundary_steps(task_steps)
-  available = set(manager.all_steps())
-  finished = [t for t, step in enumerate(boundaries) if step in available]
-  if not finished:
-    raise CheckpointError(f'{workdir} has no task-boundary checkpoint yet; finish a task first.')
-  states = []  # every boundary state, restored before anything is trained or written
-  for task in range(max(finished) + 1):
-    if task not in finished:
-      raise CheckpointError(f'The checkpoint at the end of task {task + 1} '
-                            f'(step {boundaries[task]}) is missing; the matrix needs every one.')
-    states.append(_restore_boundary(manager, boundaries[task], template, task))
-  evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir)
+  tasks, method, states = boundary_states(config, workdir)
+  out = os.path.join(workdir, EVALUATE_FOLDER)
+  # Reads the training run's cached reference statistics; writes what it lacks into out/.
+  evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir,
+                                      reference_folder=os.path.join(out, 'reference'))
   rows = []
   for task, state in enumerate(states):
     rows.append(evaluator.evaluate(state, task))
     logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
-  out = os.path.join(workdir, EVALUATE_FOLDER)
   summaries = task_eval.write_matrices(out, [t.name for t in tasks], rows)
-  seen = max(finished) + 1
+  seen = len(states)
   figure_files = figures.write_latent_figures(
-      method.vae_view(state), [t.name for t in tasks[:seen]], evaluator.test_images[:seen], out)
+      method.vae_view(states[-1]), [t.name for t in tasks[:seen]], evaluator.test_images[:seen],
+      out)
   _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, evaluator.protocol,
                        evaluator.provenance())
-  manager.close()
   return summaries
 
 

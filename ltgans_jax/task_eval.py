@@ -28,7 +28,9 @@ Rows of the forgetting matrices (metric of task j after learning task i):
   subset, so that the audit's reliability is on record beside it.
 
 Every metric reads the same images of each test set: one fixed, seeded, class-stratified subset
-of ``eval.num_examples`` per task (``eval_subset``).
+of ``eval.num_examples`` per task (``eval_subset``). Their features, and the mean and covariance
+the FID fits to them, are computed once per extractor and task and cached in memory and in
+``workdir/eval/reference/`` (``reference_stats``; ``eval.cache_reference_stats``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import functools
 import logging
 import os
 import pickle
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 import zipfile
 
 import flax.serialization
@@ -45,7 +47,7 @@ import jax
 import numpy as np
 
 from ltgans_jax import audit, eval_subset, evaluation, feature_net, generative_metrics, inception
-from ltgans_jax import rng
+from ltgans_jax import reference_stats, rng
 from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.data.sequences import Task
 from ltgans_jax.errors import ConfigError
@@ -194,11 +196,26 @@ def inception_variables(config):
   return _inception_variables(path) if path else None
 
 
-class TaskEvaluator:
-  """Builds the feature extractors once per run; ``evaluate`` gives one matrix row each."""
+@functools.lru_cache(maxsize=1)
+def _inception_digest(path: str) -> str:
+  """``reference_stats.tree_digest`` of the weights in ``path`` (~90 MB: hashed once)."""
+  return reference_stats.tree_digest(_inception_variables(path))
 
-  def __init__(self, config, method, tasks: Sequence[Task], workdir: str):
-    """``method``: the run's ``methods.LifelongMethod``."""
+
+# The training run's cached reference statistics (``reference_stats``), in the workdir.
+REFERENCE_FOLDER = os.path.join('eval', 'reference')
+
+
+class TaskEvaluator:
+  """Builds the feature extractors once per run, and ``references``, the test sets' reference
+  statistics (``reference_stats.ReferenceCache``); ``evaluate`` gives one matrix row each."""
+
+  def __init__(self, config, method, tasks: Sequence[Task], workdir: str,
+               reference_folder: Optional[str] = None):
+    """``method``: the run's ``methods.LifelongMethod``. ``reference_folder``: where computed
+    reference statistics are written (default: the training run's ``workdir/eval/reference``,
+    which is read in any case; ``--mode=evaluate`` names its own, so that it reuses the
+    training run's files without ever writing into them)."""
     self.config, self.method, self.tasks = config, method, tasks
     count, seed = config.eval.num_examples, config.eval.subset_seed
     self.subset_indices = eval_subset.task_subsets([t.test.labels for t in tasks], count, seed)
@@ -226,6 +243,16 @@ class TaskEvaluator:
           + (' with the grey channel repeated to 3' if channels == 1 else ''))
     # The k-NN metrics need more than k points in every set (test subsets and samples alike).
     self.with_prdc = min(len(x) for x in self.test_images) > generative_metrics.NEAREST_K
+    digests = {'fid_own': reference_stats.tree_digest(own_params)}
+    if 'fid_inception' in self.features:
+      digests['fid_inception'] = _inception_digest(config.eval.inception_weights)
+    run_folder = os.path.join(workdir, REFERENCE_FOLDER)
+    write_folder = reference_folder or run_folder
+    self.references = reference_stats.ReferenceCache(
+        {name: reference_stats.Extractor(fn, digests[name]) for name, fn in self.features.items()},
+        self.test_images, write_folder,
+        read_folders=[run_folder] if write_folder != run_folder else [],
+        enabled=config.eval.cache_reference_stats)
 
   def _own_feature_params(self, workdir: str):
     """Trains the feature classifier on the sequence, or reads it back from the workdir."""
@@ -302,17 +329,19 @@ class TaskEvaluator:
                                      config.eval.iwae_samples) for x in tests],
     }
     samples = self.generator_samples(state, max(len(x) for x in tests))
-    everything = np.concatenate(tests)
     for name, features_fn in self.features.items():
       sample_features = evaluation.compute_features(features_fn, samples)
       stats = evaluation.feature_statistics(sample_features)
       suffix = FEATURE_SETS[name][0]
       row, others = [], {}
-      for x in tests + [everything]:
-        # Features of the test images are computed once and read by every metric.
-        reference = evaluation.compute_features(features_fn, x)
-        row.append(evaluation.frechet_distance(*stats, *evaluation.feature_statistics(reference)))
-        for metric, value in sample_metrics(reference, sample_features, self.with_prdc).items():
+      # Each seen task's test images, then all of them together: features and moments read by
+      # every metric, computed once per run (``reference_stats``; without
+      # ``eval.cache_reference_stats``, at every evaluation).
+      references = [self.references.task(name, j) for j in range(task + 1)]
+      for reference in references + [self.references.union(name, task + 1)]:
+        row.append(evaluation.frechet_distance(*stats, reference.mu, reference.sigma))
+        for metric, value in sample_metrics(reference.features, sample_features,
+                                            self.with_prdc).items():
           others.setdefault(f'{metric}_{suffix}', []).append(value)
       rows[name], rows[f'{name}_all'] = row[:-1], row[-1:]
       for metric, values in others.items():
