@@ -9,10 +9,10 @@ Rows of the forgetting matrices (metric of task j after learning task i):
   [0, 1] pixels, which can be negative).
 * ``fid_own``: FID between samples of the method's generator (``method.fid_network()``: for
   the GAN methods the Assistant, the generator that has just learnt, after task 1 both have; for
-  the VAE baselines their decoder) and the task's test images, with features of a small classifier this project
-  trains on the sequence's training images (``feature_net``). The generator models every task
-  seen, so its samples are compared with each task's test set and with all of them together
-  (``fid_own_all``).
+  the VAE baselines their decoder) and the task's test images, with features of a small
+  classifier this project trains on the sequence's training images (``feature_net``). The
+  generator models every task seen, so its samples are compared with each task's test set and
+  with all of them together (``fid_own_all``).
 * ``fid_inception``: the same with the standard FID InceptionV3 pool-3 features, when
   ``eval.inception_weights`` names the pytorch-fid weights file.
 * ``kid_<features>``, ``precision_<features>``, ``recall_<features>``, ``density_<features>``,
@@ -21,6 +21,8 @@ Rows of the forgetting matrices (metric of task j after learning task i):
   coverage (k = 5) of ``generative_metrics``, on the very features (same samples, same test
   images) that the FID of that row reads; and ``<metric>_all`` against all seen test sets
   together. Unlike the FID, the KID is unbiased at these sample sizes.
+* ``<any of the above but the NLLs>_student``: in the GAN methods, the same rows for the
+  Student decoder's prior samples (``STUDENT_ROWS``), the paper's second generative model.
 * ``audit_share_<network>``, ``audit_classes_<network>``: the replay audit (``audit``) of
   each of the method's ``sample_networks``: the share of its samples the feature network
   assigns to each task seen, and how many of that task's classes they cover;
@@ -76,6 +78,12 @@ METRIC_NAMES = {
     'fid_inception': inception.FID_NAME + ' (InceptionV3 pool-3)',
     **_sample_metric_names(),
 }
+# The GAN methods' generative rows are measured twice: on the generator's samples (the names
+# above) and on the Student decoder's prior samples (the same names with this suffix).
+STUDENT_ROWS = '_student'
+METRIC_NAMES.update({
+    f'{metric}{STUDENT_ROWS}': f'{title}, Student samples' for metric, title in
+    list(METRIC_NAMES.items()) if not metric.startswith('nll_')})
 # report.md's reading of the generative rows.
 DIRECTIONS = ('Lower is better for the NLLs, the FIDs and the KIDs; higher for precision, recall '
               'and coverage (at most 1); density is about 1 for samples spread like the test '
@@ -295,11 +303,6 @@ class TaskEvaluator:
       out.append(np.asarray(jax.numpy.round((images + 1) * 127.5)).clip(0, 255))
     return np.concatenate(out).astype(np.uint8)
 
-  def generator_samples(self, state, num: int) -> np.ndarray:
-    """[num, H, W, C] uint8 samples of the method's FID network (fixed latents)."""
-    return self.samples(state, self.method.fid_network(), num,
-                        rng.stream_key(self.config.seed, rng.FID_LATENTS))
-
   def audit(self, state, task: int) -> Dict[str, List[float]]:
     """The replay-audit rows after ``task`` for each of the method's sample networks, and
     the classifier's accuracy on the evaluation subsets of the tasks seen."""
@@ -328,7 +331,27 @@ class TaskEvaluator:
         'nll_iwae': [method.nll_iwae(state, x, rng.stream_key(config.seed, rng.IWAE),
                                      config.eval.iwae_samples) for x in tests],
     }
-    samples = self.generator_samples(state, max(len(x) for x in tests))
+    for source, network in self.generative_networks().items():
+      samples = self.samples(state, network, max(len(x) for x in tests),
+                             rng.stream_key(config.seed, rng.FID_LATENTS))
+      rows.update(self._sample_rows(samples, task, source))
+    rows.update(self.audit(state, task))
+    return rows
+
+  def generative_networks(self) -> Dict[str, str]:
+    """Row-name suffix -> the network whose samples the FID, KID and PRDC rows measure: ''
+    for the method's generator (``method.fid_network()``) and, where that is not the Student
+    (the GAN methods), ``STUDENT_ROWS`` for the Student's decoder, the paper's other
+    generative model."""
+    networks = {'': self.method.fid_network()}
+    if 'student' in self.method.sample_networks and networks[''] != 'student':
+      networks[STUDENT_ROWS] = 'student'
+    return networks
+
+  def _sample_rows(self, samples: np.ndarray, task: int, source: str) -> Dict[str, List[float]]:
+    """The FID, KID and PRDC rows of ``samples`` [M, H, W, C] uint8 against each seen task's
+    test images and all of them together, row names ending in ``source``."""
+    rows = {}
     for name, features_fn in self.features.items():
       sample_features = evaluation.compute_features(features_fn, samples)
       stats = evaluation.feature_statistics(sample_features)
@@ -342,11 +365,10 @@ class TaskEvaluator:
         row.append(evaluation.frechet_distance(*stats, reference.mu, reference.sigma))
         for metric, value in sample_metrics(reference.features, sample_features,
                                             self.with_prdc).items():
-          others.setdefault(f'{metric}_{suffix}', []).append(value)
-      rows[name], rows[f'{name}_all'] = row[:-1], row[-1:]
+          others.setdefault(f'{metric}_{suffix}{source}', []).append(value)
+      rows[f'{name}{source}'], rows[f'{name}{source}_all'] = row[:-1], row[-1:]
       for metric, values in others.items():
         rows[metric], rows[f'{metric}_all'] = values[:-1], values[-1:]
-    rows.update(self.audit(state, task))
     return rows
 
   def provenance(self) -> List[str]:
@@ -370,6 +392,10 @@ class TaskEvaluator:
                       f'k={generative_metrics.NEAREST_K})')
       lines += [f'- {title}: features of {description}; {real}; {generated}; {reference}.'
                 for title in titles]
+    if STUDENT_ROWS in self.generative_networks():
+      lines.append(f'- The rows ending in `{STUDENT_ROWS}` ("Student samples"): the same '
+                   'metrics, features and test images, on as many prior samples of the '
+                   "Student's decoder.")
     return lines
 
 

@@ -66,9 +66,9 @@ class TensorboardWriter:
 
   def write_hparams(self, hparams: Mapping[str, object]) -> None:
     """Into the run's own event file (tensorboardX's ``add_hparams`` would open a sub-run)."""
-    from tensorboardX.summary import hparams as hparams_summaries  # pylint: disable=g-import-not-at-top
-    for summary in hparams_summaries(dict(hparams), {}):
-      self._writer.file_writer.add_summary(summary)
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    for event in summary.hparams(dict(hparams), {}):
+      self._writer.file_writer.add_summary(event)
 
   def flush(self) -> None:
     self._writer.flush()

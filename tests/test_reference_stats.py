@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from ltgans_jax import evaluation, inspect_run, methods, reference_stats, task_eval
+from ltgans_jax import evaluation, inspect_run, methods, reference_stats, rng, task_eval
 from ltgans_jax.data import sequences
 from ltgans_jax.data.local import SplitArrays
 
@@ -230,11 +230,12 @@ def _count_feature_passes(monkeypatch):
 
 def _random_tasks(num_tasks=2, per_class=6, num_classes=4):
   """Tasks of random 28x28x1 images, ``per_class`` of each class in train and test alike."""
-  rng = np.random.default_rng(0)
+  generator = np.random.default_rng(0)
 
   def split():
     labels = np.repeat(np.arange(num_classes), per_class)
-    return SplitArrays(rng.integers(0, 256, (len(labels), 28, 28, 1), dtype=np.uint8), labels)
+    images = generator.integers(0, 256, (len(labels), 28, 28, 1), dtype=np.uint8)
+    return SplitArrays(images, labels)
   return [sequences.Task(f't{t}', split(), split()) for t in range(num_tasks)]
 
 
@@ -250,19 +251,21 @@ def test_evaluate_reads_the_cache_back_and_equals_recomputing_every_reference(
   sizes = _count_feature_passes(monkeypatch)  # the number of images of every feature pass
   cold = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path))
   cold.evaluate(state, 0)
-  assert sizes == [16, 16]  # the samples, task 1's test images
+  # The Assistant's samples, task 1's test images, the Student's samples (its rows read the
+  # same references, from memory).
+  assert sizes == [16, 16, 16]
   rows_cold = cold.evaluate(state, 1)
-  assert sizes[2:] == [16, 16]  # the samples, task 2's test images: task 1's from memory
+  assert sizes[3:] == [16, 16, 16]  # as above with task 2's test images: task 1's from memory
   folder = tmp_path / task_eval.REFERENCE_FOLDER
   assert sorted(os.listdir(folder)) == ['fid_own_task1.npz', 'fid_own_task2.npz']
   sizes.clear()
   rows_warm = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path)).evaluate(state,
                                                                                           1)
-  assert sizes == [16]  # the samples only
+  assert sizes == [16, 16]  # the two networks' samples only
   sizes.clear()
   test_config.eval.cache_reference_stats = False
   rows_old = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path)).evaluate(state, 1)
-  assert sizes == [16, 16, 16, 32]  # the samples, each test set, their union
+  assert sizes == [16, 16, 16, 32] * 2  # per network: its samples, each test set, their union
   assert rows_cold.keys() == rows_warm.keys() == rows_old.keys()
   assert any(m.startswith(('fid_', 'kid_', 'precision_')) for m in rows_cold)
   for metric in rows_cold:
@@ -290,3 +293,36 @@ def test_evaluate_mode_reuses_the_training_runs_files_and_reproduces_its_fids(
     for after, row in enumerate(during_training):
       np.testing.assert_allclose([v for v in matrix[after] if v is not None], row[metric],
                                  rtol=1e-6, err_msg=metric)
+
+
+@pytest.mark.filterwarnings('ignore:Matrix is singular')  # 16 images, 128-d features
+@pytest.mark.parametrize('method_name', ['ltgans', 'lgm'])
+def test_the_students_samples_get_their_own_rows_in_the_gan_methods(test_config, tmp_path,
+                                                                    method_name):
+  """LT-GANs' Student is a generative model too: its prior samples are measured with the same
+  features and references as the Assistant's, in rows ending '_student'. A VAE baseline's
+  generator is its Student already, so it has no such rows."""
+  test_config.method = method_name
+  tasks = _random_tasks()
+  method = methods.build(test_config)
+  state = method.init_state(jax.random.key(0))
+  evaluator = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path))
+  rows = evaluator.evaluate(state, 1)
+  student_rows = {m for m in rows if task_eval.STUDENT_ROWS in m and not m.startswith('audit_')}
+  if method_name == 'lgm':
+    assert not student_rows
+    return
+  assert {'fid_own_student', 'fid_own_student_all', 'kid_own_student',
+          'coverage_own_student_all'} <= student_rows
+  samples = evaluator.samples(state, 'student', 16,
+                              rng.stream_key(test_config.seed, rng.FID_LATENTS))
+  features = evaluation.compute_features(evaluator.features['fid_own'], samples)
+  for j in (0, 1):
+    reference = evaluator.references.task('fid_own', j)
+    expected = task_eval.sample_metrics(reference.features, features, evaluator.with_prdc)
+    assert rows['kid_own_student'][j] == pytest.approx(expected['kid'], rel=1e-6)
+    assert rows['fid_own_student'][j] == pytest.approx(evaluation.frechet_distance(
+        *evaluation.feature_statistics(features), reference.mu, reference.sigma), rel=1e-6)
+  # The Assistant's rows are another network's: the two differ.
+  assert rows['fid_own_student'] != rows['fid_own']
+  assert task_eval.METRIC_NAMES['kid_own_student'] == 'KID (own features), Student samples'
