@@ -283,7 +283,7 @@ def test_evaluate_mode_reuses_the_training_runs_files_and_reproduces_its_fids(
   assert sorted(os.listdir(folder)) == ['fid_own_task1.npz', 'fid_own_task2.npz']
   sizes = _count_feature_passes(monkeypatch)
   inspect_run.evaluate_workdir(test_config, workdir)
-  assert sizes == [16, 16]  # each boundary's samples; no test image
+  assert sizes == [16] * 4  # each boundary's Assistant and Student samples; no test image
   assert not os.path.exists(os.path.join(workdir, inspect_run.EVALUATE_FOLDER, 'reference'))
   with open(os.path.join(workdir, 'report.json')) as f:
     during_training = [r['evaluation'] for r in json.load(f)['records']]
