@@ -29,15 +29,15 @@ Files are written atomically (a temporary file and a rename), by the main proces
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
-import tempfile
 from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 
-from ltgans_jax import evaluation
+from ltgans_jax import evaluation, writers
 
 # Part of every fingerprint: bump it when what a feature extractor computes changes without its
 # parameters changing (a resize, a normalisation), so that every cached file is recomputed.
@@ -114,19 +114,10 @@ def _compact(features: np.ndarray) -> np.ndarray:
 def write_reference(path: str, stats: ReferenceStats, fingerprint_: str) -> None:
   """Writes ``stats`` (``mu``, ``sigma`` as pytorch-fid does, ``features``) and the fingerprint
   to ``path`` atomically: a crash leaves the old file or the new one, never a part of one."""
-  folder = os.path.dirname(path) or '.'
-  os.makedirs(folder, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.')
-  try:
-    with os.fdopen(handle, 'wb') as f:
-      np.savez(f, mu=stats.mu, sigma=stats.sigma, features=_compact(stats.features),
-               fingerprint=np.array(fingerprint_))
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    os.unlink(temporary)
-    raise
+  buffer = io.BytesIO()
+  np.savez(buffer, mu=stats.mu, sigma=stats.sigma, features=_compact(stats.features),
+           fingerprint=np.array(fingerprint_))
+  writers.write_atomically(path, buffer.getvalue())
 
 
 def _checked(path: str, features, mu, sigma, num_images: int) -> Optional[ReferenceStats]:

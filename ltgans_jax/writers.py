@@ -14,20 +14,21 @@ import os
 import re
 import tempfile
 import uuid
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 import numpy as np
 
 
-def write_atomically(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename, so
-  that a crash or a full disk leaves either the old file or the new one, never a part."""
+def write_atomically(path: str, content: Union[str, bytes]) -> None:
+  """Writes ``content`` (text, or bytes such as an ``.npz``) to ``path`` through a temporary
+  file in the same folder and a rename, so that a crash or a full disk leaves either the old
+  file or the new one, never a part."""
   folder = os.path.dirname(path) or '.'
   os.makedirs(folder, exist_ok=True)
   handle, temporary = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.')
   try:
-    with os.fdopen(handle, 'w') as f:
-      f.write(text)
+    with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as f:
+      f.write(content)
       f.flush()
       os.fsync(f.fileno())
     os.replace(temporary, path)

@@ -63,3 +63,30 @@ def set_config_value(config, dotted, value):
     node = node[part]
   with node.ignore_type():
     node[leaf] = value
+
+
+_TORCHVISION_OPS = []  # keeps the operator schemas of import_torchvision registered
+
+
+def import_torchvision():
+  """Imports torchvision, which pytorch-fid's blocks subclass; returns nothing and leaves the
+  skip to the caller's ``pytest.importorskip`` when torch or torchvision is missing.
+
+  torchvision's PyPI wheel for Linux is built against CUDA torch; beside a CPU-only torch its
+  C++ ops cannot load, and torchvision 0.28 then fails at import when it registers fake
+  kernels for two of them (nms, qnms). Declaring those two schemas lets its pure-Python models
+  import; pytorch-fid uses nothing else of torchvision, and no op is ever called.
+  """
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    import torchvision  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return
+  except RuntimeError as error:
+    if 'torchvision::' not in str(error):
+      raise
+    library = torch.library.Library('torchvision', 'DEF')  # pylint: disable=no-member
+    for op in ('nms', 'qnms'):
+      library.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    _TORCHVISION_OPS.append(library)
+    import torchvision  # pylint: disable=g-import-not-at-top,unused-import,redefined-outer-name

@@ -17,35 +17,11 @@ import pytest
 import scipy.linalg
 
 from ltgans_jax import evaluation, inception, torch_pickle
+from tests.helpers import import_torchvision
 
 torch = pytest.importorskip('torch')
 
-_TORCHVISION_OPS = None  # keeps the operator schemas below registered
-
-
-def _import_torchvision():
-  """Imports torchvision, which pytorch-fid's blocks subclass.
-
-  torchvision's PyPI wheel for Linux is built against CUDA torch; beside a CPU-only torch its
-  C++ ops cannot load, and torchvision 0.28 then fails at import when it registers fake
-  kernels for two of them (nms, qnms). Declaring those two schemas lets its pure-Python models
-  import; pytorch-fid uses nothing else of torchvision, and no op is ever called.
-  """
-  global _TORCHVISION_OPS
-  try:
-    import torchvision  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    return  # pytest.importorskip('pytorch_fid') below then skips
-  except RuntimeError as error:
-    if 'torchvision::' not in str(error):
-      raise
-    _TORCHVISION_OPS = torch.library.Library('torchvision', 'DEF')  # pylint: disable=no-member
-    for op in ('nms', 'qnms'):
-      _TORCHVISION_OPS.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-    import torchvision  # pylint: disable=g-import-not-at-top,unused-import,redefined-outer-name
-
-
-_import_torchvision()
+import_torchvision()
 pytest.importorskip('pytorch_fid')
 from pytorch_fid import fid_score as torch_fid_score  # pylint: disable=g-import-not-at-top
 from pytorch_fid import inception as torch_fid_inception  # pylint: disable=g-import-not-at-top

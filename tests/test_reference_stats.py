@@ -14,6 +14,7 @@ import pytest
 from ltgans_jax import evaluation, inspect_run, methods, reference_stats, rng, task_eval
 from ltgans_jax.data import sequences
 from ltgans_jax.data.local import SplitArrays
+from tests.helpers import import_torchvision
 
 
 def _images(seed, count=12):
@@ -52,20 +53,9 @@ def test_the_file_holds_pytorch_fid_statistics_the_features_and_a_fingerprint(tm
 
 
 def _pytorch_fid_score():
-  """pytorch-fid's ``fid_score``, or a skip. As in test_inception_parity.py: beside a CPU-only
-  torch, torchvision's import needs two operator schemas declared first."""
-  torch = pytest.importorskip('torch')
-  try:
-    import torchvision  # pylint: disable=g-import-not-at-top,unused-import
-  except RuntimeError as error:
-    if 'torchvision::' not in str(error):
-      raise
-    library = torch.library.Library('torchvision', 'DEF')  # pylint: disable=no-member
-    for op in ('nms', 'qnms'):
-      library.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
-    _pytorch_fid_score.library = library  # keeps the schemas registered
-  except ImportError:
-    pass  # importorskip below then skips
+  """pytorch-fid's ``fid_score``, or a skip."""
+  pytest.importorskip('torch')
+  import_torchvision()
   return pytest.importorskip('pytorch_fid.fid_score')
 
 
