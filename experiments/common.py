@@ -382,24 +382,100 @@ def task_names(workdir: str) -> List[str]:
   return list(report['tasks']) if report else []
 
 
+class Interval(float):
+  """A mean over the seeds of a multi-seed run (``train.num_seeds`` > 1) that carries the
+  half-width of its 95% interval (``ci95``, Student's t) and the number of seeds (``n``):
+  ``fmt`` prints it as 'mean ± ci95'; arithmetic on it gives plain floats (plots, averages)."""
+  __slots__ = ('ci95', 'n')
+
+  def __new__(cls, mean: Optional[float], ci95: Optional[float], n: int) -> 'Interval':
+    value = super().__new__(cls, math.nan if mean is None else mean)
+    value.ci95 = math.nan if ci95 is None else float(ci95)
+    value.n = int(n)
+    return value
+
+
+class SeedRow(list):
+  """One metric on every task (``Interval`` each) of a multi-seed run, with each seed's own
+  values (``per_seed``: one list per seed), so that ``mean_or_none`` averages per seed."""
+
+  def __init__(self, values: Sequence[Interval], per_seed: Sequence[Optional[Sequence[float]]]):
+    super().__init__(values)
+    self.per_seed = list(per_seed)
+
+
+def interval_over_seeds(values: Sequence[float]) -> Interval:
+  """Mean ± 95% half-width of one number per seed (``ltgans_jax.seeds.interval95``)."""
+  from ltgans_jax import seeds  # pylint: disable=g-import-not-at-top
+  cell = seeds.interval95(values)
+  return Interval(cell['mean'], cell['ci95'], cell['n'])
+
+
+def record_row(record: Mapping, metric: str) -> Optional[List[float]]:
+  """``metric`` on every task from one report.json record: the list as stored for a one-seed
+  run, a ``SeedRow`` of means ± 95% half-widths for a multi-seed one; None if absent."""
+  values = record['evaluation'].get(metric)
+  if values is None or 'evaluation_per_seed' not in record:
+    return values
+  per_seed = [p.get(metric) for p in record['evaluation_per_seed']]
+  ci95 = record.get('evaluation_ci95', {}).get(metric) or [math.nan] * len(values)
+  return SeedRow([Interval(m, c, len(per_seed)) for m, c in zip(values, ci95)], per_seed)
+
+
 def final_row(workdir: str, metric: str) -> Optional[List[float]]:
-  """The metric on every task after the last finished task (None if absent)."""
+  """The metric on every task after the last finished task (None if absent); for a multi-seed
+  run the means over seeds, each carrying its 95% interval (``record_row``)."""
   report = load_report(workdir)
   if not report or not report['records']:
     return None
-  return report['records'][-1]['evaluation'].get(metric)
+  return record_row(report['records'][-1], metric)
+
+
+def final_interval(workdir: str, metric: str) -> Optional[List[float]]:
+  """The half-widths of the 95% intervals of ``final_row`` of a multi-seed run
+  (``seeds_report.intervals``); None for a one-seed run or an absent metric."""
+  from ltgans_jax import seeds_report  # pylint: disable=g-import-not-at-top
+  report = load_report(workdir)
+  return (seeds_report.intervals(report, metric) or None) if report else None
 
 
 def per_task_after_each(workdir: str, metric: str) -> List[Optional[float]]:
   """The first value of ``metric`` after each finished task (for the *_all metrics)."""
   report = load_report(workdir) or {'records': []}
-  return [(r['evaluation'].get(metric) or [None])[0] for r in report['records']]
+  return [(record_row(r, metric) or [None])[0] for r in report['records']]
 
 
 def mean_or_none(values: Optional[Sequence[Optional[float]]]) -> Optional[float]:
+  """The mean over tasks; of a ``SeedRow``, the mean over seeds of each seed's mean over tasks,
+  with its 95% interval (an ``Interval``)."""
   if not values or any(v is None or not math.isfinite(v) for v in values):
     return None
+  if isinstance(values, SeedRow):
+    averages = [mean_or_none(row) for row in values.per_seed]
+    return None if None in averages else interval_over_seeds(averages)
   return sum(values) / len(values)
+
+
+def _seed_matrix(report: Mapping, seed: int, metric: str) -> List[List[Optional[float]]]:
+  """One seed's matrix of ``metric`` (row: after task i), padded with None to the tasks."""
+  rows = [r['evaluation_per_seed'][seed][metric] for r in report['records']]
+  return [row + [None] * (len(report['tasks']) - len(row)) for row in rows]
+
+
+def seed_summaries(workdir: str, metric: str) -> Optional[List[dict]]:
+  """Each seed's forgetting summary of ``metric`` (``evaluation.forgetting_summary`` of the
+  seed's own matrix, from report.json's ``evaluation_per_seed``); None for a one-seed run or
+  when a seed's matrix lacks entries."""
+  report = load_report(workdir) or {'records': []}
+  records = report['records']
+  if not records or 'evaluation_per_seed' not in records[-1]:
+    return None
+  from ltgans_jax import evaluation  # pylint: disable=g-import-not-at-top
+  try:
+    return [evaluation.forgetting_summary(_seed_matrix(report, s, metric))
+            for s in range(len(records[-1]['evaluation_per_seed']))]
+  except (KeyError, IndexError, ValueError):
+    return None
 
 
 def devices_from_report(workdir: str) -> Optional[str]:
@@ -460,18 +536,32 @@ def display_path(path: str, start: Optional[str] = None) -> str:
 
 
 def fmt(value, digits: int = 2) -> str:
+  """A table cell: 'n/a' for a missing value, 'mean ± ci95' for an ``Interval``."""
   if value is None or (isinstance(value, float) and not math.isfinite(value)):
     return 'n/a'
+  if isinstance(value, Interval) and math.isfinite(value.ci95):
+    return f'{value:.{digits}f} ± {value.ci95:.{digits}f}'
   if isinstance(value, (int, float)):
     return f'{value:.{digits}f}'
   return str(value)
 
 
+def seeds_note(rows: Sequence[Sequence[object]]) -> str:
+  """The line under a table with cells of multi-seed runs ('' when it has none)."""
+  counts = sorted({c.n for row in rows for c in row if isinstance(c, Interval)})
+  if not counts:
+    return ''
+  return (f'mean ± half-width of the 95% interval over {" or ".join(map(str, counts))} seeds '
+          "(Student's t)")
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+  """A markdown table of ``fmt`` cells, with ``seeds_note`` under it for multi-seed cells."""
   cells = [[str(c) for c in header]] + [[fmt(c) for c in row] for row in rows]
   lines = ['| ' + ' | '.join(cells[0]) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(row) + ' |' for row in cells[1:]]
-  return '\n'.join(lines)
+  note = seeds_note(rows)
+  return '\n'.join(lines) + (f'\n\n{note}' if note else '')
 
 
 def methods_by_task_table(names: Sequence[str], columns: Mapping[str, Optional[Sequence[float]]],
@@ -487,6 +577,18 @@ def methods_by_task_table(names: Sequence[str], columns: Mapping[str, Optional[S
   return markdown_table(header, rows)
 
 
+FORGETTING_KEYS = ('final_average', 'diagonal_average', 'mean_forgetting')
+
+
+def forgetting_cells(summary: Mapping, per_seed: Optional[Sequence[Mapping]]) -> List[object]:
+  """The ``FORGETTING_KEYS`` of a run's summary (eval/<metric>.json); of a multi-seed run, each
+  as mean ± 95% interval over the seeds' own summaries (``seed_summaries``)."""
+  if not per_seed:
+    return [summary[key] for key in FORGETTING_KEYS]
+  return [None if any(s[key] is None for s in per_seed)
+          else interval_over_seeds([s[key] for s in per_seed]) for key in FORGETTING_KEYS]
+
+
 def forgetting_table(results: Mapping[str, RunResult], metrics: Sequence[str]) -> str:
   """Per method and metric: final-row average, diagonal average, mean forgetting."""
   rows = []
@@ -495,8 +597,8 @@ def forgetting_table(results: Mapping[str, RunResult], metrics: Sequence[str]) -
     for metric in metrics:
       summary = records.get(metric, {}).get('summary')
       if summary:
-        rows.append([METHOD_TITLES.get(method, method), metric, summary['final_average'],
-                     summary['diagonal_average'], summary['mean_forgetting']])
+        rows.append([METHOD_TITLES.get(method, method), metric,
+                     *forgetting_cells(summary, seed_summaries(result.workdir, metric))])
   return markdown_table(['method', 'metric', 'final-row average', 'diagonal average',
                          'mean forgetting (final - just learnt)'], rows)
 

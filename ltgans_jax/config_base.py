@@ -125,6 +125,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.log_every = 100
   config.train.checkpoint_every = 500
   config.train.max_checkpoints = 2  # rolling ones; task-boundary checkpoints are always kept
+  # Seeds trained together (ours): S > 1 trains seeds seed, seed + 1, ..., seed + S - 1 as one
+  # state with a leading seed axis and one vmapped step, each seed as its one-seed run would
+  # (ltgans_jax/seeds.py); report.md then gives mean +- 95% interval over seeds.
+  config.train.num_seeds = 1
+  # How one call steps S > 1 seeds: 'auto' ('loop', one seed after the other, on the CPU
+  # backend; 'vmap' elsewhere), 'vmap' or 'loop' (ltgans_jax/loop.py).
+  config.train.seed_batching = 'auto'
   # Whether a step's independent passes run one at a time (same values either way): 'auto' =
   # 'sequenced' on the CPU backend (ltgans_jax/schedule.py), 'free' (XLA's order) elsewhere.
   config.train.phase_order = 'auto'

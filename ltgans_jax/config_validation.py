@@ -11,7 +11,7 @@ import jax
 import ml_collections
 
 from ltgans_jax import conv, losses, methods, models, schedule, state as state_lib, steps
-from ltgans_jax import writers
+from ltgans_jax import loop, writers
 from ltgans_jax.errors import ConfigError
 
 
@@ -84,6 +84,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(config.model.conv_gradients in conv.GRADIENT_MODES,
            f'model.conv_gradients={config.model.conv_gradients!r}; use one of '
            f'{conv.GRADIENT_MODES}.')
+  _require(train.seed_batching in loop.SEED_BATCHING,
+           f'train.seed_batching={train.seed_batching!r}; use one of {loop.SEED_BATCHING}.')
   _require(train.phase_order in schedule.PHASE_ORDERS,
            f'train.phase_order={train.phase_order!r}; use one of {schedule.PHASE_ORDERS}.')
   _require(vae.likelihood in losses.LIKELIHOODS,
@@ -99,7 +101,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f'gan.first_task={gan.first_task!r}; use one of {FIRST_TASK_MODES}.')
   _require(gan.critic_steps >= 1, f'gan.critic_steps={gan.critic_steps}; it must be >= 1.')
   for name in ('steps_per_task', 'batch_size', 'log_every', 'checkpoint_every',
-               'max_checkpoints'):
+               'max_checkpoints', 'num_seeds'):
     _require(train[name] >= 1, f'train.{name}={train[name]}; it must be >= 1.')
   if not train.epochs_per_task:
     check_task_steps(config, [train.steps_per_task])
@@ -295,11 +297,13 @@ def check_memory(config: ml_collections.ConfigDict, method) -> None:
   run's ``methods.LifelongMethod``."""
   memory = memory_bytes()
   shapes = jax.eval_shape(method.init_state, jax.random.key(0))
-  state = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))
+  state = config.train.num_seeds * sum(leaf.size * leaf.dtype.itemsize
+                                       for leaf in jax.tree_util.tree_leaves(shapes))
   _require(2 * state <= memory,
            f'The networks of this config hold {_gigabytes(state)} of parameters and optimiser '
            f'state, more than half of the {_gigabytes(memory)} of memory here; lower '
-           'model.generator_width, model.critic_width, vae.width or the latent sizes.')
+           'train.num_seeds, model.generator_width, model.critic_width, vae.width or the '
+           'latent sizes.')
   image = config.data.image_size ** 2 * config.data.channels
   samples = 4 * 4 * config.sample.num * image  # float32 images, host copies and the grid
   _require(2 * samples <= memory,

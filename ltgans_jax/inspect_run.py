@@ -39,6 +39,11 @@ def _open(config, workdir):
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise CheckpointError(f'{workdir} holds no checkpoints; train first with --mode=train.')
   config_validation.check_workdir(config, workdir)
+  if config.train.num_seeds > 1:
+    raise ConfigError(
+        f'{workdir} trained train.num_seeds={config.train.num_seeds} seeds together; '
+        '--mode=evaluate, sample and matrices read one-seed runs only so far: each seed\'s '
+        f'report, matrices and pictures are in {workdir}/seed<k>/, written during training.')
   tasks = sequences.build_sequence(config)
   method = methods.build(config)
   config_validation.check_memory(config, method)

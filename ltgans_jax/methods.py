@@ -29,6 +29,7 @@ VAE-only baselines, with the Student's networks (matched capacity): ``lgm``
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, NamedTuple, Tuple
 
 import jax
@@ -63,9 +64,33 @@ class LifelongMethod:
   def init_state(self, key: jax.Array):
     raise NotImplementedError
 
-  def train_steps(self) -> Dict[str, StepFn]:
-    """Phase name -> jitted step; the input state is donated."""
+  # How the training loop (``loop``) calls the steps.
+  vmappable: bool = True  # the step can be ``jax.vmap``ped over a leading seed axis
+  donate_state: bool = True  # the fused call may donate the state it is given
+
+  def step_functions(self, static=None) -> Dict[str, StepFn]:
+    """Phase name -> the plain (unjitted) step ``(state, batch uint8 [B, H, W, C], key,
+    update_generators) -> (state, metrics)``; ``static``: one seed's entry of
+    ``static_step_args`` (None for most methods)."""
     raise NotImplementedError
+
+  def static_step_args(self, state):
+    """Per seed, what the step's shapes depend on and the host must read from ``state``
+    before compiling it (a tuple, one hashable per seed); None when nothing is."""
+    del state
+    return None
+
+  def steps_per_call(self) -> int:
+    """Steps one fused call runs: the critic steps of one generator update for the GANs
+    (step s updates the generators when (s + 1) % steps_per_call == 0), 1 for the VAEs."""
+    return 1
+
+  def train_steps(self) -> Dict[str, StepFn]:
+    """Phase name -> ``step_functions``' step jitted alone (benchmarks and tests); the input
+    state is donated when ``donate_state``."""
+    jit = functools.partial(jax.jit, static_argnames='update_generators',
+                            donate_argnums=0 if self.donate_state else ())
+    return {phase: jit(fn) for phase, fn in self.step_functions().items()}
 
   def phase(self, task: int) -> str:
     raise NotImplementedError
@@ -150,8 +175,12 @@ class GanMethod(StudentEvaluation, LifelongMethod):
   def init_state(self, key):
     return state_lib.init_state(self.config, self.networks, self.optimizers, key)
 
-  def train_steps(self):
-    return steps.make_train_steps(self.config, self.networks, self.optimizers)
+  def step_functions(self, static=None):
+    del static
+    return steps.train_step_functions(self.config, self.networks, self.optimizers)
+
+  def steps_per_call(self):
+    return self.config.gan.critic_steps
 
   def copies_first_task(self, task: int) -> bool:
     """``gan.first_task='copy'``: task 1 trains one generator, which the other twin copies."""

@@ -307,24 +307,34 @@ class _Step:
     return new_state, metrics, teacher_samples
 
 
-def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
-                     optimizers: Optimizers) -> Dict[str, Callable]:
-  """Returns the jitted phases, each ``step(state, batch, key, update_generators)``:
+def train_step_functions(config: ml_collections.ConfigDict, networks: Networks,
+                         optimizers: Optimizers) -> Dict[str, Callable]:
+  """The phases as plain (unjitted) functions ``step(state, batch, key, update_generators)``:
 
   * ``joint``: eq. 2 (task 1 of LT-GANs); ``joint_mix``: the same with the real side mixing
     data and the Teacher slot's samples, which the Student replays (no-LAKD, tasks k >= 2);
   * ``lakd``: eq. 3 (tasks k >= 2 of LT-GANs);
   * ``plain``: the Assistant and the Student on the data alone (fine-tuning, joint training).
 
-  ``batch`` is [B, H, W, C] uint8; ``update_generators`` is static (two compiled variants per
-  phase at most, compiled on first use). The input state is donated: do not reuse it.
+  ``batch`` is [B, H, W, C] uint8; ``update_generators`` a Python bool. The training loop
+  (``loop``) jits several of them into one call; ``make_train_steps`` jits each alone.
   """
   step = _Step(config, networks, optimizers)
+  return {'joint': step.joint,
+          'joint_mix': functools.partial(step.joint, mix_teacher=True),
+          'lakd': step.lakd,
+          'plain': functools.partial(step.lakd, teacher_fraction=0.0, replay=False)}
+
+
+def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
+                     optimizers: Optimizers) -> Dict[str, Callable]:
+  """``train_step_functions``, each jitted alone: ``step(state, batch, key,
+  update_generators)`` with ``update_generators`` static (two compiled variants per phase at
+  most, compiled on first use). The input state is donated: do not reuse it.
+  """
   jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
-  return {'joint': jit(step.joint),
-          'joint_mix': jit(functools.partial(step.joint, mix_teacher=True)),
-          'lakd': jit(step.lakd),
-          'plain': jit(functools.partial(step.lakd, teacher_fraction=0.0, replay=False))}
+  return {phase: jit(fn) for phase, fn in
+          train_step_functions(config, networks, optimizers).items()}
 
 
 def make_component_steps(config: ml_collections.ConfigDict, networks: Networks,

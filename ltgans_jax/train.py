@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ltgans_jax import checkpointing, config_validation, durations, methods, state as state_lib
-from ltgans_jax import steps
-from ltgans_jax import feature_net, figures, rng, task_eval, viz, workdir_lock, writers
+from ltgans_jax import checkpointing, config_validation, durations, loop as loop_lib, methods
+from ltgans_jax import seeds as seeds_lib, seeds_report, state as state_lib, steps
+from ltgans_jax import feature_net, figures, task_eval, viz, workdir_lock, writers
 from ltgans_jax.data import batching, sequences
 
 
@@ -81,41 +81,6 @@ def data_mesh() -> jax.sharding.Mesh:
   """A 1-D mesh over every device (of every host): the batch axis is split across it."""
   return jax.make_mesh((jax.device_count(),), ('data',),
                        axis_types=(jax.sharding.AxisType.Auto,))
-
-
-class MetricsWindow:
-  """Checks every step's losses for NaN/inf and averages them between log lines, on the host.
-
-  A step's metrics are fetched after the next step has been dispatched, so the accelerator
-  never waits for the host; a non-finite loss still stops the run one step after it appears,
-  and ``flush`` runs before anything is saved, so no checkpoint holds a diverged state.
-  """
-
-  def __init__(self, task_name: str, checkpoints):
-    self.task_name, self.checkpoints = task_name, checkpoints
-    self.pending = None
-    self.sums, self.counts = {}, {}
-
-  def push(self, metrics: Dict[str, jnp.ndarray], task_step: int) -> None:
-    self.flush()
-    self.pending = (metrics, task_step)
-
-  def flush(self) -> None:
-    if self.pending is None:
-      return
-    metrics, task_step = self.pending
-    self.pending = None
-    values = jax.device_get(metrics)
-    check_finite(values, self.task_name, task_step, self.checkpoints)
-    for name, value in values.items():
-      self.sums[name] = self.sums.get(name, 0.0) + float(value)
-      self.counts[name] = self.counts.get(name, 0) + 1
-
-  def average_and_reset(self) -> Dict[str, float]:
-    self.flush()
-    averages = {name: total / self.counts[name] for name, total in self.sums.items()}
-    self.sums, self.counts = {}, {}
-    return averages
 
 
 def write_pictures(config, method, state, test_images, task, workdir, metrics_log, gstep):
@@ -253,12 +218,7 @@ def _load_records(workdir) -> List[TaskRecord]:
         'trained from now on; --mode=evaluate recomputes every row).') from None
 
 
-class DivergenceError(RuntimeError):
-  """A loss became NaN or infinite; the newest checkpoint is the last good state."""
-
-
-class StopRequested(Exception):
-  """SIGTERM or SIGINT arrived; a checkpoint of the current step has been saved."""
+DivergenceError, StopRequested = loop_lib.DivergenceError, loop_lib.StopRequested
 
 
 class _StopSignal:
@@ -283,52 +243,6 @@ class _StopSignal:
       signal.signal(sig, handler)
 
 
-def check_finite(values: Dict[str, np.ndarray], task_name: str, task_step: int,
-                 checkpoints) -> None:
-  """Raises DivergenceError naming the network, task and step of a non-finite loss."""
-  bad = sorted(name for name, value in values.items() if not np.all(np.isfinite(value)))
-  if bad:
-    networks = sorted({name.split('/')[0] for name in bad})
-    raise DivergenceError(
-        f'Non-finite {", ".join(bad)} ({" and ".join(networks)}) at task {task_name}, step '
-        f'{task_step}; training stopped without saving, so the newest checkpoint '
-        f'({checkpoints.latest_step()}) is the last good state: lower the learning rates or '
-        'the gradient penalty weight and rerun.')
-
-
-def train_task(config, phase, step_fns, state, batches, task, task_steps, sharding,
-               metrics_log, progress, checkpoints, prefix, task_name, stop):
-  """Runs the remaining steps of ``task`` (``task_steps[task]`` in all) with
-  ``step_fns[phase]``; returns the state and the last averaged metrics."""
-  window, last = MetricsWindow(task_name, checkpoints), {}
-  start, total = int(state.task_step), task_steps[task]
-  for task_step in range(start, total):
-    batch = jax.make_array_from_process_local_data(
-        sharding, batches.process_slice(task_step, jax.process_index(), jax.process_count()))
-    update_generators = (task_step + 1) % config.gan.critic_steps == 0
-    state, metrics = step_fns[phase](state, batch, rng.step_key(config.seed, task, task_step),
-                                     update_generators=update_generators)
-    done = task_step + 1
-    window.push(metrics, done)
-    gstep = durations.global_step(task_steps, task, done)
-    # At a task's last step the end-of-task section saves; the next step sees the flag.
-    if stop.received and done < total:
-      window.flush()
-      checkpointing.save(checkpoints, gstep, state)
-      checkpointing.finish(checkpoints)
-      raise StopRequested(f'{stop.received} received: saved checkpoint {gstep} (task '
-                          f'{task_name}, step {done}); rerun the same command to resume.')
-    if done % config.train.log_every == 0 or done == total:
-      last = window.average_and_reset()
-      rate = progress(gstep, f'{prefix} | step {done}/{total}', last)
-      metrics_log.write_scalars(gstep, {**last, **({'steps_per_sec': rate} if rate else {})})
-    if done % config.train.checkpoint_every == 0 and done < total:
-      window.flush()
-      checkpointing.save(checkpoints, gstep, state)
-  window.flush()  # The end-of-task section saves next.
-  return state, last
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains ``config.method`` (LT-GANs by default) on ``config.data.sequence``, writing
   everything into ``workdir``; returns the final state. Nothing is written before the config,
@@ -342,7 +256,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   config_validation.check_task_steps(config, task_steps)
   config_validation.check_memory(config, method)
   config_validation.check_workdir(config, workdir)
-  _load_records(workdir)  # a damaged report.json stops the run here, not after a task
+  # A damaged report.json stops the run here, not after a task (with seeds: each seed's).
+  for seed_dir in ([workdir] if seeds_lib.count(config) == 1 else
+                   [seeds_lib.seed_workdir(workdir, s) for s in range(seeds_lib.count(config))]):
+    _load_records(seed_dir)
   task_eval.check_feature_net_file(workdir)
   task_eval.inception_variables(config)  # read (and checked) once, before the lock
   with workdir_lock.held(workdir):
@@ -388,84 +305,143 @@ def _heatmaps(folder: str) -> Dict[str, np.ndarray]:
   return images
 
 
+@dataclasses.dataclass
+class SeedOutputs:
+  """Where one seed's end-of-task results go: the workdir itself for a one-seed run, else
+  ``workdir/seed<s>/`` with that seed's config and method (``seeds``)."""
+  config: ml_collections.ConfigDict
+  method: object
+  workdir: str
+  metrics_log: object
+  evaluator: object = None
+  records: List[TaskRecord] = dataclasses.field(default_factory=list)
+
+
+def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int
+                  ) -> List[SeedOutputs]:
+  """One ``SeedOutputs`` per seed, with the report rows of its finished tasks. All seeds
+  measure with seed 0's FID feature network (trained once, copied into the other seeds'
+  folders): one measuring instrument, so the spread over seeds is the models'."""
+  num_seeds = seeds_lib.count(config)
+  if num_seeds == 1:
+    outputs = [SeedOutputs(config, method, workdir, metrics_log)]
+  else:
+    outputs = []
+    for s in range(num_seeds):
+      seed_dir = seeds_lib.seed_workdir(workdir, s)
+      os.makedirs(seed_dir, exist_ok=True)
+      seed_config = seeds_lib.seed_config(config, s)
+      seed_config.log.wandb_project = ''  # one W&B run per workdir: the top-level one
+      outputs.append(SeedOutputs(seed_config, methods.build(seed_config), seed_dir,
+                                 writers.MetricsLog(seed_dir, jax.process_index() == 0, '')))
+  for s, out in enumerate(outputs):
+    out.records = _load_records(out.workdir)[:first_task]
+    if s:
+      seeds_report.share_feature_net(outputs[0].workdir, out.workdir)
+    out.evaluator = task_eval.TaskEvaluator(out.config, out.method, tasks, out.workdir)
+  return outputs
+
+
 def _train_in_workdir(config, workdir, tasks, method, task_steps):
   """``train_and_evaluate`` once the workdir is checked and locked."""
   mesh = data_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
-  template = method.init_state(jax.random.key(config.seed))
+  num_seeds = seeds_lib.count(config)
+  template = seeds_lib.stack([method.init_state(jax.random.key(seed))
+                              for seed in seeds_lib.seed_values(config)]) if num_seeds > 1 \
+      else method.init_state(jax.random.key(config.seed))
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
   config_validation.record_config(config, workdir)  # the run is known to start
   state = jax.device_put(state, replicated)
-  step_fns = method.train_steps()
   metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0,
                                   config.log.wandb_project)
   metrics_log.write_hparams(hparams(config))
-  progress = ProgressLine(sum(task_steps), config.train.log_every)
   # A checkpoint taken at a task boundary holds a finished task: carry on with the next one.
-  finished = int(state.task_step) == task_steps[int(state.task)]
-  records = _load_records(workdir)[:int(state.task) + finished]
-  logging.info('%d tasks: %s; state holds %.1f MB.', len(tasks),
-               ' -> '.join(t.name for t in tasks), state_lib.state_bytes(state) / 1e6)
+  task = seeds_lib.counter(state.task)
+  first_task = task + (seeds_lib.counter(state.task_step) == task_steps[task])
+  logging.info('%d tasks: %s; %d seed(s); state holds %.1f MB.', len(tasks),
+               ' -> '.join(t.name for t in tasks), num_seeds,
+               state_lib.state_bytes(state) / 1e6)
 
+  outputs = []
   try:
     with _StopSignal() as stop:
-      state = _train_tasks(config, tasks, task_steps, method, state, step_fns, records,
-                           int(state.task) + finished, batch_sharding, checkpoints,
-                           metrics_log, progress, workdir, stop)
+      loop = loop_lib.Loop(config, method, tuple(task_steps), batch_sharding, checkpoints,
+                           metrics_log, ProgressLine(sum(task_steps), config.train.log_every),
+                           stop)
+      outputs = _seed_outputs(config, workdir, tasks, method, metrics_log, first_task)
+      state = _train_tasks(loop, tasks, state, outputs, first_task, workdir)
   finally:  # Never leave an asynchronous save half-written.
     try:
       checkpointing.finish(checkpoints)
     finally:
       checkpoints.close()
+      for out in outputs:
+        if out.metrics_log is not metrics_log:
+          out.metrics_log.close()
       metrics_log.close()
   logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
   return state
 
 
-def _train_tasks(config, tasks, task_steps, method, state, step_fns, records, first_task,
-                 batch_sharding, checkpoints, metrics_log, progress, workdir, stop):
+def _train_tasks(loop, tasks, state, outputs: List[SeedOutputs], first_task: int, workdir):
   """The per-task sections of ``train_and_evaluate``."""
-  evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir)
+  config, method, task_steps = loop.config, loop.method, loop.task_steps
+  num_seeds = len(outputs)
   for task in range(first_task, len(tasks)):
-    if int(state.task) < task:
-      state = method.begin_next_task(state)
+    if seeds_lib.counter(state.task) < task:
+      state = seeds_lib.per_seed(method.begin_next_task, state, num_seeds)
     prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
     started = time.time()
-    steps_before = int(state.task_step)
+    steps_before = seeds_lib.counter(state.task_step)
     images = (np.concatenate([t.train.images for t in tasks[:task + 1]])
               if method.cumulative_data else tasks[task].train.images)
-    batches = batching.TaskBatches(images, config.train.batch_size, config.seed, task)
-    state, last = train_task(config, method.phase(task), step_fns, state, batches, task,
-                             task_steps, batch_sharding, metrics_log, progress, checkpoints,
-                             prefix, tasks[task].name, stop)
-    state = method.end_task(state, task)
+    task_batches = [batching.TaskBatches(images, config.train.batch_size, seed, task)
+                    for seed in seeds_lib.seed_values(config)]
+    state, last = loop_lib.run_task(loop, state, task, task_batches, prefix, tasks[task].name)
+    state = seeds_lib.per_seed(lambda one: method.end_task(one, task), state, num_seeds)
     seconds = time.time() - started
-    results = evaluator.evaluate(state, task)
-    for metric, row in results.items():
-      logging.info('%s done: %s %s', prefix, metric,
-                   ', '.join(f'{tasks[j].name}={v:.2f}' for j, v in enumerate(row)))
     boundary = durations.global_step(task_steps, task, task_steps[task])
-    pictures = write_pictures(config, method, state, evaluator.test_images, task, workdir,
-                              metrics_log, boundary)
-    records = records[:task] + [TaskRecord(
-        tasks[task].name, task_steps[task] - steps_before, seconds, last, results, pictures,
-        evaluation_setting(config, evaluator.protocol))]
-    # The evaluation as scalars, and the forgetting heatmaps as images, for TensorBoard.
-    metrics_log.write_scalars(boundary, evaluation_scalars([t.name for t in tasks], results))
-    if jax.process_index() == 0:
-      task_eval.write_matrices(os.path.join(workdir, 'eval'), [t.name for t in tasks],
-                               [r.evaluation for r in records])
-      metrics_log.write_images(boundary, _heatmaps(os.path.join(workdir, 'eval')))
-    if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
-      records[-1].pictures.update(figures.write_latent_figures(
-          method.vae_view(state), [t.name for t in tasks], evaluator.test_images, workdir))
-    write_report(config, workdir, tasks, records, fid_source=method.fid_source,
-                 task_steps=task_steps, protocol=evaluator.protocol,
-                 provenance=evaluator.provenance())
+    for s, out in enumerate(outputs):
+      one_state = state if num_seeds == 1 else seeds_lib.unstack(state, s)
+      _end_of_task(out, one_state, tasks, task, task_steps, seconds, last, steps_before,
+                   boundary, f'{prefix}' + (f' seed {out.config.seed}' if num_seeds > 1 else ''))
+    if num_seeds > 1 and jax.process_index() == 0:
+      summary = seeds_report.write(workdir, config, [out.workdir for out in outputs])
+      loop.metrics_log.write_scalars(boundary, summary)
     # The boundary checkpoint comes last: a run stopped before it redoes the task's end (from
     # the newest checkpoint before it), so no finished task ever lacks its files.
-    checkpointing.save(checkpoints, boundary, state)
+    checkpointing.save(loop.checkpoints, boundary, state)
   return state
+
+
+def _end_of_task(out: SeedOutputs, state, tasks, task: int, task_steps, seconds: float,
+                 last: Dict[str, float], steps_before: int, boundary: int, prefix: str):
+  """Evaluates one seed's finished ``task`` on every task seen, draws its pictures, and writes
+  its report, matrices and evaluation scalars into ``out.workdir``."""
+  config, method, evaluator, workdir = out.config, out.method, out.evaluator, out.workdir
+  results = evaluator.evaluate(state, task)
+  for metric, row in results.items():
+    logging.info('%s done: %s %s', prefix, metric,
+                 ', '.join(f'{tasks[j].name}={v:.2f}' for j, v in enumerate(row)))
+  pictures = write_pictures(config, method, state, evaluator.test_images, task, workdir,
+                            out.metrics_log, boundary)
+  out.records = out.records[:task] + [TaskRecord(
+      tasks[task].name, task_steps[task] - steps_before, seconds, last, results, pictures,
+      evaluation_setting(config, evaluator.protocol))]
+  records = out.records
+  # The evaluation as scalars, and the forgetting heatmaps as images, for TensorBoard.
+  out.metrics_log.write_scalars(boundary, evaluation_scalars([t.name for t in tasks], results))
+  if jax.process_index() == 0:
+    task_eval.write_matrices(os.path.join(workdir, 'eval'), [t.name for t in tasks],
+                             [r.evaluation for r in records])
+    out.metrics_log.write_images(boundary, _heatmaps(os.path.join(workdir, 'eval')))
+  if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
+    records[-1].pictures.update(figures.write_latent_figures(
+        method.vae_view(state), [t.name for t in tasks], evaluator.test_images, workdir))
+  write_report(config, workdir, tasks, records, fid_source=method.fid_source,
+               task_steps=task_steps, protocol=evaluator.protocol,
+               provenance=evaluator.provenance())

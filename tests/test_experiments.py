@@ -136,6 +136,95 @@ def test_table2_fid_sections_from_a_workdir(tmp_path):
   assert '| after fashion_mnist | 3.50 |' in text  # against all seen tasks, after each task
 
 
+# Each seed's evaluation after each task (3 seeds, 2 tasks) of a multi-seed workdir.
+SEED_ROWS = [
+    [{'nll_paper': [100.0], 'nll_iwae': [500.0], 'fid_own': [3.0], 'fid_own_all': [3.0]},
+     {'nll_paper': [104.0], 'nll_iwae': [510.0], 'fid_own': [3.3], 'fid_own_all': [3.3]},
+     {'nll_paper': [98.0], 'nll_iwae': [490.0], 'fid_own': [2.7], 'fid_own_all': [2.9]}],
+    [{'nll_paper': [110.0, 90.0], 'nll_iwae': [520.0, 480.0], 'fid_own': [4.0, 2.0],
+      'fid_own_all': [3.5]},
+     {'nll_paper': [115.0, 93.0], 'nll_iwae': [530.0, 470.0], 'fid_own': [4.4, 2.2],
+      'fid_own_all': [3.8]},
+     {'nll_paper': [108.0, 88.0], 'nll_iwae': [515.0, 487.0], 'fid_own': [3.9, 1.7],
+      'fid_own_all': [3.4]}]]
+
+
+def mean_and_ci(values):
+  """Mean and half-width of the 95% interval of the mean (Student's t), computed here."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  values = np.asarray(values, np.float64)
+  n = len(values)
+  return float(values.mean()), float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1)
+                                     / np.sqrt(n))
+
+
+def cell(values):
+  mean, ci = mean_and_ci(values)
+  return f'{mean:.2f} ± {ci:.2f}'
+
+
+def write_multi_seed_workdir(path):
+  """A workdir as a 3-seed run leaves it: write_fake_workdir's, with a report.json of means
+  over SEED_ROWS, their 95% half-widths and the per-seed values (seeds_report's schema)."""
+  workdir = write_fake_workdir(path)
+  records = []
+  for i, per_seed in enumerate(SEED_ROWS):
+    evaluation, ci95, std = {}, {}, {}
+    for metric in per_seed[0]:
+      columns = list(zip(*(p[metric] for p in per_seed)))
+      evaluation[metric] = [mean_and_ci(c)[0] for c in columns]
+      ci95[metric] = [mean_and_ci(c)[1] for c in columns]
+      std[metric] = [float(np.std(c, ddof=1)) for c in columns]
+    records.append({'name': TASKS[i], 'steps': 4, 'seconds': 1.5, 'last_metrics': {},
+                    'evaluation': evaluation, 'evaluation_std': std, 'evaluation_ci95': ci95,
+                    'evaluation_per_seed': per_seed, 'pictures': {}})
+  with open(os.path.join(workdir, 'report.json'), 'w') as f:
+    json.dump({'tasks': TASKS, 'records': records, 'seeds': [0, 1, 2]}, f)
+  return workdir
+
+
+def test_tables_of_a_multi_seed_run_give_mean_and_95_interval(tmp_path):
+  workdir = write_multi_seed_workdir(tmp_path / 'seeds')
+  final = [p['nll_paper'] for p in SEED_ROWS[1]]  # [seed][task] after the last task
+  np.testing.assert_allclose(common.final_row(workdir, 'nll_paper'),
+                             np.mean(final, axis=0))
+  np.testing.assert_allclose(common.final_interval(workdir, 'nll_paper'),
+                             [mean_and_ci(c)[1] for c in zip(*final)])
+  ok = common.RunResult('ltgans', ['python'], workdir, workdir + '.log', 1.0, 0)
+  text = '\n'.join(dict(common.nll_sections({'ltgans': ok}, str(tmp_path / 'out'),
+                                             'test')).values())
+  for metric in ('nll_paper', 'nll_iwae'):
+    rows = [p[metric] for p in SEED_ROWS[1]]
+    assert f'| mnist | {cell([r[0] for r in rows])} |' in text
+    assert f'| fashion_mnist | {cell([r[1] for r in rows])} |' in text
+    # The average over tasks is taken per seed, then its interval over seeds.
+    assert f'| Average | {cell([np.mean(r) for r in rows])} |' in text
+    first = [p[metric][0] for p in SEED_ROWS[0]]
+    forgetting = [cell([np.mean(r) for r in rows]),  # final-row average
+                  cell([(f + r[1]) / 2 for f, r in zip(first, rows)]),  # diagonal average
+                  cell([r[0] - f for f, r in zip(first, rows)])]  # mean forgetting
+    assert f'| LT-GANs | {metric} | ' + ' | '.join(forgetting) + ' |' in text
+  assert "mean ± half-width of the 95% interval over 3 seeds (Student's t)" in text
+  after_each = [cell([p['fid_own_all'][0] for p in rows]) for rows in SEED_ROWS]
+  fid = '\n'.join(dict(table2_cifar_imagenet.fid_sections(
+      {'ltgans': ok}, str(tmp_path / 'out2'), 'fid_own')).values())
+  assert f'| after mnist | {after_each[0]} |' in fid
+  assert f'| after fashion_mnist | {after_each[1]} |' in fid
+  assert f'| mnist | {cell([p["fid_own"][0] for p in SEED_ROWS[1]])} |' in fid
+
+
+def test_tables_of_a_one_seed_run_have_no_interval(tmp_path):
+  workdir = write_fake_workdir(tmp_path / 'run')
+  assert common.final_interval(workdir, 'nll_paper') is None
+  ok = common.RunResult('ltgans', ['python'], workdir, workdir + '.log', 1.0, 0)
+  text = '\n'.join(dict(common.nll_sections({'ltgans': ok}, str(tmp_path / 'out'),
+                                             'test')).values())
+  fid = '\n'.join(dict(table2_cifar_imagenet.fid_sections(
+      {'ltgans': ok}, str(tmp_path / 'out2'), 'fid_own')).values())
+  assert '| Average | 100.00 |' in text
+  assert '±' not in text + fid and '95% interval' not in text + fid
+
+
 def test_setting_section_names_what_changed(tmp_path):
   workdir = write_fake_workdir(tmp_path / 'run', {'train.steps_per_task': 9, 'vae.beta': 4.0})
   text = common.setting_section('configs/test.py', workdir, quick=True, notes=['a note'],

@@ -1,5 +1,5 @@
 """Interruptions and divergence lose nothing: SIGTERM saves and resumes exactly; a NaN stops
-the run at once, naming the network, task and step, and saves nothing after it."""
+the run before its next save, naming the network, task and step."""
 
 import os
 import signal
@@ -7,25 +7,27 @@ import signal
 import jax.numpy as jnp
 import pytest
 
-from ltgans_jax import steps, train
+from ltgans_jax import loop, methods, train
 from tests.helpers import tree_equal
 
 
-def _patch_steps(monkeypatch, on_step):
-  """Wraps the jitted steps so ``on_step(phase, task_step, metrics)`` runs after each one."""
-  real_make = steps.make_train_steps
+def _poison_steps(monkeypatch, phase_to_poison, task_step_to_poison):
+  """The GAN steps, with 'critic/loss' NaN at ``task_step_to_poison`` (0-based) of
+  ``phase_to_poison``: a traced condition, as the steps run inside the fused jitted calls."""
+  real = methods.GanMethod.step_functions
 
-  def make(*args):
-    fns = real_make(*args)
+  def step_functions(self, static=None):
+    fns = real(self, static)
 
-    def wrap(phase):
+    def wrap(phase, fn):
       def step(state, batch, key, update_generators):
-        task_step = int(state.task_step)
-        new_state, metrics = fns[phase](state, batch, key, update_generators=update_generators)
-        return new_state, on_step(phase, task_step, metrics)
+        poisoned = (phase == phase_to_poison) & (state.task_step == task_step_to_poison)
+        new_state, metrics = fn(state, batch, key, update_generators=update_generators)
+        return new_state, {**metrics, 'critic/loss': jnp.where(poisoned, jnp.nan,
+                                                               metrics['critic/loss'])}
       return step
-    return {phase: wrap(phase) for phase in fns}
-  monkeypatch.setattr(train.steps, 'make_train_steps', make)
+    return {phase: wrap(phase, fn) for phase, fn in fns.items()}
+  monkeypatch.setattr(methods.GanMethod, 'step_functions', step_functions)
 
 
 def _latest(workdir):
@@ -37,11 +39,13 @@ def test_sigterm_saves_then_the_rerun_ends_bit_identical(test_config, tmp_path, 
   _, reference = reference_run
   workdir = str(tmp_path / 'interrupted')
 
-  def interrupt(phase, task_step, metrics):
-    if phase == 'lakd' and task_step == 0:  # inside task 2, after its first step
+  real_place = loop.place_batches
+
+  def place_and_interrupt(loop_, task_batches, first_step, num_steps):
+    if task_batches[0].task == 1 and first_step == 0:  # inside task 2, before its first step
       signal.raise_signal(signal.SIGTERM)
-    return metrics
-  _patch_steps(monkeypatch, interrupt)
+    return real_place(loop_, task_batches, first_step, num_steps)
+  monkeypatch.setattr(loop, 'place_batches', place_and_interrupt)
   with pytest.raises(train.StopRequested, match='SIGTERM received: saved checkpoint 5'):
     train.train_and_evaluate(test_config, workdir)
   assert _latest(workdir) == 5
@@ -50,13 +54,9 @@ def test_sigterm_saves_then_the_rerun_ends_bit_identical(test_config, tmp_path, 
   assert tree_equal(resumed, reference)
 
 
-def test_nan_stops_within_a_step_and_keeps_the_last_good_checkpoint(test_config, tmp_path,
+def test_nan_stops_before_any_save_and_keeps_the_last_good_checkpoint(test_config, tmp_path,
                                                                     monkeypatch):
-  def poison(phase, task_step, metrics):
-    if phase == 'lakd' and task_step == 2:
-      metrics = {**metrics, 'critic/loss': jnp.nan}
-    return metrics
-  _patch_steps(monkeypatch, poison)
+  _poison_steps(monkeypatch, 'lakd', 2)
   workdir = str(tmp_path / 'run')
   with pytest.raises(train.DivergenceError,
                      match=r'Non-finite critic/loss \(critic\) at task digits\[5-9\], step 3'):

@@ -346,20 +346,34 @@ class CurlMethod(methods.LifelongMethod):
     return jax.nn.sigmoid(logits) * 2 - 1
 
   # Training ---------------------------------------------------------------------------------
+  # No donation: XLA may return one buffer for equal scalar outputs (the counters an
+  # expansion resets), which could then not be donated twice; the state is small.
+  donate_state = False
+  # The number of active components is static (one compilation per count), read on the host
+  # before every fused call (see the module docstring), and may differ between seeds.
+  vmappable = False
+
+  def static_step_args(self, state):
+    return tuple(int(active) for active in np.asarray(state.active).reshape(-1))
+
+  def step_functions(self, static=None):
+    num_active = 1 if static is None else static
+    return {'first': functools.partial(self._step, replay=False, num_active=num_active),
+            'replay': functools.partial(self._step, replay=True, num_active=num_active)}
+
   def train_steps(self):
-    # No donation: XLA may return one buffer for equal scalar outputs (the counters an
-    # expansion resets), which could then not be donated twice; the state is small.
-    def host_step(replay):
-      jitted = jax.jit(functools.partial(self._step, replay=replay),
+    """Each phase jitted alone, reading ``state.active`` on the host at every call."""
+    def host_step(phase):
+      jitted = jax.jit(lambda state, batch, key, update_generators, num_active:
+                       self.step_functions(num_active)[phase](
+                           state, batch, key, update_generators),
                        static_argnames=('update_generators', 'num_active'))
 
       def step(state, batch, key, update_generators: bool = True):
-        # The number of active components is static: one compilation per count. Reading it
-        # is a host sync on the previous step (see the module docstring).
         return jitted(state, batch, key, update_generators=update_generators,
                       num_active=int(state.active))
       return step
-    return {'first': host_step(False), 'replay': host_step(True)}
+    return {'first': host_step('first'), 'replay': host_step('replay')}
 
   def _step(self, state: CurlState, batch, key, update_generators: bool = True, *,
             replay: bool, num_active: int):

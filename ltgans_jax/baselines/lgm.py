@@ -113,10 +113,10 @@ class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
     return {'student_samples': self.student_samples(
         state, rng.stream_key(self.config.seed, rng.STUDENT_GRID_LATENTS), num)}
 
-  def train_steps(self):
-    jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
-    return {'first': jit(functools.partial(self._step, distill=False)),
-            'distill': jit(functools.partial(self._step, distill=True))}
+  def step_functions(self, static=None):
+    del static
+    return {'first': functools.partial(self._step, distill=False),
+            'distill': functools.partial(self._step, distill=True)}
 
   def _step(self, state: LgmState, batch, key, update_generators: bool = True, *,
             distill: bool):

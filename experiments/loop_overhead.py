@@ -1,0 +1,216 @@
+"""The training loop against its bare step, and what extra seeds cost (issue 20).
+
+    python experiments/loop_overhead.py [--steps 300] [--rounds 3] [--out DIR]
+
+Part 1, at the test config's tiny sizes (``configs/test.py``: 28 px, widths 4, batch 8), where
+the host's per-step work shows: steps/s of
+
+* ``bare``: the LAKD step jitted alone (``method.train_steps()``), called in a Python loop on
+  one batch already on the device with one key; nothing read back;
+* ``per-step loop``: the loop as it was up to 5611a4f, reproduced here (``per_step_loop``):
+  per step a host batch placed, a key drawn on the host, one jitted step, and the previous
+  step's metrics read back and checked;
+* ``fused loop``: ``loop.run_task`` as training runs it now (one call per generator update,
+  batches stacked and placed once, metrics accumulated on the device and read every
+  ``log_every``), with ``gan.critic_steps`` 1 (the CPU config's) and 5 (the paper's).
+
+The three alternate within each round, in one process; the table gives the median over rounds
+and each loop's ratio to the bare step.
+
+Part 2, at the demo's sizes (``configs/demo.py``): steps/s of ``loop.run_task`` with
+``train.num_seeds`` 1, and 3 with ``train.seed_batching`` 'vmap' and 'loop' (alternating),
+and the cost of 3 seeds relative to 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=g-import-not-at-top
+from configs import demo as demo_config, test as test_config
+from ltgans_jax import loop as loop_lib, methods, rng, seeds
+from ltgans_jax.data import batching
+
+
+class _NoCheckpoints:
+  def latest_step(self):
+    return None
+
+
+class _NoLog:
+  def write_scalars(self, step, scalars):
+    del step, scalars
+
+
+class _NoStop:
+  received = None
+
+
+def _task2_state(method, config):
+  """Fresh state(s) moved to task 2, the LAKD phase (with a seed axis when S > 1)."""
+  states = [method.begin_next_task(method.init_state(jax.random.key(s)))
+            for s in seeds.seed_values(config)]
+  return states[0] if len(states) == 1 else seeds.stack(states)
+
+
+def _images(config, num=2048):
+  size, channels = config.data.image_size, config.data.channels
+  return np.random.default_rng(0).integers(0, 256, (num, size, size, channels), np.uint8)
+
+
+def _mesh_sharding():
+  mesh = jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+
+
+def bare_step(config, num_steps: int) -> float:
+  method = methods.build(config)
+  step = method.train_steps()['lakd']
+  state = _task2_state(method, config)
+  batch = jnp.asarray(_images(config)[:config.train.batch_size])
+  key = rng.step_key(config.seed, 1, 0)
+  state, _ = step(state, batch, key, update_generators=True)  # compile
+  jax.block_until_ready(state)
+  started = time.perf_counter()
+  for i in range(num_steps):
+    state, _ = step(state, batch, key,
+                    update_generators=(i + 1) % config.gan.critic_steps == 0)
+  jax.block_until_ready(state)
+  return num_steps / (time.perf_counter() - started)
+
+
+def per_step_loop(config, num_steps: int) -> float:
+  """The loop of ``train.train_task`` up to 5611a4f: one jitted step per loop iteration, the
+  previous step's metrics fetched and checked after the next one is dispatched."""
+  method = methods.build(config)
+  step = method.train_steps()['lakd']
+  sharding = _mesh_sharding()
+  batches = batching.TaskBatches(_images(config), config.train.batch_size, config.seed, 1)
+  state = _task2_state(method, config)
+  warm_batch = jax.make_array_from_process_local_data(sharding, batches.process_slice(0, 0, 1))
+  state, _ = step(state, warm_batch, rng.step_key(config.seed, 1, 0),
+                  update_generators=True)  # compile both variants
+  state, _ = step(state, warm_batch, rng.step_key(config.seed, 1, 0),
+                  update_generators=config.gan.critic_steps == 1)
+  jax.block_until_ready(state)
+  pending, sums = None, {}
+  started = time.perf_counter()
+  for task_step in range(num_steps):
+    batch = jax.make_array_from_process_local_data(sharding,
+                                                   batches.process_slice(task_step, 0, 1))
+    state, metrics = step(state, batch, rng.step_key(config.seed, 1, task_step),
+                          update_generators=(task_step + 1) % config.gan.critic_steps == 0)
+    if pending is not None:
+      values = jax.device_get(pending)
+      assert all(np.all(np.isfinite(v)) for v in values.values())
+      for name, value in values.items():
+        sums[name] = sums.get(name, 0.0) + float(value)
+    pending = metrics
+  jax.device_get(pending)
+  jax.block_until_ready(state)
+  return num_steps / (time.perf_counter() - started)
+
+
+def fused_loop(config, num_steps: int) -> float:
+  """``loop.run_task`` on task 2 for ``num_steps`` steps, after one warm-up run."""
+  method = methods.build(config)
+  config.train.checkpoint_every = 10 ** 9
+  loop = loop_lib.Loop(config, method, (num_steps, num_steps), _mesh_sharding(),
+                       _NoCheckpoints(), _NoLog(), lambda *args: None, _NoStop())
+  images = _images(config)
+  task_batches = [batching.TaskBatches(images, config.train.batch_size, seed, 1)
+                  for seed in seeds.seed_values(config)]
+  # Placed as training places it (``train._train_in_workdir``): replicated over the mesh.
+  fresh = jax.device_put(_task2_state(method, config), jax.sharding.NamedSharding(
+      loop.batch_sharding.mesh, jax.sharding.PartitionSpec()))
+  warm_loop = loop_lib.Loop(config, method, (num_steps, config.train.log_every),
+                            _mesh_sharding(), _NoCheckpoints(), _NoLog(), lambda *args: None,
+                            _NoStop())
+  state, _ = loop_lib.run_task(warm_loop, jax.tree_util.tree_map(jnp.copy, fresh), 1,
+                               task_batches, 'warm-up', 'task 2')
+  loop.fused = warm_loop.fused  # the compiled calls
+  jax.block_until_ready(state)
+  started = time.perf_counter()
+  state, _ = loop_lib.run_task(loop, fresh, 1, task_batches, 'timed', 'task 2')
+  jax.block_until_ready(state)
+  return num_steps / (time.perf_counter() - started)
+
+
+def _configure(base, **values):
+  config = base.get_config()
+  for dotted, value in values.items():
+    section, name = dotted.split('__')
+    config[section][name] = value
+  return config
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--steps', type=int, default=300, help='steps per measurement (part 1)')
+  parser.add_argument('--demo_steps', type=int, default=40, help='steps per measurement (2)')
+  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--out', default=None, help='folder for README.md (else stdout only)')
+  args = parser.parse_args()
+  lines = [f'# Loop against bare step, and seeds\' cost', '',
+           f'Device: {jax.device_count()} x {jax.devices()[0].device_kind}; jax '
+           f'{jax.__version__}; {args.rounds} rounds, alternating; medians.', '']
+
+  rates = {}
+  for critic_steps in (1, 5):
+    for round_ in range(args.rounds):
+      for name, fn in (('bare step', bare_step), ('per-step loop (5611a4f)', per_step_loop),
+                       ('fused loop', fused_loop)):
+        config = _configure(test_config, gan__critic_steps=critic_steps, train__log_every=100)
+        rate = fn(config, args.steps)
+        rates.setdefault((critic_steps, name), []).append(rate)
+        print(f'critic_steps={critic_steps} round {round_}: {name}: {rate:.1f} steps/s',
+              flush=True)
+  lines += ['## Part 1: the test config (28 px, widths 4, batch 8), LAKD phase', '',
+            '| critic steps per generator update | bare step | per-step loop (5611a4f) | '
+            'fused loop | per-step loop / bare | fused loop / bare |', '|---|---|---|---|---|---|']
+  for critic_steps in (1, 5):
+    bare, before, after = (statistics.median(rates[(critic_steps, n)]) for n in (
+        'bare step', 'per-step loop (5611a4f)', 'fused loop'))
+    lines.append(f'| {critic_steps} | {bare:.1f} | {before:.1f} | {after:.1f} | '
+                 f'{before / bare:.2f} | {after / bare:.2f} |')
+
+  seed_rates = {}
+  settings = (('1 seed', 1, 'loop'), ('3 seeds, vmap', 3, 'vmap'),
+              ('3 seeds, loop', 3, 'loop'))
+  for round_ in range(args.rounds):
+    for name, num_seeds, batching_mode in settings:
+      config = _configure(demo_config, train__num_seeds=num_seeds, train__log_every=20,
+                          train__seed_batching=batching_mode)
+      rate = fused_loop(config, args.demo_steps)
+      seed_rates.setdefault(name, []).append(rate)
+      print(f'demo, {name}, round {round_}: {rate:.2f} steps/s', flush=True)
+  one = statistics.median(seed_rates['1 seed'])
+  demo = demo_config.get_config()
+  lines += ['', f'## Part 2: the demo config ({demo.data.image_size} px, generator width '
+            f'{demo.model.generator_width}, batch {demo.train.batch_size}), LAKD phase', '',
+            '| seeds (train.seed_batching) | steps/s (every seed takes a step) | seconds per '
+            '1000 steps | cost relative to one seed |', '|---|---|---|---|']
+  for name, _, _ in settings:
+    rate = statistics.median(seed_rates[name])
+    lines.append(f'| {name} | {rate:.2f} | {1000 / rate:.0f} | {one / rate:.2f} |')
+  text = '\n'.join(lines) + '\n'
+  print(text)
+  if args.out:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, 'README.md'), 'w') as f:
+      f.write(text)
+
+
+if __name__ == '__main__':
+  main()

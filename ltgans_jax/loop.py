@@ -1,0 +1,336 @@
+"""The steps of one task, run as fused jitted calls: ``run_task(loop, state, task, ...)``.
+
+One call runs ``method.steps_per_call()`` steps (for the GANs: the critic steps of one
+generator update, the generator update and the Student's updates) on batches stacked
+[n, B, H, W, C] and placed on the devices at once; it draws each step's key on the device
+(``rng.step_key`` of the traced step number, the same keys as a step jitted alone) and adds
+the step's metrics, and whether each was finite, into a small accumulator that stays on the
+device. The host reads it back only every ``train.log_every`` steps and before every save,
+so the devices never wait for the host between steps, and a NaN or infinite loss still stops
+the run before anything is saved (``check_finite``).
+
+With ``train.num_seeds`` S > 1 the state carries a leading seed axis and the call
+``jax.vmap``s each step over it (``seeds``); a method whose step is not vmappable (CURL: its
+component count is a static shape) runs its seeds one after the other inside the same call.
+
+Calls end where a generator update, a log line, a rolling checkpoint or the task ends, so the
+steps, checkpoints and logs are those of one step per call; a call's compiled program depends
+on (phase, steps in it, whether it ends with a generator update, the method's static args).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ltgans_jax import checkpointing, durations, rng, schedule, seeds as seeds_lib
+
+NO_BAD_STEP = -1
+
+
+class DivergenceError(RuntimeError):
+  """A loss became NaN or infinite; the newest checkpoint is the last good state."""
+
+
+class StopRequested(Exception):
+  """SIGTERM or SIGINT arrived; a checkpoint of the current step has been saved."""
+
+
+@dataclasses.dataclass
+class Loop:
+  """What the steps of every task share: the run's config and method, where batches and
+  checkpoints go, and the hooks that report progress."""
+  config: object
+  method: object
+  task_steps: tuple
+  batch_sharding: jax.sharding.NamedSharding  # of one global batch [B, ...] along 'data'
+  checkpoints: object
+  metrics_log: object
+  progress: Callable  # (global_step, prefix, metrics) -> steps/s or None (``ProgressLine``)
+  stop: object  # has ``.received``: the name of a stop signal, or None
+  fused: Dict = dataclasses.field(default_factory=dict)  # compiled calls, by their statics
+
+  @property
+  def num_seeds(self) -> int:
+    return seeds_lib.count(self.config)
+
+
+def check_finite(nonfinite: Dict[str, bool], task_name: str, task_step: int,
+                 checkpoints) -> None:
+  """Raises DivergenceError naming the network, task and step of a non-finite loss."""
+  bad = sorted(name for name, flag in nonfinite.items() if flag)
+  if bad:
+    networks = sorted({name.split('/')[0] for name in bad})
+    raise DivergenceError(
+        f'Non-finite {", ".join(bad)} ({" and ".join(networks)}) at task {task_name}, step '
+        f'{task_step}; training stopped without saving, so the newest checkpoint '
+        f'({checkpoints.latest_step()}) is the last good state: lower the learning rates or '
+        'the gradient penalty weight and rerun.')
+
+
+# The accumulator -------------------------------------------------------------------------------
+def empty_accumulator(metric_shapes: Dict[str, jax.ShapeDtypeStruct]) -> dict:
+  """Zeroed sums, counts and non-finite flags of every metric a step can return, and the
+  first step (1-based, in the task) whose metrics were not all finite."""
+  return {'sums': {k: jnp.zeros(v.shape, jnp.float32) for k, v in metric_shapes.items()},
+          'counts': {k: jnp.zeros((), jnp.int32) for k in metric_shapes},
+          'nonfinite': {k: jnp.zeros((), bool) for k in metric_shapes},
+          'first_bad_step': jnp.full((), NO_BAD_STEP, jnp.int32)}
+
+
+def accumulate(accumulator: dict, metrics: Dict[str, jnp.ndarray], step_done) -> dict:
+  """Adds one step's metrics ([] or, with seeds, [S] each) into ``accumulator``."""
+  sums, counts, nonfinite = (dict(accumulator[k]) for k in ('sums', 'counts', 'nonfinite'))
+  any_bad = jnp.zeros((), bool)
+  for name, value in metrics.items():
+    value = value.astype(jnp.float32)
+    bad = ~jnp.all(jnp.isfinite(value))
+    sums[name] = sums[name] + value
+    counts[name] = counts[name] + 1
+    nonfinite[name] = nonfinite[name] | bad
+    any_bad = any_bad | bad
+  first = accumulator['first_bad_step']
+  first = jnp.where((first == NO_BAD_STEP) & any_bad, step_done, first)
+  return {'sums': sums, 'counts': counts, 'nonfinite': nonfinite, 'first_bad_step': first}
+
+
+def averages(values: dict) -> Dict[str, float]:
+  """The host copy of an accumulator -> each metric's mean over its steps (and seeds)."""
+  return {name: float(np.mean(total)) / int(values['counts'][name])
+          for name, total in values['sums'].items() if int(values['counts'][name])}
+
+
+# The fused call --------------------------------------------------------------------------------
+def _one_seed_steps(method, phase: str, static, num_steps: int, update_last: bool,
+                    per_call: int):
+  """``(state, batches [n, B, ...], seed, task, accumulator) -> (state, accumulator)`` for one
+  seed's state: ``num_steps`` steps from its ``task_step``."""
+  del per_call  # only the last step of a call can update the generators
+  step = method.step_functions(static)[phase]
+  phase_order = method.config.train.phase_order
+
+  def one_step(state, accumulator, batch, seed, task, task_step, update_generators):
+    state, metrics = step(state, batch, rng.step_key(seed, task, task_step),
+                          update_generators=update_generators)
+    return state, accumulate(accumulator, metrics, task_step + 1)
+
+  def run(state, batches, seed, task, accumulator):
+    first_step = state.task_step  # the state counts its steps: nothing to send per call
+    for i in range(num_steps):
+      if i:
+        # Each step starts once the one before it has finished (``schedule.after``: a fusion
+        # barrier where the phase order is 'sequenced', the CPU's 'auto'), so XLA compiles
+        # every step as it compiles a step jitted alone: the same values, bit for bit. Without
+        # it, XLA fused across steps and moved the values by ~1e-6 per step.
+        state = schedule.after(state, state, phase_order)
+      state, accumulator = one_step(state, accumulator, batches[i], seed, task, first_step + i,
+                                    update_last if i == num_steps - 1 else False)
+    return state, accumulator
+  return run
+
+
+def fused_call(loop: Loop, phase: str, statics, num_steps: int, update_last: bool):
+  """The jitted call for these statics (compiled once, cached in ``loop.fused``):
+  ``(state, batches, task, accumulator) -> (state, accumulator)``; batches are
+  [n, B, H, W, C] uint8, or [n, S, B, H, W, C] with seeds."""
+  cache_key = (phase, statics, num_steps, update_last)
+  if cache_key in loop.fused:
+    return loop.fused[cache_key]
+  method, num_seeds = loop.method, loop.num_seeds
+  per_call = method.steps_per_call()
+  seed_values = seeds_lib.seed_values(loop.config)
+  if num_seeds == 1:
+    run = _one_seed_steps(method, phase, statics[0] if statics else None, num_steps,
+                          update_last, per_call)
+    call = functools.partial(_call_one_seed, run, seed_values[0])
+  elif method.vmappable and seed_batching(loop.config) == 'vmap':
+    run = _one_seed_steps(method, phase, None, num_steps, update_last, per_call)
+    call = functools.partial(_call_vmapped, run, jnp.asarray(seed_values, jnp.uint32))
+  else:
+    runs = [_one_seed_steps(method, phase, statics[s] if statics else None, num_steps,
+                            update_last, per_call) for s in range(num_seeds)]
+    call = functools.partial(_call_seed_by_seed, runs, seed_values,
+                             loop.config.train.phase_order)
+  jitted = jax.jit(call, donate_argnums=(0, 3) if method.donate_state else (3,))
+  loop.fused[cache_key] = jitted
+  return jitted
+
+
+def _call_one_seed(run, seed, state, batches, task, accumulator):
+  return run(state, batches, seed, task, accumulator)
+
+
+def _call_vmapped(run, seed_values, state, batches, task, accumulator):
+  """Every seed's steps as one batched computation; metrics come out [S] per name."""
+  def one(state, batches, seed):
+    return run(state, batches, seed, task, zero_like(accumulator))
+  state, per_seed = jax.vmap(one, in_axes=(0, 1, 0))(state, batches, seed_values)
+  return state, _merge(accumulator, per_seed)
+
+
+def _call_seed_by_seed(runs, seed_values, phase_order, state, batches, task, accumulator):
+  """Each seed's steps one after the other (``seed_batching`` 'loop', and methods whose step
+  cannot be vmapped), each seed's after the one before (``schedule.after``, as between
+  steps)."""
+  states, per_seed = [], []
+  for s, run in enumerate(runs):
+    one_state = seeds_lib.unstack(state, s)
+    if states:
+      one_state = schedule.after(one_state, states[-1], phase_order)
+    one_state, one_accumulator = run(one_state, batches[:, s], seed_values[s], task,
+                                     zero_like(accumulator))
+    states.append(one_state)
+    per_seed.append(one_accumulator)
+  return seeds_lib.stack(states), _merge(accumulator, seeds_lib.stack(per_seed))
+
+
+SEED_BATCHING = ('auto', 'vmap', 'loop')  # config.train.seed_batching
+
+
+def seed_batching(config) -> str:
+  """How a call steps S > 1 seeds: 'vmap' (one batched computation) or 'loop' (one seed after
+  the other in the same call); 'auto' = 'loop' on the CPU backend, where XLA runs the batched
+  convolutions that vmap makes of the networks far slower than S plain ones
+  (``experiments/results/loop_overhead/``), 'vmap' elsewhere."""
+  from ltgans_jax import conv  # pylint: disable=g-import-not-at-top
+  return conv.resolve_auto('train.seed_batching', config.train.seed_batching, SEED_BATCHING,
+                           'loop', 'vmap')
+
+
+def zero_like(accumulator: dict) -> dict:
+  """An empty accumulator for one seed: sums without the seed axis."""
+  return {'sums': {k: jnp.zeros(v.shape[1:], v.dtype) for k, v in accumulator['sums'].items()},
+          'counts': {k: jnp.zeros_like(v) for k, v in accumulator['counts'].items()},
+          'nonfinite': {k: jnp.zeros_like(v) for k, v in accumulator['nonfinite'].items()},
+          'first_bad_step': jnp.full((), NO_BAD_STEP, jnp.int32)}
+
+
+def _merge(accumulator: dict, per_seed: dict) -> dict:
+  """Adds the per-seed accumulators of one call (leaves with a leading [S]) into the run's."""
+  first_call = per_seed['first_bad_step']
+  first_call = jnp.min(jnp.where(first_call == NO_BAD_STEP, jnp.iinfo(jnp.int32).max,
+                                 first_call))
+  first = accumulator['first_bad_step']
+  return {
+      'sums': {k: v + per_seed['sums'][k] for k, v in accumulator['sums'].items()},
+      'counts': {k: v + per_seed['counts'][k][0] for k, v in accumulator['counts'].items()},
+      'nonfinite': {k: v | jnp.any(per_seed['nonfinite'][k])
+                    for k, v in accumulator['nonfinite'].items()},
+      'first_bad_step': jnp.where((first == NO_BAD_STEP)
+                                  & (first_call != jnp.iinfo(jnp.int32).max), first_call, first)}
+
+
+def metric_shapes(loop: Loop, phase: str, state, batch_shape, statics) -> dict:
+  """Every metric a step of ``phase`` can return ([] or [S]), from a generator-updating step
+  (which returns all of them), traced but not run (once per phase, cached in ``loop.fused``)."""
+  if ('metric_shapes', phase) not in loop.fused:
+    loop.fused[('metric_shapes', phase)] = _metric_shapes(loop, phase, state, batch_shape,
+                                                          statics)
+  return loop.fused[('metric_shapes', phase)]
+
+
+def _zeros(loop: Loop, phase: str, state, batch_shape, statics) -> Callable:
+  """A jitted ``empty_accumulator`` for ``phase``: its output is placed (committed) as the
+  fused calls' own outputs are, so a fresh accumulator does not compile another variant."""
+  if ('zeros', phase) not in loop.fused:
+    shapes = metric_shapes(loop, phase, state, batch_shape, statics)
+    loop.fused[('zeros', phase)] = jax.jit(lambda: empty_accumulator(shapes))
+  return loop.fused[('zeros', phase)]
+
+
+def _metric_shapes(loop: Loop, phase: str, state, batch_shape, statics) -> dict:
+  method = loop.method
+  static = statics[0] if statics else None
+  step = method.step_functions(static)[phase]
+  drop = 0 if loop.num_seeds == 1 else 1  # the seed axis
+  one_state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[drop:], x.dtype),
+                                     state)
+  batch = jax.ShapeDtypeStruct(batch_shape, jnp.uint8)
+  shapes = jax.eval_shape(
+      lambda s, b: step(s, b, jax.random.key(0), update_generators=True)[1], one_state, batch)
+  if loop.num_seeds > 1:
+    shapes = {k: jax.ShapeDtypeStruct((loop.num_seeds,) + v.shape, v.dtype)
+              for k, v in shapes.items()}
+  return shapes
+
+
+# One task ------------------------------------------------------------------------------------
+def _call_length(task_step: int, total: int, per_call: int, config) -> int:
+  """Steps of the call starting at ``task_step``: up to the next generator update, log line,
+  rolling checkpoint or the task's end, whichever comes first."""
+  ends = [total]
+  for every in (per_call, config.train.log_every, config.train.checkpoint_every):
+    ends.append((task_step // every + 1) * every)
+  return min(ends) - task_step
+
+
+def place_batches(loop: Loop, task_batches, first_step: int, num_steps: int):
+  """This host's rows of ``num_steps`` batches from ``first_step``, stacked and placed at
+  once: [n, B, H, W, C] sharded along B, or [n, S, B, H, W, C] with seeds."""
+  process, processes = jax.process_index(), jax.process_count()
+  per_seed = [np.stack([batches.process_slice(first_step + i, process, processes)
+                        for i in range(num_steps)]) for batches in task_batches]
+  spec = loop.batch_sharding.spec
+  if loop.num_seeds == 1:
+    local, spec = per_seed[0], jax.sharding.PartitionSpec(None, *spec)
+  else:
+    local, spec = np.stack(per_seed, axis=1), jax.sharding.PartitionSpec(None, None, *spec)
+  sharding = jax.sharding.NamedSharding(loop.batch_sharding.mesh, spec)
+  return jax.make_array_from_process_local_data(sharding, local)
+
+
+def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name: str):
+  """Runs the remaining steps of ``task`` (``loop.task_steps[task]`` in all) on
+  ``task_batches`` (one ``batching.TaskBatches`` per seed); returns the state and the last
+  averaged metrics (over the steps since the last log line, and over seeds)."""
+  config, method = loop.config, loop.method
+  phase = method.phase(task)
+  start, total = seeds_lib.counter(state.task_step), loop.task_steps[task]
+  per_call = method.steps_per_call()
+  accumulator, last, done = None, {}, start
+  task_index = jnp.asarray(task, jnp.int32)
+
+  def read_back(accumulator, done) -> Dict[str, float]:
+    """The accumulator on the host: stops on a non-finite metric, else its averages."""
+    values = jax.device_get(accumulator)
+    bad_step = int(values['first_bad_step'])
+    check_finite({k: bool(v) for k, v in values['nonfinite'].items()}, task_name,
+                 bad_step if bad_step != NO_BAD_STEP else done, loop.checkpoints)
+    return averages(values)
+
+  while done < total:
+    num_steps = _call_length(done, total, per_call, config)
+    update_last = (done + num_steps) % per_call == 0
+    statics = method.static_step_args(state)
+    batches = place_batches(loop, task_batches, done, num_steps)
+    if accumulator is None:
+      accumulator = _zeros(loop, phase, state, batches.shape[-4:], statics)()
+    call = fused_call(loop, phase, statics, num_steps, update_last)
+    state, accumulator = call(state, batches, task_index, accumulator)
+    done += num_steps
+    gstep = durations.global_step(loop.task_steps, task, done)
+    # At a task's last step the end-of-task section saves; the next call sees the flag.
+    if loop.stop.received and done < total:
+      read_back(accumulator, done)
+      checkpointing.save(loop.checkpoints, gstep, state)
+      checkpointing.finish(loop.checkpoints)
+      raise StopRequested(f'{loop.stop.received} received: saved checkpoint {gstep} (task '
+                          f'{task_name}, step {done}); rerun the same command to resume.')
+    if done % config.train.log_every == 0 or done == total:
+      last = read_back(accumulator, done)
+      accumulator = None
+      rate = loop.progress(gstep, f'{prefix} | step {done}/{total}', last)
+      loop.metrics_log.write_scalars(gstep, {**last,
+                                             **({'steps_per_sec': rate} if rate else {})})
+    if done % config.train.checkpoint_every == 0 and done < total:
+      if accumulator is not None:
+        read_back(accumulator, done)
+      checkpointing.save(loop.checkpoints, gstep, state)
+  if accumulator is not None:  # the end-of-task section saves next
+    read_back(accumulator, done)
+  return state, last

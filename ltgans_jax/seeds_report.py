@@ -1,0 +1,126 @@
+"""The report of a multi-seed run (``train.num_seeds`` > 1): every seed's numbers summed up.
+
+Each seed writes its own ``report.json`` into ``workdir/seed<s>/`` (``train``); after every task
+this module reads them back and writes into the workdir itself:
+
+* ``report.json``: the one-seed schema (``tasks``, ``records`` with ``evaluation`` = the mean
+  over seeds, ``forgetting`` of the mean matrices), so readers of one-seed reports read means,
+  plus, per record, ``evaluation_std``, ``evaluation_ci95`` (half-width of the 95% interval of
+  the mean, Student's t) and ``evaluation_per_seed``, and the list of ``seeds``;
+* ``eval/<metric>.json`` and heatmaps of the mean matrices (``task_eval.write_matrices``);
+* ``report.md``: each matrix as mean +- 95% interval, with the seeds' values below it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from ltgans_jax import seeds as seeds_lib, task_eval, writers
+
+
+def share_feature_net(first_seed_dir: str, seed_dir: str) -> None:
+  """Copies the FID feature network of the first seed into another seed's folder, unless it
+  has one (``task_eval.FEATURE_NET_FILE``)."""
+  source = os.path.join(first_seed_dir, task_eval.FEATURE_NET_FILE)
+  target = os.path.join(seed_dir, task_eval.FEATURE_NET_FILE)
+  if os.path.exists(source) and not os.path.exists(target):
+    shutil.copyfile(source, target + '.tmp')
+    os.replace(target + '.tmp', target)
+
+
+def _read(seed_dir: str) -> dict:
+  with open(os.path.join(seed_dir, 'report.json')) as f:
+    return json.load(f)
+
+
+def summarise(reports: Sequence[dict]) -> dict:
+  """The one-seed report schema over the tasks every seed has finished, with means,
+  spreads and intervals over seeds (see the module docstring)."""
+  tasks = reports[0]['tasks']
+  finished = min(len(r['records']) for r in reports)
+  records = []
+  for t in range(finished):
+    per_seed = [r['records'][t] for r in reports]
+    metrics = [m for m in per_seed[0]['evaluation']
+               if all(m in p['evaluation'] for p in per_seed)]
+    mean, std, ci95 = {}, {}, {}
+    for metric in metrics:
+      cells = [seeds_lib.interval95([p['evaluation'][metric][j] for p in per_seed])
+               for j in range(len(per_seed[0]['evaluation'][metric]))]
+      mean[metric] = [c['mean'] for c in cells]
+      std[metric] = [c['std'] for c in cells]
+      ci95[metric] = [c['ci95'] for c in cells]
+    last = {name: float(np.mean([p['last_metrics'][name] for p in per_seed]))
+            for name in per_seed[0]['last_metrics']
+            if all(name in p['last_metrics'] for p in per_seed)}
+    records.append({
+        'name': per_seed[0]['name'], 'steps': per_seed[0]['steps'],
+        'seconds': per_seed[0]['seconds'], 'last_metrics': last, 'evaluation': mean,
+        'evaluation_std': std, 'evaluation_ci95': ci95,
+        'evaluation_per_seed': [p['evaluation'] for p in per_seed],
+        'pictures': {name: f'seed0/{path}' for name, path in per_seed[0]['pictures'].items()},
+        'evaluation_setting': per_seed[0].get('evaluation_setting', '')})
+  return {'tasks': tasks, 'records': records}
+
+
+def _cell(metric: str, mean: float, ci95: float) -> str:
+  if np.isfinite(ci95):
+    return f'{task_eval.format_value(metric, mean)} ± {task_eval.format_value(metric, ci95)}'
+  return task_eval.format_value(metric, mean)
+
+
+def markdown(config, summary: dict, seed_values: Sequence[int]) -> str:
+  names, records = summary['tasks'], summary['records']
+  lines = [f'# Run report: method `{config.method}`, {len(seed_values)} seeds', '',
+           f'Sequence `{config.data.sequence}`: {" -> ".join(names)}; seeds '
+           f'{", ".join(str(s) for s in seed_values)} trained together in one process '
+           '(`train.num_seeds`). Each seed\'s own report, pictures and matrices: '
+           + ', '.join(f'[`seed{s}/`](seed{s}/report.md)' for s in range(len(seed_values)))
+           + '.', '',
+           'Cells: mean over seeds ± half-width of the 95% interval of the mean (Student\'s t, '
+           f'n - 1 = {len(seed_values) - 1} degrees of freedom). Row: after learning that task; '
+           f'column: test set of that task. {task_eval.DIRECTIONS}']
+  for metric, title in task_eval.METRIC_NAMES.items():
+    if not records or metric not in records[-1]['evaluation']:
+      continue
+    lines += ['', f'### {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
+              '|---' * (len(names) + 1) + '|']
+    for r in records:
+      cells = [_cell(metric, m, c) for m, c in zip(r['evaluation'][metric],
+                                                    r['evaluation_ci95'][metric])]
+      lines.append(f'| {r["name"]} | ' + ' | '.join(cells + [''] * (len(names) - len(cells)))
+                   + ' |')
+    last = records[-1]
+    lines += ['', f'After {last["name"]}, per seed: ' + '; '.join(
+        f'seed {seed}: ' + ', '.join(task_eval.format_value(metric, v) for v in row[metric])
+        for seed, row in zip(seed_values, last['evaluation_per_seed']))]
+  return '\n'.join(lines) + '\n'
+
+
+def write(workdir: str, config, seed_dirs: Sequence[str]) -> Dict[str, float]:
+  """Writes the workdir's report.md, report.json and eval/ from the seeds' reports; returns
+  the mean of the newest evaluation as scalars ('eval/<metric>/<task>' as in one-seed runs)."""
+  from ltgans_jax import train  # pylint: disable=g-import-not-at-top  # its scalar names
+  summary = summarise([_read(d) for d in seed_dirs])
+  seed_values = seeds_lib.seed_values(config)
+  rows = [r['evaluation'] for r in summary['records']]
+  summary['forgetting'] = task_eval.write_matrices(os.path.join(workdir, 'eval'),
+                                                   summary['tasks'], rows)
+  summary['seeds'] = seed_values
+  writers.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(summary, indent=1))
+  writers.write_atomically(os.path.join(workdir, 'report.md'),
+                           markdown(config, summary, seed_values))
+  return train.evaluation_scalars(summary['tasks'], rows[-1]) if rows else {}
+
+
+def intervals(report: dict, metric: str) -> List[float]:
+  """The 95% half-widths of ``metric`` after the last finished task of a multi-seed report;
+  [] for a one-seed report."""
+  if not report.get('records') or 'evaluation_ci95' not in report['records'][-1]:
+    return []
+  return list(report['records'][-1]['evaluation_ci95'].get(metric, []))
