@@ -156,6 +156,12 @@ def add_common_flags(parser: argparse.ArgumentParser, default_methods: Sequence[
   parser.add_argument('--methods', default=','.join(default_methods),
                       help='Comma-separated config.method values; unavailable ones are skipped '
                       'with a note.')
+  add_folder_flags(parser)
+
+
+def add_folder_flags(parser: argparse.ArgumentParser) -> None:
+  """--out, --workdir_root and --set: what every script taking ``resolve_folders`` and
+  ``parse_assignments`` reads."""
   parser.add_argument('--out', default=None,
                       help='Results folder (default experiments/results/<script>, or a '
                       'temporary folder with --quick).')

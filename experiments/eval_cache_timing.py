@@ -60,14 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--inception_weights', default='',
                       help='pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth: time the FID '
                       'Inception features too.')
-  parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                      help='More config overrides of the training run (repeatable).')
-  parser.add_argument('--out', default=None,
-                      help='Results folder (default experiments/results/eval_cache_timing, or a '
-                      'temporary folder with --quick).')
-  parser.add_argument('--workdir_root', default=None,
-                      help='Where the workdir goes (default workdirs/experiments/'
-                      'eval_cache_timing, or <out>/workdirs with --quick).')
+  common.add_folder_flags(parser)
   args = parser.parse_args(argv)
   if args.repeats < 1:
     parser.error(f'--repeats={args.repeats}; it must be >= 1.')

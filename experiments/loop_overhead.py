@@ -41,25 +41,10 @@ from ltgans_jax import loop as loop_lib, methods, rng, seeds
 from ltgans_jax.data import batching
 
 
-class _NoCheckpoints:
-  def latest_step(self):
-    return None
-
-
-class _NoLog:
-  def write_scalars(self, step, scalars):
-    del step, scalars
-
-
-class _NoStop:
-  received = None
-
-
 def _task2_state(method, config):
   """Fresh state(s) moved to task 2, the LAKD phase (with a seed axis when S > 1)."""
-  states = [method.begin_next_task(method.init_state(jax.random.key(s)))
-            for s in seeds.seed_values(config)]
-  return states[0] if len(states) == 1 else seeds.stack(states)
+  return seeds.stack([method.begin_next_task(method.init_state(jax.random.key(s)))
+                      for s in seeds.seed_values(config)])
 
 
 def _images(config, num=2048):
@@ -125,17 +110,15 @@ def fused_loop(config, num_steps: int) -> float:
   """``loop.run_task`` on task 2 for ``num_steps`` steps, after one warm-up run."""
   method = methods.build(config)
   config.train.checkpoint_every = 10 ** 9
-  loop = loop_lib.Loop(config, method, (num_steps, num_steps), _mesh_sharding(),
-                       _NoCheckpoints(), _NoLog(), lambda *args: None, _NoStop())
+  loop = loop_lib.headless(config, method, (num_steps, num_steps), _mesh_sharding())
   images = _images(config)
   task_batches = [batching.TaskBatches(images, config.train.batch_size, seed, 1)
                   for seed in seeds.seed_values(config)]
   # Placed as training places it (``train._train_in_workdir``): replicated over the mesh.
   fresh = jax.device_put(_task2_state(method, config), jax.sharding.NamedSharding(
       loop.batch_sharding.mesh, jax.sharding.PartitionSpec()))
-  warm_loop = loop_lib.Loop(config, method, (num_steps, config.train.log_every),
-                            _mesh_sharding(), _NoCheckpoints(), _NoLog(), lambda *args: None,
-                            _NoStop())
+  warm_loop = loop_lib.headless(config, method, (num_steps, config.train.log_every),
+                                _mesh_sharding())
   state, _ = loop_lib.run_task(warm_loop, jax.tree_util.tree_map(jnp.copy, fresh), 1,
                                task_batches, 'warm-up', 'task 2')
   loop.fused = warm_loop.fused  # the compiled calls

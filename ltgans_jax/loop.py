@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltgans_jax import checkpointing, durations, rng, schedule, seeds as seeds_lib
+from ltgans_jax import checkpointing, conv, durations, rng, schedule, seeds as seeds_lib
 
 NO_BAD_STEP = -1
 
@@ -58,6 +58,35 @@ class Loop:
   @property
   def num_seeds(self) -> int:
     return seeds_lib.count(self.config)
+
+  @functools.cached_property
+  def stacked_sharding(self) -> jax.sharding.NamedSharding:
+    """Of the batches of one call, [n, B, ...] (or [n, S, B, ...]), split along B."""
+    leading = (None,) if self.num_seeds == 1 else (None, None)
+    return jax.sharding.NamedSharding(self.batch_sharding.mesh,
+                                      jax.sharding.PartitionSpec(*leading,
+                                                                 *self.batch_sharding.spec))
+
+
+class _NoCheckpoints:
+  def latest_step(self):
+    return None
+
+
+class _NoLog:
+  def write_scalars(self, step, scalars):
+    del step, scalars
+
+
+class _NoStop:
+  received = None
+
+
+def headless(config, method, task_steps, batch_sharding: jax.sharding.NamedSharding) -> Loop:
+  """A ``Loop`` that saves, logs and reports nothing and is never stopped: for benchmarks and
+  tests that time or compare ``run_task`` alone (give it no ``checkpoint_every`` it reaches)."""
+  return Loop(config, method, tuple(task_steps), batch_sharding, _NoCheckpoints(), _NoLog(),
+              lambda *args: None, _NoStop())
 
 
 def check_finite(nonfinite: Dict[str, bool], task_name: str, task_step: int,
@@ -106,11 +135,9 @@ def averages(values: dict) -> Dict[str, float]:
 
 
 # The fused call --------------------------------------------------------------------------------
-def _one_seed_steps(method, phase: str, static, num_steps: int, update_last: bool,
-                    per_call: int):
+def _one_seed_steps(method, phase: str, static, num_steps: int, update_last: bool):
   """``(state, batches [n, B, ...], seed, task, accumulator) -> (state, accumulator)`` for one
   seed's state: ``num_steps`` steps from its ``task_step``."""
-  del per_call  # only the last step of a call can update the generators
   step = method.step_functions(static)[phase]
   phase_order = method.config.train.phase_order
 
@@ -142,18 +169,17 @@ def fused_call(loop: Loop, phase: str, statics, num_steps: int, update_last: boo
   if cache_key in loop.fused:
     return loop.fused[cache_key]
   method, num_seeds = loop.method, loop.num_seeds
-  per_call = method.steps_per_call()
   seed_values = seeds_lib.seed_values(loop.config)
   if num_seeds == 1:
     run = _one_seed_steps(method, phase, statics[0] if statics else None, num_steps,
-                          update_last, per_call)
+                          update_last)
     call = functools.partial(_call_one_seed, run, seed_values[0])
   elif method.vmappable and seed_batching(loop.config) == 'vmap':
-    run = _one_seed_steps(method, phase, None, num_steps, update_last, per_call)
+    run = _one_seed_steps(method, phase, None, num_steps, update_last)
     call = functools.partial(_call_vmapped, run, jnp.asarray(seed_values, jnp.uint32))
   else:
     runs = [_one_seed_steps(method, phase, statics[s] if statics else None, num_steps,
-                            update_last, per_call) for s in range(num_seeds)]
+                            update_last) for s in range(num_seeds)]
     call = functools.partial(_call_seed_by_seed, runs, seed_values,
                              loop.config.train.phase_order)
   jitted = jax.jit(call, donate_argnums=(0, 3) if method.donate_state else (3,))
@@ -197,17 +223,14 @@ def seed_batching(config) -> str:
   the other in the same call); 'auto' = 'loop' on the CPU backend, where XLA runs the batched
   convolutions that vmap makes of the networks far slower than S plain ones
   (``experiments/results/loop_overhead/``), 'vmap' elsewhere."""
-  from ltgans_jax import conv  # pylint: disable=g-import-not-at-top
   return conv.resolve_auto('train.seed_batching', config.train.seed_batching, SEED_BATCHING,
                            'loop', 'vmap')
 
 
 def zero_like(accumulator: dict) -> dict:
   """An empty accumulator for one seed: sums without the seed axis."""
-  return {'sums': {k: jnp.zeros(v.shape[1:], v.dtype) for k, v in accumulator['sums'].items()},
-          'counts': {k: jnp.zeros_like(v) for k, v in accumulator['counts'].items()},
-          'nonfinite': {k: jnp.zeros_like(v) for k, v in accumulator['nonfinite'].items()},
-          'first_bad_step': jnp.full((), NO_BAD_STEP, jnp.int32)}
+  return empty_accumulator({k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
+                            for k, v in accumulator['sums'].items()})
 
 
 def _merge(accumulator: dict, per_seed: dict) -> dict:
@@ -225,15 +248,6 @@ def _merge(accumulator: dict, per_seed: dict) -> dict:
                                   & (first_call != jnp.iinfo(jnp.int32).max), first_call, first)}
 
 
-def metric_shapes(loop: Loop, phase: str, state, batch_shape, statics) -> dict:
-  """Every metric a step of ``phase`` can return ([] or [S]), from a generator-updating step
-  (which returns all of them), traced but not run (once per phase, cached in ``loop.fused``)."""
-  if ('metric_shapes', phase) not in loop.fused:
-    loop.fused[('metric_shapes', phase)] = _metric_shapes(loop, phase, state, batch_shape,
-                                                          statics)
-  return loop.fused[('metric_shapes', phase)]
-
-
 def _zeros(loop: Loop, phase: str, state, batch_shape, statics) -> Callable:
   """A jitted ``empty_accumulator`` for ``phase``: its output is placed (committed) as the
   fused calls' own outputs are, so a fresh accumulator does not compile another variant."""
@@ -243,7 +257,9 @@ def _zeros(loop: Loop, phase: str, state, batch_shape, statics) -> Callable:
   return loop.fused[('zeros', phase)]
 
 
-def _metric_shapes(loop: Loop, phase: str, state, batch_shape, statics) -> dict:
+def metric_shapes(loop: Loop, phase: str, state, batch_shape, statics) -> dict:
+  """Every metric a step of ``phase`` can return ([] or [S]), from a generator-updating step
+  (which returns all of them), traced but not run."""
   method = loop.method
   static = statics[0] if statics else None
   step = method.step_functions(static)[phase]
@@ -275,13 +291,8 @@ def place_batches(loop: Loop, task_batches, first_step: int, num_steps: int):
   process, processes = jax.process_index(), jax.process_count()
   per_seed = [np.stack([batches.process_slice(first_step + i, process, processes)
                         for i in range(num_steps)]) for batches in task_batches]
-  spec = loop.batch_sharding.spec
-  if loop.num_seeds == 1:
-    local, spec = per_seed[0], jax.sharding.PartitionSpec(None, *spec)
-  else:
-    local, spec = np.stack(per_seed, axis=1), jax.sharding.PartitionSpec(None, None, *spec)
-  sharding = jax.sharding.NamedSharding(loop.batch_sharding.mesh, spec)
-  return jax.make_array_from_process_local_data(sharding, local)
+  local = per_seed[0] if loop.num_seeds == 1 else np.stack(per_seed, axis=1)
+  return jax.make_array_from_process_local_data(loop.stacked_sharding, local)
 
 
 def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name: str):

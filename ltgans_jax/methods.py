@@ -29,7 +29,6 @@ VAE-only baselines, with the Student's networks (matched capacity): ``lgm``
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, Dict, NamedTuple, Tuple
 
 import jax
@@ -88,9 +87,7 @@ class LifelongMethod:
   def train_steps(self) -> Dict[str, StepFn]:
     """Phase name -> ``step_functions``' step jitted alone (benchmarks and tests); the input
     state is donated when ``donate_state``."""
-    jit = functools.partial(jax.jit, static_argnames='update_generators',
-                            donate_argnums=0 if self.donate_state else ())
-    return {phase: jit(fn) for phase, fn in self.step_functions().items()}
+    return steps.jit_each(self.step_functions(), self.donate_state)
 
   def phase(self, task: int) -> str:
     raise NotImplementedError

@@ -48,8 +48,18 @@ def seed_workdir(workdir: str, index: int) -> str:
   return os.path.join(workdir, f'seed{index}')
 
 
+def report_dirs(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
+  """Where each seed's report.json goes: the workdir itself for a one-seed run."""
+  if count(config) == 1:
+    return [workdir]
+  return [seed_workdir(workdir, s) for s in range(count(config))]
+
+
 def stack(states: Sequence) -> object:
-  """One pytree with a leading seed axis from S pytrees of the same structure."""
+  """One pytree with a leading seed axis from S > 1 pytrees of the same structure; the one
+  pytree itself, without a seed axis, when S = 1."""
+  if len(states) == 1:
+    return states[0]
   return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
 
 

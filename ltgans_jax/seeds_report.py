@@ -18,6 +18,7 @@ import os
 import shutil
 from typing import Dict, List, Sequence
 
+import jax
 import numpy as np
 
 from ltgans_jax import seeds as seeds_lib, task_eval, writers
@@ -82,6 +83,7 @@ def markdown(config, summary: dict, seed_values: Sequence[int]) -> str:
            '(`train.num_seeds`). Each seed\'s own report, pictures and matrices: '
            + ', '.join(f'[`seed{s}/`](seed{s}/report.md)' for s in range(len(seed_values)))
            + '.', '',
+           f'Trained on devices: {jax.device_count()} x {jax.devices()[0].device_kind}.', '',
            'Cells: mean over seeds ± half-width of the 95% interval of the mean (Student\'s t, '
            f'n - 1 = {len(seed_values) - 1} degrees of freedom). Row: after learning that task; '
            f'column: test set of that task. {task_eval.DIRECTIONS}']
@@ -102,10 +104,9 @@ def markdown(config, summary: dict, seed_values: Sequence[int]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def write(workdir: str, config, seed_dirs: Sequence[str]) -> Dict[str, float]:
+def write(workdir: str, config, seed_dirs: Sequence[str]) -> Dict[str, List[float]]:
   """Writes the workdir's report.md, report.json and eval/ from the seeds' reports; returns
-  the mean of the newest evaluation as scalars ('eval/<metric>/<task>' as in one-seed runs)."""
-  from ltgans_jax import train  # pylint: disable=g-import-not-at-top  # its scalar names
+  the newest evaluation's means over seeds (metric -> values on the tasks seen)."""
   summary = summarise([_read(d) for d in seed_dirs])
   seed_values = seeds_lib.seed_values(config)
   rows = [r['evaluation'] for r in summary['records']]
@@ -115,7 +116,7 @@ def write(workdir: str, config, seed_dirs: Sequence[str]) -> Dict[str, float]:
   writers.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(summary, indent=1))
   writers.write_atomically(os.path.join(workdir, 'report.md'),
                            markdown(config, summary, seed_values))
-  return train.evaluation_scalars(summary['tasks'], rows[-1]) if rows else {}
+  return rows[-1] if rows else {}
 
 
 def intervals(report: dict, metric: str) -> List[float]:

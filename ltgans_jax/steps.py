@@ -332,9 +332,16 @@ def make_train_steps(config: ml_collections.ConfigDict, networks: Networks,
   update_generators)`` with ``update_generators`` static (two compiled variants per phase at
   most, compiled on first use). The input state is donated: do not reuse it.
   """
-  jit = functools.partial(jax.jit, static_argnames='update_generators', donate_argnums=0)
-  return {phase: jit(fn) for phase, fn in
-          train_step_functions(config, networks, optimizers).items()}
+  return jit_each(train_step_functions(config, networks, optimizers))
+
+
+def jit_each(step_functions: Dict[str, Callable], donate_state: bool = True
+             ) -> Dict[str, Callable]:
+  """Each plain step ``(state, batch, key, update_generators)`` jitted alone, with
+  ``update_generators`` static and the state donated when ``donate_state``."""
+  jit = functools.partial(jax.jit, static_argnames='update_generators',
+                          donate_argnums=0 if donate_state else ())
+  return {phase: jit(fn) for phase, fn in step_functions.items()}
 
 
 def make_component_steps(config: ml_collections.ConfigDict, networks: Networks,

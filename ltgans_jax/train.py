@@ -257,9 +257,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   config_validation.check_memory(config, method)
   config_validation.check_workdir(config, workdir)
   # A damaged report.json stops the run here, not after a task (with seeds: each seed's).
-  for seed_dir in ([workdir] if seeds_lib.count(config) == 1 else
-                   [seeds_lib.seed_workdir(workdir, s) for s in range(seeds_lib.count(config))]):
-    _load_records(seed_dir)
+  for report_dir in seeds_lib.report_dirs(config, workdir):
+    _load_records(report_dir)
   task_eval.check_feature_net_file(workdir)
   task_eval.inception_variables(config)  # read (and checked) once, before the lock
   with workdir_lock.held(workdir):
@@ -322,13 +321,11 @@ def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int
   """One ``SeedOutputs`` per seed, with the report rows of its finished tasks. All seeds
   measure with seed 0's FID feature network (trained once, copied into the other seeds'
   folders): one measuring instrument, so the spread over seeds is the models'."""
-  num_seeds = seeds_lib.count(config)
-  if num_seeds == 1:
+  if seeds_lib.count(config) == 1:
     outputs = [SeedOutputs(config, method, workdir, metrics_log)]
   else:
     outputs = []
-    for s in range(num_seeds):
-      seed_dir = seeds_lib.seed_workdir(workdir, s)
+    for s, seed_dir in enumerate(seeds_lib.report_dirs(config, workdir)):
       os.makedirs(seed_dir, exist_ok=True)
       seed_config = seeds_lib.seed_config(config, s)
       seed_config.log.wandb_project = ''  # one W&B run per workdir: the top-level one
@@ -350,8 +347,7 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
 
   num_seeds = seeds_lib.count(config)
   template = seeds_lib.stack([method.init_state(jax.random.key(seed))
-                              for seed in seeds_lib.seed_values(config)]) if num_seeds > 1 \
-      else method.init_state(jax.random.key(config.seed))
+                              for seed in seeds_lib.seed_values(config)])
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
   config_validation.record_config(config, workdir)  # the run is known to start
@@ -410,8 +406,9 @@ def _train_tasks(loop, tasks, state, outputs: List[SeedOutputs], first_task: int
       _end_of_task(out, one_state, tasks, task, task_steps, seconds, last, steps_before,
                    boundary, f'{prefix}' + (f' seed {out.config.seed}' if num_seeds > 1 else ''))
     if num_seeds > 1 and jax.process_index() == 0:
-      summary = seeds_report.write(workdir, config, [out.workdir for out in outputs])
-      loop.metrics_log.write_scalars(boundary, summary)
+      means = seeds_report.write(workdir, config, [out.workdir for out in outputs])
+      loop.metrics_log.write_scalars(boundary, evaluation_scalars([t.name for t in tasks],
+                                                                  means))
     # The boundary checkpoint comes last: a run stopped before it redoes the task's end (from
     # the newest checkpoint before it), so no finished task ever lacks its files.
     checkpointing.save(loop.checkpoints, boundary, state)

@@ -19,20 +19,6 @@ from ltgans_jax.data import batching
 from tests.helpers import copy_tree, tree_equal
 
 
-class _NoCheckpoints:
-  def latest_step(self):
-    return None
-
-
-class _NoLog:
-  def write_scalars(self, step, scalars):
-    del step, scalars
-
-
-class _NoStop:
-  received = None
-
-
 def _images(config, num=64):
   size = config.data.image_size
   return np.random.default_rng(3).integers(0, 256, (num, size, size, 1), np.uint8)
@@ -58,9 +44,8 @@ def test_fused_calls_equal_steps_jitted_alone_bit_for_bit(test_config, method_na
                        update_generators=(task_step + 1) % method.steps_per_call() == 0)
 
   mesh = train.data_mesh()
-  loop = loop_lib.Loop(config, method, (num_steps, num_steps),
-                       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')),
-                       _NoCheckpoints(), _NoLog(), lambda *args: None, _NoStop())
+  loop = loop_lib.headless(config, method, (num_steps, num_steps),
+                           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
   fused, _ = loop_lib.run_task(loop, copy_tree(start), task, [batches], 'test', 'task 2')
   assert int(fused.task_step) == num_steps
   assert tree_equal(fused, expected)
@@ -154,8 +139,7 @@ def test_each_seed_of_a_call_equals_its_one_seed_call(test_config, method_name):
   sharding = jax.sharding.NamedSharding(train.data_mesh(), jax.sharding.PartitionSpec('data'))
 
   def run(config, state, task_batches):
-    loop = loop_lib.Loop(config, methods.build(config), (num_steps, num_steps), sharding,
-                         _NoCheckpoints(), _NoLog(), lambda *args: None, _NoStop())
+    loop = loop_lib.headless(config, methods.build(config), (num_steps, num_steps), sharding)
     return loop_lib.run_task(loop, copy_tree(state), task, task_batches, 'test', 'task 2')[0]
 
   alone = [run(seeds.seed_config(config, s), starts[s], [batches[s]]) for s in (0, 1)]
