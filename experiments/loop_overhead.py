@@ -58,14 +58,26 @@ def _mesh_sharding():
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
 
+def _placed_state(method, config):
+  """The task-2 state replicated over the mesh, as training places it, so that warm-up calls
+  compile the variants the timed calls use (jit compiles again for other placements)."""
+  return jax.device_put(_task2_state(method, config), jax.sharding.NamedSharding(
+      _mesh_sharding().mesh, jax.sharding.PartitionSpec()))
+
+
+def _warm_up(step, state, batch, key):
+  """Both compiled variants of ``step`` (with and without a generator update)."""
+  for update_generators in (True, False):
+    state, _ = step(state, batch, key, update_generators=update_generators)
+  return jax.block_until_ready(state)
+
+
 def bare_step(config, num_steps: int) -> float:
   method = methods.build(config)
   step = method.train_steps()['lakd']
-  state = _task2_state(method, config)
-  batch = jnp.asarray(_images(config)[:config.train.batch_size])
+  batch = jax.device_put(_images(config)[:config.train.batch_size], _mesh_sharding())
   key = rng.step_key(config.seed, 1, 0)
-  state, _ = step(state, batch, key, update_generators=True)  # compile
-  jax.block_until_ready(state)
+  state = _warm_up(step, _placed_state(method, config), batch, key)
   started = time.perf_counter()
   for i in range(num_steps):
     state, _ = step(state, batch, key,
@@ -81,13 +93,9 @@ def per_step_loop(config, num_steps: int) -> float:
   step = method.train_steps()['lakd']
   sharding = _mesh_sharding()
   batches = batching.TaskBatches(_images(config), config.train.batch_size, config.seed, 1)
-  state = _task2_state(method, config)
   warm_batch = jax.make_array_from_process_local_data(sharding, batches.process_slice(0, 0, 1))
-  state, _ = step(state, warm_batch, rng.step_key(config.seed, 1, 0),
-                  update_generators=True)  # compile both variants
-  state, _ = step(state, warm_batch, rng.step_key(config.seed, 1, 0),
-                  update_generators=config.gan.critic_steps == 1)
-  jax.block_until_ready(state)
+  state = _warm_up(step, _placed_state(method, config), warm_batch,
+                   rng.step_key(config.seed, 1, 0))
   pending, sums = None, {}
   started = time.perf_counter()
   for task_step in range(num_steps):
@@ -114,9 +122,7 @@ def fused_loop(config, num_steps: int) -> float:
   images = _images(config)
   task_batches = [batching.TaskBatches(images, config.train.batch_size, seed, 1)
                   for seed in seeds.seed_values(config)]
-  # Placed as training places it (``train._train_in_workdir``): replicated over the mesh.
-  fresh = jax.device_put(_task2_state(method, config), jax.sharding.NamedSharding(
-      loop.batch_sharding.mesh, jax.sharding.PartitionSpec()))
+  fresh = _placed_state(method, config)
   warm_loop = loop_lib.headless(config, method, (num_steps, config.train.log_every),
                                 _mesh_sharding())
   state, _ = loop_lib.run_task(warm_loop, jax.tree_util.tree_map(jnp.copy, fresh), 1,
