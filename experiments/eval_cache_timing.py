@@ -1,6 +1,6 @@
 """Seconds spent evaluating at the task boundaries of a Split-MNIST run, with each seen test
 set's reference statistics recomputed at every evaluation (``eval.cache_reference_stats=False``,
-the behaviour before ``ltgans_jax/reference_stats.py``) and cached.
+the behaviour before ``ltgans_jax/eval/reference_stats.py``) and cached.
 
 Trains (or reuses) one Split-MNIST workdir (``configs/split_mnist_cpu.py``, few steps per task:
 the states only need to exist), restores its task-boundary states, then evaluates every one of
@@ -104,7 +104,7 @@ class TimedCache:
 
 def _counting(extractor, counter: List[int]):
   """``extractor`` whose features function adds the number of images it sees to counter[0]."""
-  from ltgans_jax import reference_stats  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.eval import reference_stats  # pylint: disable=g-import-not-at-top
 
   def features_fn(batch):
     counter[0] += len(batch)
@@ -116,7 +116,7 @@ def variant_cache(extractors: dict, test_images: Sequence, variant: str, folder:
                   counter: List[int]) -> TimedCache:
   """A reference cache of ``extractors`` (name -> ``reference_stats.Extractor``) and
   ``test_images`` under ``variant``'s caching, with files in ``folder``."""
-  from ltgans_jax import reference_stats  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.eval import reference_stats  # pylint: disable=g-import-not-at-top
   counted = {name: _counting(extractor, counter) for name, extractor in extractors.items()}
   return TimedCache(reference_stats.ReferenceCache(counted, test_images, folder,
                                                    enabled=variant != 'recompute'))
@@ -209,7 +209,8 @@ def agreement_lines(results: dict) -> str:
 
 def restore(workdir: str, inception_weights: str, scratch: str):
   """(evaluator, states) of a trained workdir; nothing is written into it."""
-  from ltgans_jax import inspect_run, task_eval  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.run import inspect as inspect_run
+  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
   config = common.config_from_workdir(workdir)
   config.eval.inception_weights = inception_weights
   tasks, method, states = inspect_run.boundary_states(config, workdir)

@@ -52,7 +52,7 @@ def main(argv=None) -> None:
   statement = [
       'The paper evaluates the NLOG on all test samples and compares with CURL. '
       'The CURL here is this project\'s version in the same framework (the Student\'s networks, '
-      'the same data, steps and evaluation; `ltgans_jax/baselines/curl.py` lists how it differs '
+      'the same data, steps and evaluation; `ltgans_jax/methods/curl.py` lists how it differs '
       'from the authors\' code). The tasks are the classes in label order.']
   sections = [('How this differs from the paper',
                common.setting_section(config, first.workdir, args.quick, statement + notes))]

@@ -6,7 +6,7 @@ reference, training on MNIST for a fixed wall-clock budget (``--budget_s``, defa
 setting), evaluated every ``--eval_every_s`` seconds of training and at the end:
 
 * the project's own FID (``feature_net.FID_NAME``: the Frechet distance on the penultimate
-  layer of ``ltgans_jax/feature_net.py``'s classifier, trained once on MNIST's training labels
+  layer of ``ltgans_jax/eval/feature_net.py``'s classifier, trained once on MNIST's training labels
   and cached as ``<out>/feature_net.msgpack``) of ``--eval_samples`` samples from a fixed batch
   of latents against a class-stratified subset of the test set of the same size
   (``eval_subset.stratified_indices``, seed 0);
@@ -22,14 +22,13 @@ treatment (a warm-up iteration off the clock, sampling off the clock).
 
 Our GAN (every setting): WGAN-GP with lambda 10, z of 100 ~ N(0, I), batch 64, 28x28x1 images
 in [-1, 1]; ``models.Generator`` / ``models.Critic`` (pixel-shuffle resampling, the CPU
-convolution gradients of ``ltgans_jax/conv.py``, a critic without normalisation layers); the
-losses of ``ltgans_jax/losses.py``; optimisers from ``state.gan_optimizer``. One jitted call
+convolution gradients of ``ltgans_jax/cpu/conv.py``, a critic without normalisation layers); the
+losses of ``ltgans_jax/losses.py``; optimisers from ``network_state.gan_optimizer``. One jitted call
 does a generator update's ``critic_steps`` critic updates and its generator update, unrolled in
 Python (a convolution's weight gradient inside ``lax.scan`` / ``fori_loop`` runs many times
 slower on XLA:CPU), on one stacked uint8 batch [critic_steps, 64, 28, 28, 1]; the state is
-donated. The critic's loss is differentiated term by term (real scores, fake scores, penalty),
-each pass after the previous one's gradients, as ``ltgans_jax/steps.py`` does on the CPU
-(``schedule.after``; ``phase_order`` per setting). Data order: a seeded permutation per epoch.
+donated. The critic's loss is WGAN-GP written plainly, as ``ltgans_jax/methods/ltgans_steps.py``
+writes it. Data order: a seeded permutation per epoch.
 
 The settings (``SETTINGS``; add one there):
 
@@ -94,13 +93,12 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
 
-# ltgans_jax before any JAX computation: it sets the XLA:CPU flags.
-import ltgans_jax  # pylint: disable=unused-import
-from ltgans_jax import (audit, config_base, eval_subset, evaluation, feature_net, losses,
-                        models, schedule, viz)
-from ltgans_jax import state as state_lib
+from ltgans_jax import config_base, losses, models, pixels, viz
+from ltgans_jax.cpu import backend, xla_flags
 from ltgans_jax.data import datasets, local, preprocess
-from ltgans_jax.steps import apply_gradients, images_from_uint8
+from ltgans_jax.eval import audit, eval_subset, evaluation, feature_net
+from ltgans_jax.methods import network_state
+from ltgans_jax.methods.network_state import apply_gradients
 
 import flax.serialization
 import flax.struct
@@ -132,13 +130,12 @@ class Setting:
   description: str
   generator_width: int = 16
   critic_width: int = 16
-  optimizer: str = 'adam'  # state_lib.GAN_OPTIMIZERS: 'adam' or 'rmsprop' (TF1's defaults)
+  optimizer: str = 'adam'  # network_state.GAN_OPTIMIZERS: 'adam' or 'rmsprop' (TF1's defaults)
   generator_lr: float = 2e-4
   critic_lr: float = 2e-4
   b1: float = 0.5  # Adam only
   b2: float = 0.9
   critic_steps: int = 1
-  phase_order: str = 'auto'  # schedule.PHASE_ORDERS; 'auto' = 'sequenced' on the CPU
 
 
 SETTINGS: Dict[str, Setting] = {
@@ -280,8 +277,8 @@ class Evaluator:
 
 
 class GanState(flax.struct.PyTreeNode):
-  generator: state_lib.NetworkState
-  critic: state_lib.NetworkState
+  generator: network_state.NetworkState
+  critic: network_state.NetworkState
 
 
 class Gan(NamedTuple):
@@ -297,14 +294,15 @@ def optimizer(setting: Setting, learning_rate: float) -> optax.GradientTransform
   config.optim.gan_optimizer = setting.optimizer
   config.optim.gan_learning_rate = learning_rate
   config.optim.gan_b1, config.optim.gan_b2 = setting.b1, setting.b2
-  return state_lib.gan_optimizer(config)
+  return network_state.gan_optimizer(config)
 
 
 def build_gan(setting: Setting) -> Gan:
   return Gan(
       generator=models.Generator(IMAGE_SIZE, CHANNELS, setting.generator_width,
-                                 resample='pixel_shuffle', conv_gradients='auto'),
-      critic=models.Critic(IMAGE_SIZE, setting.critic_width, 'pixel_shuffle', 'auto'),
+                                 resample='pixel_shuffle', conv=backend.conv_layer()),
+      critic=models.Critic(IMAGE_SIZE, setting.critic_width, 'pixel_shuffle',
+                           conv=backend.conv_layer()),
       generator_optimizer=optimizer(setting, setting.generator_lr),
       critic_optimizer=optimizer(setting, setting.critic_lr))
 
@@ -319,13 +317,13 @@ def init_gan(gan: Gan, key: jax.Array) -> GanState:
     g_params = gan.generator.init(key_g, jnp.zeros((1, LATENT_DIM)))['params']
     d_params = gan.critic.init(key_d, jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)))['params']
     return GanState(
-        generator=state_lib.NetworkState(g_params, gan.generator_optimizer.init(g_params)),
-        critic=state_lib.NetworkState(d_params, gan.critic_optimizer.init(d_params)))
+        generator=network_state.NetworkState(g_params, gan.generator_optimizer.init(g_params)),
+        critic=network_state.NetworkState(d_params, gan.critic_optimizer.init(d_params)))
 
   return init(key)
 
 
-def make_update(gan: Gan, critic_steps: int, phase_order: str) -> Callable:
+def make_update(gan: Gan, critic_steps: int) -> Callable:
   """``update(state, batches uint8 [critic_steps, B, 28, 28, 1], key) -> (state, metrics)``:
   ``critic_steps`` critic updates, then one generator update, in one jitted call (unrolled in
   Python, not a loop: see the module docstring). The state is donated."""
@@ -336,33 +334,23 @@ def make_update(gan: Gan, critic_steps: int, phase_order: str) -> Callable:
   def generate(params, z):
     return gan.generator.apply({'params': params}, z)
 
-  def critic_value_and_grad(params, real, fake, key):
-    # E D(fake) - E D(real) + lambda E penalty, one term (one critic pass) at a time, each
-    # after the previous term's gradients (schedule.after), as steps.py does on the CPU.
-    terms = [(lambda p, x: -jnp.mean(critic_fn(p)(x)), real),
-             (lambda p, x: jnp.mean(critic_fn(p)(x)), fake),
-             (lambda p, x: PENALTY_WEIGHT * jnp.mean(losses.gradient_penalty(critic_fn(p), x)),
-              losses.interpolate(real, fake, key))]
-    total, grads = 0.0, None
-    for loss_fn, inputs in terms:
-      if grads is not None:
-        inputs = schedule.after(inputs, grads, phase_order)
-      value, term_grads = jax.value_and_grad(loss_fn)(params, inputs)
-      total = total + value
-      grads = term_grads if grads is None else jax.tree_util.tree_map(jnp.add, grads, term_grads)
-    return total, grads
+  def critic_loss_fn(params, real, fake, key):
+    # WGAN-GP: E D(fake) - E D(real) + lambda E penalty.
+    critic = critic_fn(params)
+    penalty = jnp.mean(losses.gradient_penalty(critic, losses.interpolate(real, fake, key)))
+    return jnp.mean(critic(fake)) - jnp.mean(critic(real)) + PENALTY_WEIGHT * penalty
 
   def update(state: GanState, batches, key):
     keys = jax.random.split(key, 2 * critic_steps + 1)
     critic = state.critic
     for i in range(critic_steps):
-      real = images_from_uint8(batches[i])
+      real = pixels.from_uint8(batches[i])
       fake = generate(state.generator.params,
                       jax.random.normal(keys[2 * i], (real.shape[0], LATENT_DIM)))
-      critic_loss, grads = critic_value_and_grad(critic.params, real, fake, keys[2 * i + 1])
+      critic_loss, grads = jax.value_and_grad(critic_loss_fn)(critic.params, real, fake,
+                                                              keys[2 * i + 1])
       critic = apply_gradients(critic, grads, gan.critic_optimizer)
-    z = schedule.after(jax.random.normal(keys[-1], (batches.shape[1], LATENT_DIM)),
-                       critic.params, phase_order)
+    z = jax.random.normal(keys[-1], (batches.shape[1], LATENT_DIM))
 
     def generator_loss(params):
       scores = critic_fn(critic.params)(generate(params, z))
@@ -453,7 +441,7 @@ def train_jax_setting(name: str, setting: Setting, data: Data, evaluator: Evalua
   init_key, train_key = jax.random.split(jax.random.PRNGKey(args.seed))
   state = init_gan(gan, init_key)
   logging.info('%s: initialised in %.1f s', name, time.perf_counter() - start)
-  update = make_update(gan, setting.critic_steps, setting.phase_order)
+  update = make_update(gan, setting.critic_steps)
   batches = batch_stream(data.train_images, setting.critic_steps, args.seed)
 
   start = time.perf_counter()
@@ -463,7 +451,7 @@ def train_jax_setting(name: str, setting: Setting, data: Data, evaluator: Evalua
   # One call on a copy (thrown away), so that first-run costs stay off the clock.
   start = time.perf_counter()
   warm_batches = batch_stream(data.train_images, setting.critic_steps, args.seed + 2)
-  jax.block_until_ready(compiled(state_lib.copy_tree(state), next(warm_batches), train_key))
+  jax.block_until_ready(compiled(network_state.copy_tree(state), next(warm_batches), train_key))
   warmup_seconds = time.perf_counter() - start
   logging.info('%s: compiled in %.1f s, warm-up call %.2f s', name, compile_seconds,
                warmup_seconds)
@@ -730,15 +718,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser.add_argument('--budget_s', type=float, default=None,
                       help=f'Training seconds per setting (default {DEFAULTS["budget_s"]:g}, '
                       f'{QUICK["budget_s"]:g} with --quick).')
-  parser.add_argument('--eval_every_s', type=float, default=None,
-                      help=f'Training seconds between evaluations (default '
-                      f'{DEFAULTS["eval_every_s"]:g}).')
-  parser.add_argument('--eval_samples', type=int, default=None,
-                      help=f'Samples (and test images) per FID (default '
-                      f'{DEFAULTS["eval_samples"]}).')
-  parser.add_argument('--feature_net_steps', type=int, default=None,
-                      help=f'Training steps of the feature network (default '
-                      f'{DEFAULTS["feature_net_steps"]}).')
+  for name, kind, what in (('eval_every_s', float, 'Training seconds between evaluations'),
+                           ('eval_samples', int, 'Samples (and test images) per FID'),
+                           ('feature_net_steps', int, 'Training steps of the feature network')):
+    parser.add_argument(f'--{name}', type=kind, default=None,
+                        help=f'{what} (default {DEFAULTS[name]:g}).')
   parser.add_argument('--settings', default=','.join(DEFAULT_SETTINGS),
                       help=f'Comma-separated names, run in this order: {TORCH_SETTING}, '
                       f'{", ".join(SETTINGS)}.')
@@ -775,6 +759,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
   """Runs the requested settings one after another; returns every setting's result record."""
+  xla_flags.apply_defaults()  # as ``python -m ltgans_jax.main`` runs
   argv = sys.argv[1:] if argv is None else list(argv)
   args = parse_args(argv)
   common.setup_logging()

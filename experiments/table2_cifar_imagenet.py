@@ -103,7 +103,7 @@ def main(argv=None) -> None:
       'The paper does not list its ImageNet classes; Sub1/Sub2 are the config\'s '
       '(`data.imagenet_sub1`/`imagenet_sub2`, Imagenette and Imagewoof by default). The paper '
       'compares with CURL; the CURL here is this project\'s version in the same framework '
-      '(`ltgans_jax/baselines/curl.py`), and the other baselines are this project\'s.']
+      '(`ltgans_jax/methods/curl.py`), and the other baselines are this project\'s.']
   sections = [('How this differs from the paper',
                common.setting_section(CONFIG, first.workdir, args.quick, statement + notes))]
   sections += fid_sections(results, out, metric)

@@ -1,7 +1,7 @@
 """A PyTorch reference of the LT-GANs networks and of one LAKD step, for benchmarks.
 
 It mirrors ``ltgans_jax/models.py`` layer for layer (same layers, same widths, same parameter
-counts for every supported image size and both resample modes) and ``ltgans_jax/steps.py``'s
+counts for every supported image size and both resample modes) and ``ltgans_jax/methods/ltgans_steps.py``'s
 LAKD step (task k >= 2): the critic update on ``real_mix`` (the data with exactly half of the
 examples replaced by frozen-Teacher samples) against Assistant samples, WGAN loss plus 10 x a
 per-example gradient penalty taken with ``torch.autograd.grad(create_graph=True)``; one

@@ -1,6 +1,6 @@
-"""ltgans_jax: Lifelong Twin GANs (Ye & Bors) in JAX/Flax."""
+"""ltgans_jax: Lifelong Twin GANs (Ye & Bors) in JAX/Flax.
 
-from ltgans_jax import xla_cpu as _xla_cpu
-
-# Before any JAX computation: XLA reads XLA_FLAGS once, when its backends start.
-_xla_cpu.apply_defaults()
+Importing the package has no side effects. ``python -m ltgans_jax.main`` sets the package's
+XLA:CPU flags before JAX starts (``cpu.xla_flags``); in a script or notebook, call
+``ltgans_jax.cpu.xla_flags.apply_defaults()`` before the first JAX computation to get them.
+"""

@@ -30,10 +30,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from ltgans_jax import checkpointing, config_base, config_validation, durations, inspect_run
-from ltgans_jax import named_configs, steps, train as training, viz
-from ltgans_jax.checkpointing import CheckpointError
+from ltgans_jax import config_base, config_validation, durations
+from ltgans_jax import named_configs, pixels, train as training, viz
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.run import checkpointing, inspect as inspect_run
+from ltgans_jax.run.checkpointing import CheckpointError
 
 ConfigLike = Union[str, os.PathLike, ml_collections.ConfigDict]
 
@@ -165,7 +166,7 @@ class Run:
   Attributes:
     workdir: the run's folder.
     config: its config (locked).
-    method: the ``methods.LifelongMethod`` it trains (``method.networks`` hold the modules).
+    method: the ``base.LifelongMethod`` it trains (``method.networks`` hold the modules).
     tasks: the task sequence: ``tasks[t].name``, ``tasks[t].train`` / ``.test`` with
       ``.images`` uint8 [N, H, W, C] and ``.labels`` [N].
     state: the restored state (a pytree of parameters and optimiser states).
@@ -193,9 +194,8 @@ class Run:
       ConfigError, CheckpointError: no config, no checkpoint, or one that does not fit.
     """
     config = read_config(workdir) if config is None else _as_config(config)
-    # inspect_run's own opening of a workdir (checks, restore target, checkpoint manager).
-    # pylint: disable-next=protected-access
-    tasks, method, template, task_steps, manager = inspect_run._open(config, workdir)
+    # The inspect modes' own opening of a workdir (checks, restore target, checkpoint manager).
+    tasks, method, template, task_steps, manager = inspect_run.open_workdir(config, workdir)
     try:
       if after_task is None:
         state = checkpointing.restore_latest(manager, template, move_damaged=False)
@@ -207,8 +207,7 @@ class Run:
         if step not in manager.all_steps():
           raise CheckpointError(f'{workdir} has no checkpoint at the end of task '
                                 f'{tasks[task].name} (step {step}); train that task first.')
-        # pylint: disable-next=protected-access
-        state = inspect_run._restore_boundary(manager, step, template, task)
+        state = inspect_run.restore_boundary(manager, step, template, task)
     finally:
       manager.close()
     step = durations.global_step(task_steps, int(state.task), int(state.task_step))
@@ -277,7 +276,7 @@ class Run:
     if z.ndim != 2 or z.shape[1] != latent:
       raise ConfigError(f'z has shape {z.shape}; pass latents of shape [N, {latent}].')
     logits = self.method.vae_view(self.state).decode(z)
-    return to_uint8(jax.nn.sigmoid(logits) * 2 - 1)
+    return to_uint8(pixels.from_logits(logits))
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
     """``decode(encode(images))``: uint8 [N, H, W, C] -> uint8 [N, H, W, C]."""
@@ -292,7 +291,7 @@ class Run:
       raise ConfigError(f'images have shape {images.shape}; pass [N, {", ".join(map(str, shape))}]'
                         ' (uint8, or floats in [-1, 1]).')
     if images.dtype == np.uint8:
-      return steps.images_from_uint8(images)
+      return pixels.from_uint8(images)
     if images.size and (images.min() < -1 or images.max() > 1):
       raise ConfigError(f'float images range over [{images.min():.3g}, {images.max():.3g}]; '
                         'pass uint8 images or floats in [-1, 1].')
@@ -348,7 +347,7 @@ def _read_matrices(folder: str) -> Dict[str, dict]:
 
 def to_uint8(images) -> np.ndarray:
   """Images in [-1, 1] [N, H, W, C] -> uint8 [N, H, W, C] (rounded, as every saved picture)."""
-  return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+  return pixels.to_uint8(images)
 
 
 def image_grid(images: np.ndarray, rows: Optional[int] = None) -> np.ndarray:
@@ -359,5 +358,5 @@ def image_grid(images: np.ndarray, rows: Optional[int] = None) -> np.ndarray:
   rows = rows or max(r for r in range(1, int(np.sqrt(n)) + 1) if n % r == 0)
   if n % rows:
     raise ConfigError(f'{n} images do not fill {rows} rows; pass a multiple of rows.')
-  grid = viz.image_grid(steps.images_from_uint8(images), rows)
+  grid = viz.image_grid(pixels.from_uint8(images), rows)
   return grid[..., 0] if grid.shape[-1] == 1 else grid

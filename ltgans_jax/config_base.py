@@ -54,8 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.critic_width = 16
   config.model.resample = 'pixel_shuffle'
   # How the stride-1 convolutions are differentiated (same function and parameters either way):
-  # 'auto' = 'barriered' on the CPU backend (gradients XLA:CPU runs well, ltgans_jax/conv.py),
-  # 'xla' (XLA's own) elsewhere.
+  # 'auto' = 'barriered' on the CPU backend (gradients XLA:CPU runs well, ltgans_jax/cpu/conv.py),
+  # 'xla' (flax's nn.Conv) elsewhere; resolved when a method is built (ltgans_jax/cpu/backend.py).
   config.model.conv_gradients = 'auto'
 
   # WGAN-GP and LAKD (eqs. 2-3).
@@ -109,9 +109,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.rmsprop_initial_scale = 1.0
   # Decay of an exponential moving average of each trained generator's weights (0: none, the
   # paper's and the authors' code's training). With d > 0 every task ends with its trained
-  # generators' weights replaced by their average (``methods.GanMethod.end_task``), so the frozen
-  # Teacher of the next task replays the averaged generator (ours: weight averaging improves
-  # GAN samples, Yazici et al. 2019, "The unusual effectiveness of averaging in GAN training").
+  # generators' weights replaced by their average (``methods.ltgans.GanMethod.end_task``), so
+  # the frozen Teacher of the next task replays the averaged generator (ours: weight averaging
+  # improves GAN samples, Yazici et al. 2019, "The unusual effectiveness of averaging in GAN
+  # training").
   config.optim.generator_ema_decay = 0.0
   config.optim.student_learning_rate = 1e-3
   config.optim.student_b1 = 0.9  # Adam's beta1 for the Student (the authors' code: 0.5)
@@ -127,14 +128,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.max_checkpoints = 2  # rolling ones; task-boundary checkpoints are always kept
   # Seeds trained together (ours): S > 1 trains seeds seed, seed + 1, ..., seed + S - 1 as one
   # state with a leading seed axis and one vmapped step, each seed as its one-seed run would
-  # (ltgans_jax/seeds.py); report.md then gives mean +- 95% interval over seeds.
+  # (ltgans_jax/run/seeds.py); report.md then gives mean +- 95% interval over seeds.
   config.train.num_seeds = 1
   # How one call steps S > 1 seeds: 'auto' ('loop', one seed after the other, on the CPU
-  # backend; 'vmap' elsewhere), 'vmap' or 'loop' (ltgans_jax/loop.py).
+  # backend; 'vmap' elsewhere), 'vmap' or 'loop' (ltgans_jax/run/loop.py).
   config.train.seed_batching = 'auto'
-  # Whether a step's independent passes run one at a time (same values either way): 'auto' =
-  # 'sequenced' on the CPU backend (ltgans_jax/schedule.py), 'free' (XLA's order) elsewhere.
-  config.train.phase_order = 'auto'
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 500  # test images (and generated samples) per task for metrics
@@ -145,7 +143,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.feature_net_steps = 300  # training steps of the FID feature classifier
   config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
   # Each task's reference features and FID statistics computed once per run and kept in
-  # workdir/eval/reference/ (ltgans_jax/reference_stats.py); False recomputes them at every
+  # workdir/eval/reference/ (ltgans_jax/eval/reference_stats.py); False recomputes them at every
   # evaluation (the same values, more time: experiments/results/eval_cache_timing/).
   config.eval.cache_reference_stats = True
   config.eval.grid_rows = 8
@@ -174,19 +172,12 @@ def get_paper_scale_config(sequence: str) -> ml_collections.ConfigDict:
   """
   config = get_config()
   config.data.sequence = sequence
-  config.data.channels = 3
-  config.model.generator_width = 64
-  config.model.critic_width = 64
-  config.vae.width = 64
-  config.vae.latent_dim = 64
-  config.gan.critic_steps = 5
-  config.optim.gan_learning_rate = 1e-4
-  config.train.steps_per_task = 10000
-  config.train.log_every = 200
-  config.train.checkpoint_every = 2000
-  config.eval.num_examples = 2000
-  config.eval.iwae_samples = 100
-  config.eval.feature_net_steps = 2000
+  config.update_from_flattened_dict({
+      'data.channels': 3, 'model.generator_width': 64, 'model.critic_width': 64,
+      'vae.width': 64, 'vae.latent_dim': 64, 'gan.critic_steps': 5,
+      'optim.gan_learning_rate': 1e-4, 'train.steps_per_task': 10000, 'train.log_every': 200,
+      'train.checkpoint_every': 2000, 'eval.num_examples': 2000, 'eval.iwae_samples': 100,
+      'eval.feature_net_steps': 2000})
   return config
 
 

@@ -10,9 +10,11 @@ import os
 import jax
 import ml_collections
 
-from ltgans_jax import conv, losses, methods, models, schedule, state as state_lib, steps
-from ltgans_jax import loop, writers
+from ltgans_jax import losses, models
+from ltgans_jax.cpu import backend
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.methods import ltgans_steps, network_state, registry
+from ltgans_jax.run import writers
 
 
 def _require(condition: bool, message: str) -> None:
@@ -30,7 +32,7 @@ def _numbers(node, prefix=''):
 
 
 # Methods whose tasks k >= 2 put round(teacher_fraction * B) Teacher samples on the critic's
-# real side (methods.METHODS: the 'lakd' and 'joint_mix' phases).
+# real side (registry.METHODS: the 'lakd' and 'joint_mix' phases).
 TEACHER_MIXING_METHODS = ('ltgans', 'no_lakd')
 FIRST_TASK_MODES = ('twins', 'copy')  # gan.first_task (config_base)
 
@@ -70,7 +72,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key, value in _numbers(config):
     _require(math.isfinite(value), f'{key}={value}; it must be a finite number.')
   from ltgans_jax.data import datasets, sequences  # pylint: disable=g-import-not-at-top
-  methods.check_name(config.method)
+  registry.check_name(config.method)
   _require(data.source in datasets.SOURCES,
            f'data.source={data.source!r}; use one of {datasets.SOURCES}.')
   _require(data.fuzzy_variant in sequences.FUZZY_VARIANTS,
@@ -81,13 +83,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(data.channels in (1, 3), f'data.channels={data.channels}; use 1 or 3.')
   _require(config.model.resample in models.RESAMPLE_MODES,
            f'model.resample={config.model.resample!r}; use one of {models.RESAMPLE_MODES}.')
-  _require(config.model.conv_gradients in conv.GRADIENT_MODES,
+  _require(config.model.conv_gradients in backend.CONV_GRADIENTS,
            f'model.conv_gradients={config.model.conv_gradients!r}; use one of '
-           f'{conv.GRADIENT_MODES}.')
-  _require(train.seed_batching in loop.SEED_BATCHING,
-           f'train.seed_batching={train.seed_batching!r}; use one of {loop.SEED_BATCHING}.')
-  _require(train.phase_order in schedule.PHASE_ORDERS,
-           f'train.phase_order={train.phase_order!r}; use one of {schedule.PHASE_ORDERS}.')
+           f'{backend.CONV_GRADIENTS}.')
+  _require(train.seed_batching in backend.SEED_BATCHING,
+           f'train.seed_batching={train.seed_batching!r}; use one of {backend.SEED_BATCHING}.')
   _require(vae.likelihood in losses.LIKELIHOODS,
            f'vae.likelihood={vae.likelihood!r}; use one of {losses.LIKELIHOODS}.')
   _require(vae.beta > 0, f'vae.beta={vae.beta}; it must be > 0 (1 is the ELBO, eq. 5).')
@@ -115,11 +115,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(math.isfinite(train.epochs_per_task) and train.epochs_per_task >= 0,
            f'train.epochs_per_task={train.epochs_per_task}; it must be >= 0 (0 runs '
            'train.steps_per_task steps per task).')
-  _require(vae.update_schedule in steps.STUDENT_SCHEDULES,
-           f'vae.update_schedule={vae.update_schedule!r}; use one of {steps.STUDENT_SCHEDULES}.')
+  _require(vae.update_schedule in ltgans_steps.STUDENT_SCHEDULES,
+           f'vae.update_schedule={vae.update_schedule!r}; use one of '
+           f'{ltgans_steps.STUDENT_SCHEDULES}.')
   opt = config.optim
-  _require(opt.gan_optimizer in state_lib.GAN_OPTIMIZERS,
-           f'optim.gan_optimizer={opt.gan_optimizer!r}; use one of {state_lib.GAN_OPTIMIZERS}.')
+  _require(opt.gan_optimizer in network_state.GAN_OPTIMIZERS,
+           f'optim.gan_optimizer={opt.gan_optimizer!r}; use one of '
+           f'{network_state.GAN_OPTIMIZERS}.')
   for name in ('gan_b1', 'gan_b2', 'student_b1', 'rmsprop_decay'):
     _require(0 <= opt[name] < 1, f'optim.{name}={opt[name]}; it must lie in [0, 1).')
   for name in ('gan_learning_rate', 'student_learning_rate'):
@@ -179,7 +181,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def check_task_steps(config: ml_collections.ConfigDict, task_steps) -> None:
   """Every task must hold at least one generator update (one per ``gan.critic_steps`` steps);
   ``task_steps``: the steps of each task (``durations.task_steps``)."""
-  if config.method not in methods.GAN_METHODS:
+  if config.method not in registry.GAN_METHODS:
     return
   shortest = min(task_steps)
   _require(config.gan.critic_steps <= shortest,
@@ -294,7 +296,7 @@ def check_memory(config: ml_collections.ConfigDict, method) -> None:
   """Refuses networks whose parameters and optimiser state alone (measured with
   ``jax.eval_shape``: nothing is allocated) exceed half the device's memory, and a
   ``sample.num`` whose images do, before anything is allocated or written; ``method``: the
-  run's ``methods.LifelongMethod``."""
+  run's ``base.LifelongMethod``."""
   memory = memory_bytes()
   shapes = jax.eval_shape(method.init_state, jax.random.key(0))
   state = config.train.num_seeds * sum(leaf.size * leaf.dtype.itemsize

@@ -28,7 +28,7 @@ def task_steps(config, method, train_sizes: Sequence[int]) -> Tuple[int, ...]:
   Args:
     config: the run's config (``train.steps_per_task``, ``train.epochs_per_task``,
       ``train.batch_size``).
-    method: the run's ``methods.LifelongMethod`` (``data_images_per_step``,
+    method: the run's ``base.LifelongMethod`` (``data_images_per_step``,
       ``cumulative_data``).
     train_sizes: training images of each task, in order.
   Returns:

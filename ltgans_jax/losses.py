@@ -1,10 +1,10 @@
 """Per-example losses of LT-GANs: the WGAN generator term, the gradient penalty, and the
 Student's (beta-)ELBO terms. Each returns one value per example; callers average. (The
-critic's Wasserstein term, E D(fake) - E D(real), is written in ``steps._Step.critic_terms``
-as two means, one pass of the critic each.)
+critic's Wasserstein term, E D(fake) - E D(real), is written in
+``methods.ltgans_steps.GanSteps.critic_loss`` as two means, one pass of the critic each.)
 
 Pixel conventions: GAN images live in [-1, 1]; the Student's likelihood is written on the same
-images mapped to [0, 1] (``to_unit_interval``), which is also the range of the paper's NLL.
+images mapped to [0, 1] (``pixels.to_unit_interval``), which is also the range of the paper's NLL.
 """
 
 from __future__ import annotations
@@ -17,11 +17,6 @@ import jax
 import jax.numpy as jnp
 
 LIKELIHOODS = ('gaussian', 'bernoulli')
-
-
-def to_unit_interval(images: jnp.ndarray) -> jnp.ndarray:
-  """Maps images from [-1, 1] to [0, 1]; same shape."""
-  return (images + 1.0) * 0.5
 
 
 def interpolate(real: jnp.ndarray, fake: jnp.ndarray, key: jax.Array) -> jnp.ndarray:

@@ -17,10 +17,12 @@ import jax
 import ml_collections
 from ml_collections import config_flags
 
-from ltgans_jax import inspect_run, multihost, named_configs, train
-from ltgans_jax.checkpointing import DISK_ERRORS, CheckpointError
+from ltgans_jax import multihost, named_configs, train
 from ltgans_jax.config_validation import ConfigError
+from ltgans_jax.cpu import xla_flags
 from ltgans_jax.data.local import DatasetError
+from ltgans_jax.run import hooks, inspect as inspect_run
+from ltgans_jax.run.checkpointing import CheckpointError, DISK_ERRORS
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'config_base.py')
 config_flags.DEFINE_config_file(
@@ -121,7 +123,7 @@ def main(argv):
       inspect_run.evaluate_workdir(config, FLAGS.workdir)
     else:
       inspect_run.sample(config, FLAGS.workdir)
-  except (ConfigError, DatasetError, train.DivergenceError, CheckpointError) as e:
+  except (ConfigError, DatasetError, hooks.DivergenceError, CheckpointError) as e:
     logging.error('%s', e)  # One sentence that says what to do; no traceback.
     sys.exit(f'error: {e}')
   except OSError as e:
@@ -131,10 +133,17 @@ def main(argv):
     sys.exit(f'error: cannot write {e.filename or "into the workdir"} ({e.strerror}); free '
              'space there (or make it writable) and rerun the same command: training resumes '
              'from its newest checkpoint.')
-  except train.StopRequested as e:
+  except hooks.StopRequested as e:
     logging.warning('%s', e)
     sys.exit(143)
 
 
-if __name__ == '__main__':
+def run():
+  """The entry point: the XLA:CPU flags first (XLA reads them once, when JAX starts its
+  backends; ``cpu.xla_flags``), then absl's flag parsing and ``main``."""
+  xla_flags.apply_defaults()
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == '__main__':
+  run()

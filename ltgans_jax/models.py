@@ -14,23 +14,27 @@ Resolution changes are written in two interchangeable ways (``config.model.resam
   count; the only difference is a one-pixel alignment of the zero padding). Every gradient,
   including the critic's double backward through the gradient penalty, is then a stride-1
   convolution, which XLA:CPU runs many times faster than the weight gradient of an
-  lhs-dilated (transposed) convolution. See ``experiments/benchmark.py`` and its results in
-  ``experiments/results/benchmark/``. The stride-1 convolutions are ``conv.Conv``
-  (``nn.Conv``'s parameters and function, with gradients XLA:CPU runs well; see there;
-  ``config.model.conv_gradients``).
+  lhs-dilated (transposed) convolution (``experiments/results/benchmark/``, "Resample
+  modes").
 * ``'strided'``: Flax's ``ConvTranspose`` / strided ``Conv`` with 4x4 kernels, the textbook
   DCGAN layers, kept for comparison and for accelerators where both are fast.
+
+Every stride-1 convolution is the module's ``conv`` field, ``nn.Conv`` unless the builder
+injects another with the same parameters and function (flax's ``examples/imagenet`` pattern):
+the methods hand in ``cpu.backend.conv_layer(config.model.conv_gradients)``, which on the CPU
+is ``cpu.conv.Conv``. The networks never ask which backend they run on.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ltgans_jax import conv
+ModuleDef = Any  # a Flax module class (or partial) called as conv(features, kernel_size)
 
 # Spatial size of the first (generator) / last (critic) feature map for each image size.
 BASE_RESOLUTION = {28: 7, 32: 4, 64: 4}
@@ -74,12 +78,12 @@ class Upsample(nn.Module):
   """Doubles height and width: [B, H, W, C_in] -> [B, 2H, 2W, features]."""
   features: int
   mode: str = 'pixel_shuffle'
-  conv_gradients: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
-      return depth_to_space(conv.Conv(4 * self.features, (2, 2), self.conv_gradients)(x))
+      return depth_to_space(self.conv(4 * self.features, (2, 2))(x))
     return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
 
 
@@ -87,12 +91,12 @@ class Downsample(nn.Module):
   """Halves height and width: [B, H, W, C_in] -> [B, H/2, W/2, features]."""
   features: int
   mode: str = 'pixel_shuffle'
-  conv_gradients: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
-      return conv.Conv(self.features, (2, 2), self.conv_gradients)(space_to_depth(x))
+      return self.conv(self.features, (2, 2))(space_to_depth(x))
     return nn.Conv(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
 
 
@@ -107,7 +111,7 @@ class Generator(nn.Module):
   width: int
   resample: str = 'pixel_shuffle'
   output: str = 'tanh'
-  conv_gradients: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, z):
@@ -117,10 +121,9 @@ class Generator(nn.Module):
     x = nn.Dense(base * base * features)(z).reshape(z.shape[0], base, base, features)
     x = nn.relu(pixel_norm(x))
     for i in range(steps):
-      x = Upsample(self.width * 2 ** max(steps - 2 - i, 0), self.resample,
-                   self.conv_gradients)(x)
+      x = Upsample(self.width * 2 ** max(steps - 2 - i, 0), self.resample, self.conv)(x)
       x = nn.relu(pixel_norm(x))
-    x = conv.Conv(self.channels, (3, 3), self.conv_gradients)(x)
+    x = self.conv(self.channels, (3, 3))(x)
     return jnp.tanh(x) if self.output == 'tanh' else x
 
 
@@ -129,15 +132,15 @@ class ConvTrunk(nn.Module):
   image_size: int
   width: int
   resample: str = 'pixel_shuffle'
-  conv_gradients: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x):
     steps = num_resolution_steps(self.image_size)
-    x = nn.leaky_relu(conv.Conv(self.width, (3, 3), self.conv_gradients)(x), 0.2)
+    x = nn.leaky_relu(self.conv(self.width, (3, 3))(x), 0.2)
     for i in range(steps):
       x = nn.leaky_relu(
-          Downsample(self.width * 2**i, self.resample, self.conv_gradients)(x), 0.2)
+          Downsample(self.width * 2**i, self.resample, self.conv)(x), 0.2)
     return x.reshape(x.shape[0], -1)
 
 
@@ -150,11 +153,11 @@ class Critic(nn.Module):
   image_size: int
   width: int
   resample: str = 'pixel_shuffle'
-  conv_gradients: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x):
-    h = ConvTrunk(self.image_size, self.width, self.resample, self.conv_gradients)(x)
+    h = ConvTrunk(self.image_size, self.width, self.resample, self.conv)(x)
     return nn.Dense(1)(h)[:, 0]
 
 
@@ -164,11 +167,11 @@ class Encoder(nn.Module):
   width: int
   latent_dim: int
   resample: str = 'pixel_shuffle'
-  conv_gradients: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x):
-    h = ConvTrunk(self.image_size, self.width, self.resample, self.conv_gradients)(x)
+    h = ConvTrunk(self.image_size, self.width, self.resample, self.conv)(x)
     mean_and_log_var = nn.Dense(2 * self.latent_dim)(h)
     mean, log_var = jnp.split(mean_and_log_var, 2, axis=-1)
     return mean, log_var
@@ -186,13 +189,13 @@ class StudentVAE(nn.Module):
   width: int
   latent_dim: int
   resample: str = 'pixel_shuffle'
-  conv_gradients: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   def setup(self):
     self.encoder = Encoder(self.image_size, self.width, self.latent_dim, self.resample,
-                           self.conv_gradients)
+                           self.conv)
     self.decoder = Generator(self.image_size, self.channels, self.width, self.resample,
-                             output='logits', conv_gradients=self.conv_gradients)
+                             output='logits', conv=self.conv)
 
   def __call__(self, x, noise):
     mean, log_var = self.encoder(x)

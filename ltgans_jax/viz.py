@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from ltgans_jax import pixels as pixel_lib
 from PIL import Image
 
 
@@ -16,7 +18,7 @@ def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
   images = np.asarray(images, np.float32)
   n, h, w, c = images.shape
   cols = n // rows
-  pixels = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  pixels = pixel_lib.to_uint8(images)
   grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 128, np.uint8)
   for i in range(rows * cols):
     r, col = divmod(i, cols)

@@ -16,6 +16,10 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
+# The XLA:CPU flags every run of ``python -m ltgans_jax.main`` gets, before JAX starts here.
+from ltgans_jax.cpu import xla_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+xla_flags.apply_defaults()
+
 
 @pytest.fixture
 def test_config():

@@ -6,15 +6,16 @@ import struct
 import jax
 import numpy as np
 
-from ltgans_jax import state as state_lib, steps
 from ltgans_jax.data import local
+from ltgans_jax.methods import registry
 
 
 def build(config):
-  networks = state_lib.build_networks(config)
-  optimizers = state_lib.build_optimizers(config)
-  state = state_lib.init_state(config, networks, optimizers, jax.random.key(config.seed))
-  return networks, optimizers, state, steps.make_train_steps(config, networks, optimizers)
+  """(networks, optimizers, fresh state, phase -> jitted step) of ``config``'s GAN method, as
+  ``registry.build`` makes them."""
+  method = registry.build(config)
+  state = method.init_state(jax.random.key(config.seed))
+  return method.networks, method.optimizers, state, method.train_steps()
 
 
 def random_batch(config, seed=0):
@@ -28,7 +29,7 @@ def tree_equal(a, b):
              zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
-def copy_tree(tree):
+def host_copy(tree):
   """A host copy (the steps donate their input state)."""
   return jax.tree_util.tree_map(np.array, tree)
 

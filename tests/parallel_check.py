@@ -13,7 +13,8 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from configs import test as test_config_module  # pylint: disable=g-import-not-at-top
-from ltgans_jax import state as state_lib, train
+from ltgans_jax import train
+from ltgans_jax.methods import ltgans_state as state_lib
 from tests.helpers import build, random_batch
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import setuptools
 
-from ltgans_jax import api, inspect_run, named_configs
-from ltgans_jax import main as main_module
-from ltgans_jax.checkpointing import CheckpointError
+from ltgans_jax import api, main as main_module, named_configs
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.run import inspect as inspect_run
+from ltgans_jax.run.checkpointing import CheckpointError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

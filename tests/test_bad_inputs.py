@@ -11,9 +11,11 @@ import sys
 import jax
 import pytest
 
-from ltgans_jax import checkpointing, config_validation, methods, train, writers
+from ltgans_jax import config_validation, train
 from ltgans_jax.data import local
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.methods import registry
+from ltgans_jax.run import checkpointing, writers
 from tests.conftest import ROOT
 from tests.helpers import set_config_value as _set, tree_equal, write_mnist_folder
 
@@ -42,7 +44,6 @@ BAD_VALUES = [
     ('train.batch_size', 5000, ConfigError,
      r'train.batch_size=5000 exceeds the \d+ training images of task digits\[0-4\]'),
     ('train.log_every', 0, ConfigError, r'train.log_every=0; it must be >= 1'),
-    ('train.phase_order', 'fast', ConfigError, r"train.phase_order='fast'; use one of"),
     ('train.checkpoint_every', -1, ConfigError, r'train.checkpoint_every=-1; it must be >= 1'),
     ('train.epochs_per_task', -1.0, ConfigError, r'train.epochs_per_task=-1.0; it must be >= 0'),
     ('vae.update_schedule', 'sometimes', ConfigError,
@@ -157,7 +158,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(test_config, t
   assert tree_equal(resumed, reference)
   # The damaged step was moved aside, untouched, and written afresh.
   assert os.path.isdir(os.path.join(workdir, 'damaged_checkpoints', '6'))
-  template = methods.build(test_config).init_state(jax.random.key(0))
+  template = registry.build(test_config).init_state(jax.random.key(0))
   manager = checkpointing.make_manager(test_config, workdir, [4, 4])
   for step in (6, 8):
     checkpointing.restore_step(manager, step, template)
@@ -183,7 +184,7 @@ def test_damaged_final_checkpoint_of_a_finished_run_is_written_afresh(test_confi
   assert tree_equal(resumed, reference)
   assert _file_hashes(final_dir) != damaged
   assert _file_hashes(os.path.join(workdir, 'damaged_checkpoints', '8')) == damaged
-  template = methods.build(test_config).init_state(jax.random.key(0))
+  template = registry.build(test_config).init_state(jax.random.key(0))
   manager = checkpointing.make_manager(test_config, workdir, [4, 4])
   assert tree_equal(checkpointing.restore_step(manager, 8, template), reference)
 

@@ -1,4 +1,5 @@
-"""conv.Conv: nn.Conv's parameters and function, and exact gradients of every order."""
+"""cpu.conv.Conv: nn.Conv's parameters and function, and exact gradients of every order;
+and the layer ``cpu.backend.conv_layer`` hands the networks."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ltgans_jax import conv, losses
+from ltgans_jax import losses
+from ltgans_jax.cpu import backend, conv
 
 
 def _relative_error(a, b):
@@ -17,7 +19,7 @@ def _relative_error(a, b):
 @pytest.mark.parametrize('kernel_size', [(2, 2), (3, 3)])
 def test_conv_has_nn_conv_parameters_and_function(kernel_size):
   x = jax.random.normal(jax.random.key(0), (3, 8, 8, 5))
-  ours = conv.Conv(7, kernel_size, gradients='barriered')
+  ours = conv.Conv(7, kernel_size)
   flax_conv = nn.Conv(7, kernel_size, padding='SAME')
   params = ours.init(jax.random.key(1), x)
   flax_params = flax_conv.init(jax.random.key(1), x)
@@ -34,8 +36,9 @@ class _TwoLayerCritic(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    h = nn.leaky_relu(conv.Conv(6, (2, 2), self.gradients)(x), 0.2)
-    h = conv.Conv(4, (3, 3), self.gradients)(h)
+    layer = backend.conv_layer(self.gradients)
+    h = nn.leaky_relu(layer(6, (2, 2))(x), 0.2)
+    h = layer(4, (3, 3))(h)
     return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
 
 
@@ -46,9 +49,10 @@ class _ThreeLayerCritic(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    h = nn.leaky_relu(conv.Conv(8, (2, 2), self.gradients)(x), 0.2)
-    h = nn.leaky_relu(conv.Conv(12, (3, 3), self.gradients)(h), 0.2)
-    h = conv.Conv(6, (2, 2), self.gradients)(h)
+    layer = backend.conv_layer(self.gradients)
+    h = nn.leaky_relu(layer(8, (2, 2))(x), 0.2)
+    h = nn.leaky_relu(layer(12, (3, 3))(h), 0.2)
+    h = layer(6, (2, 2))(h)
     return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
 
 
@@ -87,16 +91,17 @@ def test_fusion_barrier_is_the_identity_with_identity_gradient():
 
 
 def test_gradient_modes():
-  assert conv.resolve_gradients('auto') == ('barriered' if jax.default_backend() == 'cpu'
-                                             else 'xla')
-  assert conv.resolve_gradients('xla') == 'xla'
+  assert backend.conv_layer('auto') is (conv.Conv if jax.default_backend() == 'cpu'
+                                        else nn.Conv)
+  assert backend.conv_layer('xla') is nn.Conv
+  assert backend.conv_layer('barriered') is conv.Conv
   with pytest.raises(ValueError, match='use one of'):
-    conv.resolve_gradients('fast')
+    backend.conv_layer('fast')
 
 
 def test_training_steps_agree_under_both_gradient_rules(test_config):
   """Two joint steps and two LAKD steps of the test config: the same losses either way."""
-  from ltgans_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.methods import ltgans_state as state_lib  # pylint: disable=g-import-not-at-top
   from tests.helpers import build, random_batch  # pylint: disable=g-import-not-at-top
   metrics = {}
   for mode in ('xla', 'barriered'):

@@ -7,9 +7,10 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from ltgans_jax import audit, eval_subset, methods, task_eval
 from ltgans_jax.data import sequences
 from ltgans_jax.data.local import SplitArrays
+from ltgans_jax.eval import audit, eval_subset, task_eval
+from ltgans_jax.methods import registry
 
 
 def _sorted_task(name, classes, per_class, size=28, offset=0):
@@ -66,7 +67,7 @@ def test_evaluator_reads_the_subset_and_rebuilds_it_identically_on_resume(test_c
   resume, which reads the feature network back from the workdir) has the same images."""
   tasks = _fuzzy_pair()
   test_config.eval.num_examples = 40
-  method = methods.build(test_config)
+  method = registry.build(test_config)
   evaluator = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path))
   for task, images, labels in zip(tasks, evaluator.test_images, evaluator.test_labels):
     assert images.shape == (40, 28, 28, 1)
@@ -111,7 +112,7 @@ def test_audit_of_a_generator_of_task_one_test_images(test_config, tmp_path):
   audit's sampling, classification and counting, not the feature network."""
   tasks = _fuzzy_pair()
   test_config.eval.num_examples = 100
-  method = methods.build(test_config)
+  method = registry.build(test_config)
   evaluator = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path))
   lookup = {}
   for t, task in enumerate(tasks):

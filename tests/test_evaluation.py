@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ltgans_jax import evaluation, feature_net, inception, losses, state as state_lib
-from ltgans_jax import task_eval, torch_pickle
+from ltgans_jax import losses, pixels
 from ltgans_jax.data import local, preprocess
+from ltgans_jax.eval import evaluation, feature_net, inception, task_eval, torch_pickle
+from ltgans_jax.methods import registry
+from ltgans_jax.run import report
 
 # ------------------------------------------------------------------------------------------
 # Frechet distance.
@@ -71,7 +73,7 @@ NUM_IMAGES = 128
 def student():
   from configs import test as test_config_module  # pylint: disable=g-import-not-at-top
   config = test_config_module.get_config()
-  networks = state_lib.build_networks(config)
+  networks = registry.build(config).networks
   size, channels = config.data.image_size, config.data.channels
   shapes = jax.eval_shape(networks.student.init, jax.random.key(0),
                           jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32),
@@ -91,7 +93,8 @@ def student():
 def bernoulli_runs(student):
   """k -> IWAEResult for k = 1, 10, 100 on the same images (independent sample streams)."""
   _, networks, params, images = student
-  return {k: evaluation.iwae_nll(networks, params, images, jax.random.key(k), k, 'bernoulli',
+  vae = networks.student
+  return {k: evaluation.iwae_nll(vae, params, images, jax.random.key(k), k, 'bernoulli',
                                  1.0, batch_size=64, chunk_size=10)
           for k in (1, 10, 100)}
 
@@ -129,7 +132,7 @@ def test_iwae_negative_elbo_agrees_with_the_analytic_kl_elbo(student, bernoulli_
     x = images.astype(jnp.float32) / 127.5 - 1.0
     noise = jax.random.normal(key, (len(images), networks.student.latent_dim))
     logits, mean, log_var = networks.student.apply({'params': params}, x, noise)
-    loss, _ = losses.student_loss(logits, losses.to_unit_interval(x), mean, log_var, beta=1.0,
+    loss, _ = losses.student_loss(logits, pixels.to_unit_interval(x), mean, log_var, beta=1.0,
                                   likelihood='bernoulli', decoder_std=1.0)
     return loss
 
@@ -159,17 +162,18 @@ def test_prior_student_nll_is_the_hand_computed_value(prior_student):
   num_pixels = x01[0].size
   # paper_nll: squared error + KL, and the KL of the prior against itself is 0.
   np.testing.assert_allclose(
-      evaluation.paper_nll(networks, params, images, jax.random.key(0)),
+      evaluation.paper_nll(networks.student, params, images, jax.random.key(0)),
       squared_error.mean(), rtol=1e-5)
   # k = 7 in chunks of 3: the last chunk's two surplus samples must be masked out, else the
   # constant weights would average to the wrong value.
   std = config.vae.decoder_std
-  gaussian = evaluation.iwae_nll(networks, params, images, jax.random.key(0), 7, 'gaussian',
+  gaussian = evaluation.iwae_nll(networks.student, params, images, jax.random.key(0), 7, 'gaussian',
                                  std, chunk_size=3)
   expected = squared_error / (2 * std**2) + num_pixels * math.log(std * math.sqrt(2 * math.pi))
   np.testing.assert_allclose(gaussian.per_image_nll, expected, rtol=1e-5)
   np.testing.assert_allclose(gaussian.negative_elbo, expected.mean(), rtol=1e-5)
-  bernoulli = evaluation.iwae_nll(networks, params, images, jax.random.key(0), 7, 'bernoulli',
+  bernoulli = evaluation.iwae_nll(networks.student, params, images, jax.random.key(0), 7,
+                                  'bernoulli',
                                   1.0, batch_size=5, chunk_size=3)  # and a padded last batch
   np.testing.assert_allclose(bernoulli.per_image_nll, num_pixels * math.log(2), rtol=1e-5)
 
@@ -177,7 +181,7 @@ def test_prior_student_nll_is_the_hand_computed_value(prior_student):
 def test_iwae_rejects_unknown_likelihood(student):
   _, networks, params, images = student
   with pytest.raises(ValueError, match='likelihood'):
-    evaluation.iwae_nll(networks, params, images, jax.random.key(0), 2, 'laplace', 1.0)
+    evaluation.iwae_nll(networks.student, params, images, jax.random.key(0), 2, 'laplace', 1.0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -254,7 +258,8 @@ def _evaluation_row(task, with_sample_metrics=True):
 
 
 def test_sample_metrics_are_the_generative_metrics_of_the_same_features():
-  from ltgans_jax import generative_metrics, task_eval  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.eval import generative_metrics
+  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   real, fake = rng.normal(size=(30, 6)), rng.normal(size=(20, 6))
   got = task_eval.sample_metrics(real, fake)
@@ -267,7 +272,7 @@ def test_sample_metrics_are_the_generative_metrics_of_the_same_features():
 
 
 def test_write_matrices_skips_metrics_the_earlier_rows_lack(tmp_path):
-  from ltgans_jax import task_eval  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
   old_then_new = [_evaluation_row(0, with_sample_metrics=False), _evaluation_row(1)]
   summaries = task_eval.write_matrices(str(tmp_path / 'a'), ['A', 'B'], old_then_new)
   assert set(summaries) == {'nll_paper', 'fid_own'}
@@ -280,21 +285,21 @@ def test_write_matrices_skips_metrics_the_earlier_rows_lack(tmp_path):
 
 def test_report_shows_the_sample_metrics_with_their_provenance(test_config, tmp_path):
   from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
-  from ltgans_jax import task_eval, train  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
   tasks = [SimpleNamespace(name=n, train=SimpleNamespace(labels=np.arange(3))) for n in 'AB']
-  setting = train.evaluation_setting(test_config, 'protocol')
-  records = [train.TaskRecord(name, 4, 1.0, {}, _evaluation_row(j, with_sample_metrics=j > 0),
+  setting = report.evaluation_setting(test_config, 'protocol')
+  records = [report.TaskRecord(name, 4, 1.0, {}, _evaluation_row(j, with_sample_metrics=j > 0),
                               {}, setting) for j, name in enumerate('AB')]
   provenance = ['- KID (own features): features of the classifier; 16 real test images per task']
-  train.write_report(test_config, str(tmp_path), tasks, records, 'the Assistant', [4, 4],
-                     'protocol', provenance=provenance)
-  report = (tmp_path / 'report.md').read_text()
-  assert task_eval.KID_NOTE in report and provenance[0] in report
+  report.write_report(test_config, str(tmp_path), tasks, records, 'the Assistant', [4, 4],
+                      'protocol', provenance=provenance)
+  text = (tmp_path / 'report.md').read_text()
+  assert task_eval.KID_NOTE in text and provenance[0] in text
   assert 'the FID is not' in task_eval.KID_NOTE
   assert '### KID (own features)\n\n| after \\ on | A | B |\n|---|---|---|\n| A |  |  |\n' \
-      '| B | 0.01235 | 0.02235 |' in report  # 4 significant digits; the older row left blank
-  assert '| B | 0.75 | 0.76 |' in report  # coverage, 2 decimals
-  assert '| B | 0.01235 | 0.50 | 0.25 | 1.25 | 0.75 |' in report  # against all seen together
+      '| B | 0.01235 | 0.02235 |' in text  # 4 significant digits; the older row left blank
+  assert '| B | 0.75 | 0.76 |' in text  # coverage, 2 decimals
+  assert '| B | 0.01235 | 0.50 | 0.25 | 1.25 | 0.75 |' in text  # against all seen together
 
 
 # ------------------------------------------------------------------------------------------

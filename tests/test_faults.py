@@ -7,27 +7,27 @@ import signal
 import jax.numpy as jnp
 import pytest
 
-from ltgans_jax import loop, methods, train
+from ltgans_jax import train
+from ltgans_jax.methods import ltgans
+from ltgans_jax.run import hooks, loop
 from tests.helpers import tree_equal
 
 
 def _poison_steps(monkeypatch, phase_to_poison, task_step_to_poison):
   """The GAN steps, with 'critic/loss' NaN at ``task_step_to_poison`` (0-based) of
   ``phase_to_poison``: a traced condition, as the steps run inside the fused jitted calls."""
-  real = methods.GanMethod.step_functions
+  real = ltgans.GanMethod.step_function
 
-  def step_functions(self, static=None):
-    fns = real(self, static)
+  def step_function(self, variant, static=None):
+    fn, (phase, _) = real(self, variant, static), variant
 
-    def wrap(phase, fn):
-      def step(state, batch, key, update_generators):
-        poisoned = (phase == phase_to_poison) & (state.task_step == task_step_to_poison)
-        new_state, metrics = fn(state, batch, key, update_generators=update_generators)
-        return new_state, {**metrics, 'critic/loss': jnp.where(poisoned, jnp.nan,
-                                                               metrics['critic/loss'])}
-      return step
-    return {phase: wrap(phase, fn) for phase, fn in fns.items()}
-  monkeypatch.setattr(methods.GanMethod, 'step_functions', step_functions)
+    def step(state, batch, key):
+      poisoned = (phase == phase_to_poison) & (state.task_step == task_step_to_poison)
+      new_state, metrics = fn(state, batch, key)
+      return new_state, {**metrics, 'critic/loss': jnp.where(poisoned, jnp.nan,
+                                                             metrics['critic/loss'])}
+    return step
+  monkeypatch.setattr(ltgans.GanMethod, 'step_function', step_function)
 
 
 def _latest(workdir):
@@ -46,7 +46,7 @@ def test_sigterm_saves_then_the_rerun_ends_bit_identical(test_config, tmp_path, 
       signal.raise_signal(signal.SIGTERM)
     return real_place(loop_, task_batches, first_step, num_steps)
   monkeypatch.setattr(loop, 'place_batches', place_and_interrupt)
-  with pytest.raises(train.StopRequested, match='SIGTERM received: saved checkpoint 5'):
+  with pytest.raises(hooks.StopRequested, match='SIGTERM received: saved checkpoint 5'):
     train.train_and_evaluate(test_config, workdir)
   assert _latest(workdir) == 5
   monkeypatch.undo()
@@ -58,7 +58,7 @@ def test_nan_stops_before_any_save_and_keeps_the_last_good_checkpoint(test_confi
                                                                     monkeypatch):
   _poison_steps(monkeypatch, 'lakd', 2)
   workdir = str(tmp_path / 'run')
-  with pytest.raises(train.DivergenceError,
+  with pytest.raises(hooks.DivergenceError,
                      match=r'Non-finite critic/loss \(critic\) at task digits\[5-9\], step 3'):
     train.train_and_evaluate(test_config, workdir)
   assert _latest(workdir) == 6  # the rolling checkpoint after task 2's second step

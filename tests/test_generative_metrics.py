@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ltgans_jax import evaluation, generative_metrics as gm
+from ltgans_jax.eval import evaluation, generative_metrics as gm
 
 # ------------------------------------------------------------------------------------------
 # KID.

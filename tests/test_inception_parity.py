@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from ltgans_jax import evaluation, inception, torch_pickle
+from ltgans_jax.eval import evaluation, inception, torch_pickle
 from tests.helpers import import_torchvision
 
 torch = pytest.importorskip('torch')

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from ltgans_jax import inspect_run
-from ltgans_jax.checkpointing import CheckpointError
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.run import inspect as inspect_run
+from ltgans_jax.run.checkpointing import CheckpointError
 
 
 def test_evaluate_mode_reproduces_the_in_training_matrices(test_config, tmp_path,

@@ -19,9 +19,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from ltgans_jax import checkpointing, config_validation, inspect_run, methods, multihost, train
+from ltgans_jax import config_validation, multihost, train
 from ltgans_jax.data import datasets, formats, local, sequences
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.methods import registry
+from ltgans_jax.run import checkpointing, inspect as inspect_run
 from tests.conftest import ROOT
 from tests.helpers import set_config_value as _set, write_mnist_folder
 
@@ -340,7 +342,7 @@ def boundary_workdir(tmp_path_factory):
   from configs import test as test_config_module  # pylint: disable=g-import-not-at-top
   config = test_config_module.get_config()
   workdir = tmp_path_factory.mktemp('boundary') / 'run'
-  shapes = jax.eval_shape(methods.build(config).init_state, jax.random.key(config.seed))
+  shapes = jax.eval_shape(registry.build(config).init_state, jax.random.key(config.seed))
   state = jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
   manager = checkpointing.make_manager(config, str(workdir), [4, 4])
   for step in (4, 8):

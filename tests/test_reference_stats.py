@@ -11,9 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from ltgans_jax import evaluation, inspect_run, methods, reference_stats, rng, task_eval
+from ltgans_jax import rng
 from ltgans_jax.data import sequences
 from ltgans_jax.data.local import SplitArrays
+from ltgans_jax.eval import evaluation, reference_stats, task_eval
+from ltgans_jax.methods import registry
+from ltgans_jax.run import inspect as inspect_run
 from tests.helpers import import_torchvision
 
 
@@ -236,7 +239,7 @@ def test_evaluate_reads_the_cache_back_and_equals_recomputing_every_reference(
   behaviour before it) give the same rows; the warm one pushes no reference image through the
   feature network."""
   tasks = _random_tasks()
-  method = methods.build(test_config)
+  method = registry.build(test_config)
   state = method.init_state(jax.random.key(0))
   sizes = _count_feature_passes(monkeypatch)  # the number of images of every feature pass
   cold = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path))
@@ -294,7 +297,7 @@ def test_the_students_samples_get_their_own_rows_in_the_gan_methods(test_config,
   generator is its Student already, so it has no such rows."""
   test_config.method = method_name
   tasks = _random_tasks()
-  method = methods.build(test_config)
+  method = registry.build(test_config)
   state = method.init_state(jax.random.key(0))
   evaluator = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path))
   rows = evaluator.evaluate(state, 1)

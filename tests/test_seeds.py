@@ -14,9 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from ltgans_jax import loop as loop_lib, methods, rng, seeds, seeds_report, train
+from ltgans_jax import rng, train
 from ltgans_jax.data import batching
-from tests.helpers import copy_tree, tree_equal
+from ltgans_jax.methods import registry
+from ltgans_jax.run import loop as loop_lib, seeds, seeds_report
+from tests.helpers import host_copy, tree_equal
 
 
 def _images(config, num=64):
@@ -31,22 +33,22 @@ def test_fused_calls_equal_steps_jitted_alone_bit_for_bit(test_config, method_na
   config = test_config
   config.method, config.gan.critic_steps = method_name, critic_steps
   config.train.log_every = config.train.checkpoint_every = 100
-  method = methods.build(config)
+  method = registry.build(config)
   task = 1  # the second task: LAKD, the no-LAKD mix, LGM's distillation, CURL's replay
   start = method.begin_next_task(method.init_state(jax.random.key(config.seed)))
   batches = batching.TaskBatches(_images(config), config.train.batch_size, config.seed, task)
 
   # The loop up to 5611a4f: one jitted step per call, the key drawn on the host.
-  expected = jax.tree_util.tree_map(np.array, copy_tree(start))
-  step = method.train_steps()[method.phase(task)]
+  expected = jax.tree_util.tree_map(np.array, host_copy(start))
   for task_step in range(num_steps):
-    expected, _ = step(expected, batches[task_step], rng.step_key(config.seed, task, task_step),
-                       update_generators=(task_step + 1) % method.steps_per_call() == 0)
+    static = (method.static_step_args(expected) or (None,))[0]
+    step = jax.jit(method.step_function(method.step_variant(task, task_step), static))
+    expected, _ = step(expected, batches[task_step], rng.step_key(config.seed, task, task_step))
 
   mesh = train.data_mesh()
   loop = loop_lib.headless(config, method, (num_steps, num_steps),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
-  fused, _ = loop_lib.run_task(loop, copy_tree(start), task, [batches], 'test', 'task 2')
+  fused, _ = loop_lib.run_task(loop, host_copy(start), task, [batches], 'test', 'task 2')
   assert int(fused.task_step) == num_steps
   assert tree_equal(fused, expected)
 
@@ -132,15 +134,15 @@ def test_each_seed_of_a_call_equals_its_one_seed_call(test_config, method_name):
   config.method, config.train.num_seeds = method_name, 2
   config.train.log_every = config.train.checkpoint_every = 100
   task, num_steps = 1, 3
-  method = methods.build(config)
+  method = registry.build(config)
   starts = [method.begin_next_task(method.init_state(jax.random.key(s))) for s in (0, 1)]
   batches = [batching.TaskBatches(_images(config), config.train.batch_size, s, task)
              for s in (0, 1)]
   sharding = jax.sharding.NamedSharding(train.data_mesh(), jax.sharding.PartitionSpec('data'))
 
   def run(config, state, task_batches):
-    loop = loop_lib.headless(config, methods.build(config), (num_steps, num_steps), sharding)
-    return loop_lib.run_task(loop, copy_tree(state), task, task_batches, 'test', 'task 2')[0]
+    loop = loop_lib.headless(config, registry.build(config), (num_steps, num_steps), sharding)
+    return loop_lib.run_task(loop, host_copy(state), task, task_batches, 'test', 'task 2')[0]
 
   alone = [run(seeds.seed_config(config, s), starts[s], [batches[s]]) for s in (0, 1)]
   for mode in ('vmap', 'loop'):

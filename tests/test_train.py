@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from ltgans_jax import checkpointing, train, writers
+from ltgans_jax import train
+from ltgans_jax.run import checkpointing, writers
 from tests.helpers import tree_equal
 
 
@@ -70,8 +71,9 @@ def test_finished_workdir_rerun_trains_nothing(test_config, tmp_path):
 
 
 def test_global_steps_count_across_tasks(test_config):
-  from ltgans_jax import durations, methods  # pylint: disable=g-import-not-at-top
-  steps = durations.task_steps(test_config, methods.build(test_config), [100, 100])
+  from ltgans_jax import durations  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.methods import registry  # pylint: disable=g-import-not-at-top
+  steps = durations.task_steps(test_config, registry.build(test_config), [100, 100])
   assert steps == (test_config.train.steps_per_task,) * 2
   assert durations.global_step(steps, 1, 3) == test_config.train.steps_per_task + 3
   assert durations.task_boundary_steps(steps) == [4, 8]
@@ -81,15 +83,16 @@ def test_epochs_count_the_data_on_the_critics_real_side(test_config):
   """An epoch is one pass of the task's data through the critic's real side: LT-GANs' tasks
   k >= 2 put B/2 data images there, so they run twice the steps (as the authors' code does);
   'joint' trains on the union of the tasks so far."""
-  from ltgans_jax import durations, methods  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import durations  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.methods import registry  # pylint: disable=g-import-not-at-top
   test_config.train.epochs_per_task = 2.0
   test_config.train.batch_size = 8
-  ltgans = durations.task_steps(test_config, methods.build(test_config), [100, 60])
+  ltgans = durations.task_steps(test_config, registry.build(test_config), [100, 60])
   assert ltgans == (25, 30)  # ceil(2 * 100 / 8), ceil(2 * 60 / 4)
   test_config.method = 'joint'
-  assert durations.task_steps(test_config, methods.build(test_config), [100, 60]) == (25, 40)
+  assert durations.task_steps(test_config, registry.build(test_config), [100, 60]) == (25, 40)
   test_config.method = 'lgm'
-  lgm = methods.build(test_config)
+  lgm = registry.build(test_config)
   assert lgm.data_images_per_step(1, 8) == 4  # half of each batch replayed on task 2
   assert '2 epochs per task (25, 30 steps)' in durations.describe(
       test_config, ltgans)
@@ -129,10 +132,10 @@ def test_first_task_copy_trains_one_generator_and_copies_it(test_config, tmp_pat
   """gan.first_task='copy': task 1 is the plain WGAN-GP step of the Assistant; the task-1
   boundary checkpoint holds the Teacher as its copy; task 2 is LAKD with that Teacher."""
   import jax  # pylint: disable=g-import-not-at-top
-  from ltgans_jax import methods  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.methods import registry  # pylint: disable=g-import-not-at-top
   test_config.gan.first_task = 'copy'
   test_config.train.steps_per_task = 2
-  method = methods.build(test_config)
+  method = registry.build(test_config)
   assert [method.phase(t) for t in range(3)] == ['plain', 'lakd', 'lakd']
   workdir = str(tmp_path / 'run')
   final = train.train_and_evaluate(test_config, workdir)
@@ -144,9 +147,9 @@ def test_first_task_copy_trains_one_generator_and_copies_it(test_config, tmp_pat
   assert tree_equal(final.teacher.params, after_task_1.assistant.params)
   assert not tree_equal(final.assistant.params, final.teacher.params)
   test_config.method = 'no_lakd'
-  assert methods.build(test_config).phase(0) == 'plain'
+  assert registry.build(test_config).phase(0) == 'plain'
   test_config.gan.first_task = 'twins'
-  assert methods.build(test_config).phase(0) == 'joint'
+  assert registry.build(test_config).phase(0) == 'joint'
 
 
 def test_resume_with_other_eval_settings_keeps_the_old_rows_labelled(test_config, tmp_path,

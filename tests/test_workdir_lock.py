@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from ltgans_jax import inspect_run, train, workdir_lock
+from ltgans_jax import train
+from ltgans_jax.run import inspect as inspect_run, workdir_lock
 from tests.conftest import ROOT
 
 
@@ -38,7 +39,7 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
   """The lock is the OS's (flock): it ends with its process, however that ends."""
   workdir = str(tmp_path / 'run')
   holder = subprocess.Popen(
-      [sys.executable, '-c', 'import sys, time; from ltgans_jax import workdir_lock; '
+      [sys.executable, '-c', 'import sys, time; from ltgans_jax.run import workdir_lock; '
        f'held = workdir_lock.acquire({workdir!r}); print("held", flush=True); time.sleep(600)'],
       cwd=ROOT, stdout=subprocess.PIPE, text=True)
   try:

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from ltgans_jax import config_validation, train, writers
+from ltgans_jax import config_validation, train
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.run import writers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,7 +41,7 @@ def test_tensorboard_events_are_written_without_tensorflow(tmp_path):
   script = (
       'import sys; sys.modules["tensorflow"] = None\n'
       'import numpy as np\n'
-      'from ltgans_jax import writers\n'
+      'from ltgans_jax.run import writers\n'
       f'log = writers.MetricsLog({str(tmp_path)!r})\n'
       'log.write_hparams({"train.batch_size": 64, "method": "ltgans"})\n'
       'log.write_scalars(7, {"loss": 1.25})\n'

@@ -1,20 +1,20 @@
-"""The XLA:CPU flags that ``import ltgans_jax`` applies (ltgans_jax/xla_cpu.py)."""
+"""The XLA:CPU flags that ``main`` applies before JAX starts (ltgans_jax/cpu/xla_flags.py)."""
 
 import os
 import subprocess
 import sys
 
-from ltgans_jax import xla_cpu
+from ltgans_jax.cpu import xla_flags
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type='
 
 
 def test_appends_the_flag_to_what_the_user_set():
   env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
-  assert xla_cpu.apply_defaults(env, jaxlib_version='0.10.2', backends_started=False)
+  assert xla_flags.apply_defaults(env, jaxlib_version='0.10.2', backends_started=False)
   assert env['XLA_FLAGS'].split() == ['--xla_force_host_platform_device_count=4', FLAG]
   env = {}
-  assert xla_cpu.apply_defaults(env, jaxlib_version='0.11.0rc1', backends_started=False)
+  assert xla_flags.apply_defaults(env, jaxlib_version='0.11.0rc1', backends_started=False)
   assert env['XLA_FLAGS'] == FLAG
 
 
@@ -31,20 +31,31 @@ def test_leaves_xla_flags_alone_when_it_should():
   ]
   for env, version, started in cases:
     before = dict(env)
-    assert not xla_cpu.apply_defaults(env, jaxlib_version=version, backends_started=started)
+    assert not xla_flags.apply_defaults(env, jaxlib_version=version, backends_started=started)
     assert env == before
 
 
-def test_a_fresh_process_runs_with_the_flag():
+def test_importing_the_package_leaves_xla_flags_alone():
   env = {k: v for k, v in os.environ.items()
-         if k not in ('XLA_FLAGS', xla_cpu.OPT_OUT_VARIABLE)}
-  code = ('import os, ltgans_jax, jax.numpy as jnp; '
+         if k not in ('XLA_FLAGS', xla_flags.OPT_OUT_VARIABLE)}
+  code = 'import os, ltgans_jax, ltgans_jax.main; print(repr(os.environ.get("XLA_FLAGS", "")))'
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                       check=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout
+  assert out.strip() == "''"
+
+
+def test_a_fresh_process_runs_with_the_flag_main_applies():
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('XLA_FLAGS', xla_flags.OPT_OUT_VARIABLE)}
+  # What ``main.run`` does first, then a JAX computation.
+  code = ('import os; from ltgans_jax.cpu import xla_flags; xla_flags.apply_defaults(); '
+          'import jax.numpy as jnp; '
           'print(float(jnp.ones(3).sum()), os.environ.get("XLA_FLAGS", ""))')
   out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                        check=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout
   total, *flags = out.split()
   assert float(total) == 3.0
-  expected = [FLAG] if xla_cpu.apply_defaults({}, backends_started=False) else []
+  expected = [FLAG] if xla_flags.apply_defaults({}, backends_started=False) else []
   assert flags == expected
 
 
@@ -52,6 +63,6 @@ def test_without_ynn_flag_removes_every_value_of_it_and_nothing_else():
   flags = ('--xla_force_host_platform_device_count=4 '
            '--xla_cpu_experimental_ynn_fusion_type=individual_dot --xla_cpu_use_onednn=true '
            + FLAG)
-  assert xla_cpu.without_ynn_flag(flags) == (
+  assert xla_flags.without_ynn_flag(flags) == (
       '--xla_force_host_platform_device_count=4 --xla_cpu_use_onednn=true')
-  assert xla_cpu.without_ynn_flag('') == ''
+  assert xla_flags.without_ynn_flag('') == ''

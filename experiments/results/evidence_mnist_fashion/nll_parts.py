@@ -9,16 +9,18 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
 import jax, jax.numpy as jnp, numpy as np
 import common
-from ltgans_jax import checkpointing, durations, eval_subset, methods, losses
+from ltgans_jax import durations, losses, pixels
 from ltgans_jax.data import sequences
-from ltgans_jax.steps import images_from_uint8
+from ltgans_jax.eval import eval_subset
+from ltgans_jax.methods import registry
+from ltgans_jax.run import checkpointing
 
 workdir = sys.argv[1]
 config = common.config_from_workdir(workdir)
 if 'generator_ema_decay' not in config.optim:  # workdirs written before the setting
   config.optim.generator_ema_decay = 0.0
 tasks = sequences.build_sequence(config)
-method = methods.build(config)
+method = registry.build(config)
 template = method.init_state(jax.random.key(config.seed))
 task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
 manager = checkpointing.make_manager(config, workdir, task_steps)
@@ -30,12 +32,12 @@ for finished in range(len(tasks)):
   params = state.student.params
   @jax.jit
   def parts(batch, key):
-    images = images_from_uint8(batch)
+    images = pixels.from_uint8(batch)
     mean, log_var = student.apply({'params': params}, images, method='encode')
     z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
     rec = jax.nn.sigmoid(student.apply({'params': params}, z, method='decode'))
     rec_mean = jax.nn.sigmoid(student.apply({'params': params}, mean, method='decode'))
-    x = losses.to_unit_interval(images)
+    x = pixels.to_unit_interval(images)
     return (jnp.sum(jnp.square(rec - x), axis=(1, 2, 3)), losses.gaussian_kl(mean, log_var),
             jnp.sum(jnp.square(rec_mean - x), axis=(1, 2, 3)))
   for t in range(finished + 1):

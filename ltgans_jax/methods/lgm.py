@@ -46,15 +46,17 @@ size for every task.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ltgans_jax import losses, methods, models, rng, steps
-from ltgans_jax.state import NetworkState, build_student, copy_tree, student_optimizer
+from ltgans_jax import losses, pixels, rng
+from ltgans_jax.cpu import backend
+from ltgans_jax.methods import base
+from ltgans_jax.methods.network_state import (NetworkState, apply_gradients, build_student,
+                                              copy_tree, student_optimizer)
 
 
 class LgmState(flax.struct.PyTreeNode):
@@ -71,20 +73,20 @@ def teacher_count(task, batch_size: int):
   return (batch_size * task) // (task + 1)
 
 
-class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
+class LgmMethod(base.StudentEvaluation, base.LifelongMethod):
   """See the module docstring."""
 
   def __init__(self, config: ml_collections.ConfigDict, name: str = 'lgm'):
     self.config, self.name = config, name
     vae = config.vae
-    self.networks = student_networks(config)
+    self.student = build_student(config, backend.conv_layer(config.model.conv_gradients))
     self.optimizer = student_optimizer(config)
     self.student_kwargs = dict(beta=vae.beta, likelihood=vae.likelihood,
                                decoder_std=vae.decoder_std)
 
   def init_state(self, key):
     size, channels = self.config.data.image_size, self.config.data.channels
-    params = self.networks.student.init(
+    params = self.student.init(
         key, jnp.zeros((1, size, size, channels)),
         jnp.zeros((1, self.config.vae.latent_dim)))['params']
     return LgmState(student=NetworkState(params, self.optimizer.init(params)),
@@ -113,24 +115,23 @@ class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
     return {'student_samples': self.student_samples(
         state, rng.stream_key(self.config.seed, rng.STUDENT_GRID_LATENTS), num)}
 
-  def step_functions(self, static=None):
-    del static
-    return {'first': functools.partial(self._step, distill=False),
-            'distill': functools.partial(self._step, distill=True)}
+  phases_used = ('first', 'distill')
 
-  def _step(self, state: LgmState, batch, key, update_generators: bool = True, *,
-            distill: bool):
+  def step_function(self, variant, static=None):
+    del static
+    return functools.partial(self._step, distill=variant == 'distill')
+
+  def _step(self, state: LgmState, batch, key, *, distill: bool):
     """One Student update on a batch [B, H, W, C] uint8 (mixed with Teacher samples when
-    ``distill``); ``update_generators`` is unused (no GAN)."""
-    del update_generators
-    student = self.networks.student
+    ``distill``)."""
+    student = self.student
     key_mix, key_z, key_noise = jax.random.split(key, 3)
-    data = steps.images_from_uint8(batch)
+    data = pixels.from_uint8(batch)
     num = data.shape[0]
     if distill:
       z = jax.random.normal(key_z, (num, self.config.vae.latent_dim))
-      replay = jax.nn.sigmoid(student.apply({'params': state.teacher_params}, z,
-                                            method='decode')) * 2 - 1
+      replay = pixels.from_logits(student.apply({'params': state.teacher_params}, z,
+                                            method='decode'))
       is_teacher = jax.random.permutation(key_mix, jnp.arange(num) < teacher_count(
           state.task, num))
       images = jnp.where(is_teacher[:, None, None, None], replay, data)
@@ -142,7 +143,7 @@ class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
 
     def loss_fn(params):
       logits, mean, log_var = student.apply({'params': params}, images, noise)
-      elbo_loss, aux = losses.student_loss(logits, losses.to_unit_interval(images), mean,
+      elbo_loss, aux = losses.student_loss(logits, pixels.to_unit_interval(images), mean,
                                            log_var, **self.student_kwargs)
       is_data = ~is_teacher
       num_data = jnp.maximum(jnp.sum(is_data), 1)
@@ -161,15 +162,5 @@ class LgmMethod(methods.StudentEvaluation, methods.LifelongMethod):
       return loss, metrics
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.student.params)
-    new_student = steps.apply_gradients(state.student, grads, self.optimizer)
+    new_student = apply_gradients(state.student, grads, self.optimizer)
     return state.replace(student=new_student, task_step=state.task_step + 1), metrics
-
-
-class StudentNetworks(NamedTuple):
-  """The Student VAE alone (no generator, no critic), where evaluation expects ``.student``."""
-  student: models.StudentVAE
-
-
-def student_networks(config: ml_collections.ConfigDict) -> StudentNetworks:
-  """The same Student as ``state.build_networks`` builds for LT-GANs: matched capacity."""
-  return StudentNetworks(build_student(config))

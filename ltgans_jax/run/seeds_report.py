@@ -21,7 +21,8 @@ from typing import Dict, List, Sequence
 import jax
 import numpy as np
 
-from ltgans_jax import seeds as seeds_lib, task_eval, writers
+from ltgans_jax.eval import task_eval
+from ltgans_jax.run import seeds as seeds_lib, writers
 
 
 def share_feature_net(first_seed_dir: str, seed_dir: str) -> None:

@@ -1,7 +1,7 @@
 """The steps of one task, run as fused jitted calls: ``run_task(loop, state, task, ...)``.
 
-One call runs ``method.steps_per_call()`` steps (for the GANs: the critic steps of one
-generator update, the generator update and the Student's updates) on batches stacked
+One call runs up to ``method.steps_per_call()`` steps (for the GANs: the critic steps of one
+generator update; the method says) on batches stacked
 [n, B, H, W, C] and placed on the devices at once; it draws each step's key on the device
 (``rng.step_key`` of the traced step number, the same keys as a step jitted alone) and adds
 the step's metrics, and whether each was finite, into a small accumulator that stays on the
@@ -13,9 +13,11 @@ With ``train.num_seeds`` S > 1 the state carries a leading seed axis and the cal
 ``jax.vmap``s each step over it (``seeds``); a method whose step is not vmappable (CURL: its
 component count is a static shape) runs its seeds one after the other inside the same call.
 
-Calls end where a generator update, a log line, a rolling checkpoint or the task ends, so the
-steps, checkpoints and logs are those of one step per call; a call's compiled program depends
-on (phase, steps in it, whether it ends with a generator update, the method's static args).
+Calls end at multiples of ``steps_per_call`` and where a log line, a rolling checkpoint or the
+task ends, so the steps, checkpoints and logs are those of one step per call; a call's compiled
+program depends on the variants of its steps (``method.step_variant``: for the GANs, the phase
+and whether a step updates the generators) and the method's static args. The loop knows no
+phase, critic step or network: it asks the method.
 """
 
 from __future__ import annotations
@@ -28,17 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltgans_jax import checkpointing, conv, durations, rng, schedule, seeds as seeds_lib
+from ltgans_jax import durations, rng
+from ltgans_jax.cpu import backend, schedule
+from ltgans_jax.run import checkpointing, hooks, seeds as seeds_lib
 
 NO_BAD_STEP = -1
-
-
-class DivergenceError(RuntimeError):
-  """A loss became NaN or infinite; the newest checkpoint is the last good state."""
-
-
-class StopRequested(Exception):
-  """SIGTERM or SIGINT arrived; a checkpoint of the current step has been saved."""
 
 
 @dataclasses.dataclass
@@ -89,19 +85,6 @@ def headless(config, method, task_steps, batch_sharding: jax.sharding.NamedShard
               lambda *args: None, _NoStop())
 
 
-def check_finite(nonfinite: Dict[str, bool], task_name: str, task_step: int,
-                 checkpoints) -> None:
-  """Raises DivergenceError naming the network, task and step of a non-finite loss."""
-  bad = sorted(name for name, flag in nonfinite.items() if flag)
-  if bad:
-    networks = sorted({name.split('/')[0] for name in bad})
-    raise DivergenceError(
-        f'Non-finite {", ".join(bad)} ({" and ".join(networks)}) at task {task_name}, step '
-        f'{task_step}; training stopped without saving, so the newest checkpoint '
-        f'({checkpoints.latest_step()}) is the last good state: lower the learning rates or '
-        'the gradient penalty weight and rerun.')
-
-
 # The accumulator -------------------------------------------------------------------------------
 def empty_accumulator(metric_shapes: Dict[str, jax.ShapeDtypeStruct]) -> dict:
   """Zeroed sums, counts and non-finite flags of every metric a step can return, and the
@@ -135,53 +118,49 @@ def averages(values: dict) -> Dict[str, float]:
 
 
 # The fused call --------------------------------------------------------------------------------
-def _one_seed_steps(method, phase: str, static, num_steps: int, update_last: bool):
-  """``(state, batches [n, B, ...], seed, task, accumulator) -> (state, accumulator)`` for one
-  seed's state: ``num_steps`` steps from its ``task_step``."""
-  step = method.step_functions(static)[phase]
-  phase_order = method.config.train.phase_order
+def _in_order(tree, dependency):
+  """``tree``, computed after ``dependency`` where the backend wants the steps of a call in
+  sequence (``cpu.backend.sequence_steps``: on the CPU, so that XLA compiles every step as it
+  compiles a step jitted alone, the same values bit for bit; fused across steps, the values
+  moved by ~1e-6 per step)."""
+  return schedule.after(tree, dependency) if backend.sequence_steps() else tree
 
-  def one_step(state, accumulator, batch, seed, task, task_step, update_generators):
-    state, metrics = step(state, batch, rng.step_key(seed, task, task_step),
-                          update_generators=update_generators)
-    return state, accumulate(accumulator, metrics, task_step + 1)
+
+def _one_seed_steps(method, variants: tuple, static):
+  """``(state, batches [n, B, ...], seed, task, accumulator) -> (state, accumulator)`` for one
+  seed's state: one step of each of ``variants`` from its ``task_step``."""
+  steps = [method.step_function(variant, static) for variant in variants]
 
   def run(state, batches, seed, task, accumulator):
     first_step = state.task_step  # the state counts its steps: nothing to send per call
-    for i in range(num_steps):
+    for i, step in enumerate(steps):
       if i:
-        # Each step starts once the one before it has finished (``schedule.after``: a fusion
-        # barrier where the phase order is 'sequenced', the CPU's 'auto'), so XLA compiles
-        # every step as it compiles a step jitted alone: the same values, bit for bit. Without
-        # it, XLA fused across steps and moved the values by ~1e-6 per step.
-        state = schedule.after(state, state, phase_order)
-      state, accumulator = one_step(state, accumulator, batches[i], seed, task, first_step + i,
-                                    update_last if i == num_steps - 1 else False)
+        state = _in_order(state, state)
+      state, metrics = step(state, batches[i], rng.step_key(seed, task, first_step + i))
+      accumulator = accumulate(accumulator, metrics, first_step + i + 1)
     return state, accumulator
   return run
 
 
-def fused_call(loop: Loop, phase: str, statics, num_steps: int, update_last: bool):
-  """The jitted call for these statics (compiled once, cached in ``loop.fused``):
-  ``(state, batches, task, accumulator) -> (state, accumulator)``; batches are
-  [n, B, H, W, C] uint8, or [n, S, B, H, W, C] with seeds."""
-  cache_key = (phase, statics, num_steps, update_last)
+def fused_call(loop: Loop, variants: tuple, statics):
+  """The jitted call running one step of each of ``variants`` (compiled once, cached in
+  ``loop.fused``): ``(state, batches, task, accumulator) -> (state, accumulator)``; batches
+  are [n, B, H, W, C] uint8, or [n, S, B, H, W, C] with seeds."""
+  cache_key = (variants, statics)
   if cache_key in loop.fused:
     return loop.fused[cache_key]
   method, num_seeds = loop.method, loop.num_seeds
   seed_values = seeds_lib.seed_values(loop.config)
   if num_seeds == 1:
-    run = _one_seed_steps(method, phase, statics[0] if statics else None, num_steps,
-                          update_last)
+    run = _one_seed_steps(method, variants, statics[0] if statics else None)
     call = functools.partial(_call_one_seed, run, seed_values[0])
-  elif method.vmappable and seed_batching(loop.config) == 'vmap':
-    run = _one_seed_steps(method, phase, None, num_steps, update_last)
+  elif method.vmappable and backend.seed_batching(loop.config.train.seed_batching) == 'vmap':
+    run = _one_seed_steps(method, variants, None)
     call = functools.partial(_call_vmapped, run, jnp.asarray(seed_values, jnp.uint32))
   else:
-    runs = [_one_seed_steps(method, phase, statics[s] if statics else None, num_steps,
-                            update_last) for s in range(num_seeds)]
-    call = functools.partial(_call_seed_by_seed, runs, seed_values,
-                             loop.config.train.phase_order)
+    runs = [_one_seed_steps(method, variants, statics[s] if statics else None)
+            for s in range(num_seeds)]
+    call = functools.partial(_call_seed_by_seed, runs, seed_values)
   jitted = jax.jit(call, donate_argnums=(0, 3) if method.donate_state else (3,))
   loop.fused[cache_key] = jitted
   return jitted
@@ -199,32 +178,19 @@ def _call_vmapped(run, seed_values, state, batches, task, accumulator):
   return state, _merge(accumulator, per_seed)
 
 
-def _call_seed_by_seed(runs, seed_values, phase_order, state, batches, task, accumulator):
+def _call_seed_by_seed(runs, seed_values, state, batches, task, accumulator):
   """Each seed's steps one after the other (``seed_batching`` 'loop', and methods whose step
-  cannot be vmapped), each seed's after the one before (``schedule.after``, as between
-  steps)."""
+  cannot be vmapped), each seed's after the one before (``_in_order``, as between steps)."""
   states, per_seed = [], []
   for s, run in enumerate(runs):
     one_state = seeds_lib.unstack(state, s)
     if states:
-      one_state = schedule.after(one_state, states[-1], phase_order)
+      one_state = _in_order(one_state, states[-1])
     one_state, one_accumulator = run(one_state, batches[:, s], seed_values[s], task,
                                      zero_like(accumulator))
     states.append(one_state)
     per_seed.append(one_accumulator)
   return seeds_lib.stack(states), _merge(accumulator, seeds_lib.stack(per_seed))
-
-
-SEED_BATCHING = ('auto', 'vmap', 'loop')  # config.train.seed_batching
-
-
-def seed_batching(config) -> str:
-  """How a call steps S > 1 seeds: 'vmap' (one batched computation) or 'loop' (one seed after
-  the other in the same call); 'auto' = 'loop' on the CPU backend, where XLA runs the batched
-  convolutions that vmap makes of the networks far slower than S plain ones
-  (``experiments/results/loop_overhead/``), 'vmap' elsewhere."""
-  return conv.resolve_auto('train.seed_batching', config.train.seed_batching, SEED_BATCHING,
-                           'loop', 'vmap')
 
 
 def zero_like(accumulator: dict) -> dict:
@@ -248,27 +214,36 @@ def _merge(accumulator: dict, per_seed: dict) -> dict:
                                   & (first_call != jnp.iinfo(jnp.int32).max), first_call, first)}
 
 
-def _zeros(loop: Loop, phase: str, state, batch_shape, statics) -> Callable:
-  """A jitted ``empty_accumulator`` for ``phase``: its output is placed (committed) as the
-  fused calls' own outputs are, so a fresh accumulator does not compile another variant."""
-  if ('zeros', phase) not in loop.fused:
-    shapes = metric_shapes(loop, phase, state, batch_shape, statics)
-    loop.fused[('zeros', phase)] = jax.jit(lambda: empty_accumulator(shapes))
-  return loop.fused[('zeros', phase)]
+def _zeros(loop: Loop, task: int, state, batch_shape, statics) -> Callable:
+  """A jitted ``empty_accumulator`` for ``task``'s steps: its output is placed (committed) as
+  the fused calls' own outputs are, so a fresh accumulator does not compile another variant."""
+  variants = task_variants(loop.method, task)
+  if ('zeros', variants) not in loop.fused:
+    shapes = metric_shapes(loop, variants, state, batch_shape, statics)
+    loop.fused[('zeros', variants)] = jax.jit(lambda: empty_accumulator(shapes))
+  return loop.fused[('zeros', variants)]
 
 
-def metric_shapes(loop: Loop, phase: str, state, batch_shape, statics) -> dict:
-  """Every metric a step of ``phase`` can return ([] or [S]), from a generator-updating step
-  (which returns all of them), traced but not run."""
+def task_variants(method, task: int) -> tuple:
+  """The distinct step variants of ``task`` (those of one call's worth of steps: the pattern
+  repeats every ``steps_per_call`` steps)."""
+  return tuple(dict.fromkeys(method.step_variant(task, s)
+                             for s in range(method.steps_per_call())))
+
+
+def metric_shapes(loop: Loop, variants: tuple, state, batch_shape, statics) -> dict:
+  """Every metric a step of one of ``variants`` can return ([] or [S]), traced but not run."""
   method = loop.method
   static = statics[0] if statics else None
-  step = method.step_functions(static)[phase]
   drop = 0 if loop.num_seeds == 1 else 1  # the seed axis
   one_state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[drop:], x.dtype),
                                      state)
   batch = jax.ShapeDtypeStruct(batch_shape, jnp.uint8)
-  shapes = jax.eval_shape(
-      lambda s, b: step(s, b, jax.random.key(0), update_generators=True)[1], one_state, batch)
+  shapes = {}
+  for variant in variants:
+    step = method.step_function(variant, static)
+    shapes.update(jax.eval_shape(lambda s, b: step(s, b, jax.random.key(0))[1], one_state,
+                                 batch))
   if loop.num_seeds > 1:
     shapes = {k: jax.ShapeDtypeStruct((loop.num_seeds,) + v.shape, v.dtype)
               for k, v in shapes.items()}
@@ -277,8 +252,8 @@ def metric_shapes(loop: Loop, phase: str, state, batch_shape, statics) -> dict:
 
 # One task ------------------------------------------------------------------------------------
 def _call_length(task_step: int, total: int, per_call: int, config) -> int:
-  """Steps of the call starting at ``task_step``: up to the next generator update, log line,
-  rolling checkpoint or the task's end, whichever comes first."""
+  """Steps of the call starting at ``task_step``: up to the next multiple of ``per_call``, log
+  line, rolling checkpoint or the task's end, whichever comes first."""
   ends = [total]
   for every in (per_call, config.train.log_every, config.train.checkpoint_every):
     ends.append((task_step // every + 1) * every)
@@ -300,7 +275,6 @@ def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name:
   ``task_batches`` (one ``batching.TaskBatches`` per seed); returns the state and the last
   averaged metrics (over the steps since the last log line, and over seeds)."""
   config, method = loop.config, loop.method
-  phase = method.phase(task)
   start, total = seeds_lib.counter(state.task_step), loop.task_steps[task]
   per_call = method.steps_per_call()
   accumulator, last, done = None, {}, start
@@ -310,18 +284,18 @@ def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name:
     """The accumulator on the host: stops on a non-finite metric, else its averages."""
     values = jax.device_get(accumulator)
     bad_step = int(values['first_bad_step'])
-    check_finite({k: bool(v) for k, v in values['nonfinite'].items()}, task_name,
+    hooks.check_finite({k: bool(v) for k, v in values['nonfinite'].items()}, task_name,
                  bad_step if bad_step != NO_BAD_STEP else done, loop.checkpoints)
     return averages(values)
 
   while done < total:
     num_steps = _call_length(done, total, per_call, config)
-    update_last = (done + num_steps) % per_call == 0
+    variants = tuple(method.step_variant(task, s) for s in range(done, done + num_steps))
     statics = method.static_step_args(state)
     batches = place_batches(loop, task_batches, done, num_steps)
     if accumulator is None:
-      accumulator = _zeros(loop, phase, state, batches.shape[-4:], statics)()
-    call = fused_call(loop, phase, statics, num_steps, update_last)
+      accumulator = _zeros(loop, task, state, batches.shape[-4:], statics)()
+    call = fused_call(loop, variants, statics)
     state, accumulator = call(state, batches, task_index, accumulator)
     done += num_steps
     gstep = durations.global_step(loop.task_steps, task, done)
@@ -330,7 +304,7 @@ def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name:
       read_back(accumulator, done)
       checkpointing.save(loop.checkpoints, gstep, state)
       checkpointing.finish(loop.checkpoints)
-      raise StopRequested(f'{loop.stop.received} received: saved checkpoint {gstep} (task '
+      raise hooks.StopRequested(f'{loop.stop.received} received: saved checkpoint {gstep} (task '
                           f'{task_name}, step {done}); rerun the same command to resume.')
     if done % config.train.log_every == 0 or done == total:
       last = read_back(accumulator, done)

@@ -8,7 +8,7 @@
   estimated with the same samples.
 * ``frechet_distance``, ``feature_statistics``, ``fid``: the Frechet distance between Gaussians
   fitted to features of two image sets, as pytorch-fid computes it. Which features (the FID
-  Inception network of ``ltgans_jax.inception`` or the project's own ``feature_net``) is the
+  Inception network of ``ltgans_jax.eval.inception`` or the project's own ``feature_net``) is the
   caller's choice; each extractor exports the name its FID must be reported under.
 * ``forgetting_summary``, ``save_forgetting``: summaries of a metric matrix M[i][j] (metric on
   task j after learning task i), written as JSON and an annotated heatmap.
@@ -28,9 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from ltgans_jax import losses, writers
-from ltgans_jax.state import Networks
-from ltgans_jax.steps import images_from_uint8
+from ltgans_jax import losses, models, pixels
+from ltgans_jax.run import writers
 
 FeaturesFn = Callable[[np.ndarray], np.ndarray]  # uint8 [B, H, W, C] -> [B, D]
 
@@ -42,22 +41,22 @@ FeaturesFn = Callable[[np.ndarray], np.ndarray]  # uint8 [B, H, W, C] -> [B, D]
 @functools.partial(jax.jit, static_argnums=0)
 def _paper_nll_batch(student, params, batch_uint8, key):
   """[B, H, W, C] uint8 -> [B] squared error (pixels in [0, 1]) + KL."""
-  images = images_from_uint8(batch_uint8)
+  images = pixels.from_uint8(batch_uint8)
   mean, log_var = student.apply({'params': params}, images, method='encode')
   z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
   reconstruction = jax.nn.sigmoid(student.apply({'params': params}, z, method='decode'))
-  squared_error = jnp.sum(jnp.square(reconstruction - losses.to_unit_interval(images)),
+  squared_error = jnp.sum(jnp.square(reconstruction - pixels.to_unit_interval(images)),
                           axis=(1, 2, 3))
   return squared_error + losses.gaussian_kl(mean, log_var)
 
 
-def paper_nll(networks: Networks, student_params, images: np.ndarray, key: jax.Array,
+def paper_nll(student: models.StudentVAE, student_params, images: np.ndarray, key: jax.Array,
               batch_size: int = 250) -> float:
   """Mean paper-NLL over uint8 images [N, H, W, C] (all of them, in batches)."""
   total = 0.0
   for i, start in enumerate(range(0, len(images), batch_size)):
     batch = images[start:start + batch_size]
-    total += float(jnp.sum(_paper_nll_batch(networks.student, student_params, batch,
+    total += float(jnp.sum(_paper_nll_batch(student, student_params, batch,
                                             jax.random.fold_in(key, i))))
   return total / len(images)
 
@@ -96,8 +95,8 @@ def _iwae_batch(student, params, batch_uint8, key, num_samples, *, chunk_size: i
   running log-sum-exp and a running sum carry the two estimates across chunks. The last chunk's
   samples beyond k are masked out.
   """
-  images = images_from_uint8(batch_uint8)
-  targets01 = losses.to_unit_interval(images)
+  images = pixels.from_uint8(batch_uint8)
+  targets01 = pixels.to_unit_interval(images)
   mean, log_var = student.apply({'params': params}, images, method='encode')
   std = jnp.exp(0.5 * log_var)
   # log q(z|x) is written with eps = (z - mean) / std, so no division by a tiny std.
@@ -128,7 +127,8 @@ def _iwae_batch(student, params, batch_uint8, key, num_samples, *, chunk_size: i
   return log_p, running_sum / num_samples
 
 
-def iwae_nll(networks: Networks, student_params, images_uint8: np.ndarray, key: jax.Array,
+def iwae_nll(student: models.StudentVAE, student_params, images_uint8: np.ndarray,
+             key: jax.Array,
              num_samples: int, likelihood: str, decoder_std: float, batch_size: int = 250,
              chunk_size: int = 50) -> IWAEResult:
   """Importance-weighted estimate of -log p(x) in nats, averaged over uint8 images [N, H, W, C].
@@ -151,7 +151,7 @@ def iwae_nll(networks: Networks, student_params, images_uint8: np.ndarray, key: 
   Neither equals the paper's NLOG (``paper_nll``), which is a squared error plus KL.
 
   Args:
-    networks: ``networks.student`` is the StudentVAE.
+    student: the StudentVAE.
     student_params: its parameters.
     images_uint8: [N, H, W, C] uint8 images.
     key: PRNG key; each batch and chunk of samples gets its own fold of it.
@@ -180,7 +180,7 @@ def iwae_nll(networks: Networks, student_params, images_uint8: np.ndarray, key: 
       batch = np.concatenate([batch, np.zeros((batch_size - size,) + batch.shape[1:],
                                               batch.dtype)])
     batch_log_p, batch_mean_log_w = _iwae_batch(
-        networks.student, student_params, batch, jax.random.fold_in(key, i),
+        student, student_params, batch, jax.random.fold_in(key, i),
         jnp.asarray(num_samples, jnp.int32), chunk_size=min(chunk_size, num_samples),
         likelihood=likelihood, decoder_std=float(decoder_std))
     log_p.append(np.asarray(batch_log_p, np.float64)[:size])

@@ -37,7 +37,8 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from ltgans_jax import evaluation, writers
+from ltgans_jax.eval import evaluation
+from ltgans_jax.run import writers
 
 # Part of every fingerprint: bump it when what a feature extractor computes changes without its
 # parameters changing (a resize, a normalisation), so that every cached file is recomputed.

@@ -1,19 +1,21 @@
-"""XLA:CPU settings that ``import ltgans_jax`` applies before JAX starts its CPU backend.
+"""The XLA:CPU flags a run sets before JAX starts its CPU backend (``apply_defaults``).
+
+``main`` calls ``apply_defaults`` first thing; so do the benchmarks and the test suite's
+``conftest.py``. Importing ``ltgans_jax`` changes nothing: a library user who wants the flags
+calls ``ltgans_jax.cpu.xla_flags.apply_defaults()`` before the first JAX computation.
 
 From jaxlib 0.10 XLA:CPU hands convolutions and matrix products to YNNPACK library fusions.
 For this project's networks (small 2x2 and 3x3 convolutions, the critic's double backward
-through the gradient penalty) that is slower than XLA's own Eigen kernels: on a 2-core Xeon
-with AVX-512 the full LAKD step at the paper's 32 px sizes ran 0.91-1.02 steps/s with
-YNNPACK off against 0.68 with XLA's defaults (``experiments/results/benchmark/cpu_xeon/``,
-section "XLA:CPU flags"), and on a 2-core AMD EPYC 2.08-2.18 against 1.36-1.39 (``cpu_epyc/``).
-So the package turns the YNNPACK fusions off, unless:
+through the gradient penalty) that is slower than XLA's own Eigen kernels (measured in
+``experiments/results/benchmark/cpu_xeon/`` and ``cpu_epyc/``, section "XLA:CPU flags"), so
+the YNNPACK fusions are turned off, unless:
 
 * ``XLA_FLAGS`` already names ``--xla_cpu_experimental_ynn_fusion_type`` (the user's value wins);
 * ``LTGANS_XLA_CPU_DEFAULTS=0`` is set (keep XLA's defaults);
 * the installed jaxlib is older than 0.10 (the flag may not exist there, and XLA aborts on an
   unknown flag);
-* JAX's backends are already running (XLA reads ``XLA_FLAGS`` once, when it starts: import
-  ``ltgans_jax`` before the first JAX computation; a warning says so).
+* JAX's backends are already running (XLA reads ``XLA_FLAGS`` once, when it starts; a warning
+  says so).
 
 The flag only concerns the CPU backend: GPU and TPU runs are unaffected.
 """
@@ -80,9 +82,10 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ,
   started = _backends_started() if backends_started is None else backends_started
   if started:
     logging.warning(
-        'ltgans_jax was imported after JAX started its backends, so its XLA:CPU setting %s '
-        'is not in effect (the full CPU step ran 25-38%% slower in its benchmarks); import '
-        'ltgans_jax before the first JAX computation, or set XLA_FLAGS yourself.',
+        'JAX started its backends before ltgans_jax could set XLA_FLAGS, so its XLA:CPU '
+        'setting %s is not in effect (the CPU steps run slower without it); call '
+        'ltgans_jax.cpu.xla_flags.apply_defaults() before the first JAX computation, or set '
+        'XLA_FLAGS yourself.',
         ' '.join(CPU_FLAGS))
     return False
   environ['XLA_FLAGS'] = ' '.join(filter(None, [flags.strip(), *CPU_FLAGS]))

@@ -48,11 +48,12 @@ import flax.serialization
 import jax
 import numpy as np
 
-from ltgans_jax import audit, eval_subset, evaluation, feature_net, generative_metrics, inception
-from ltgans_jax import reference_stats, rng
-from ltgans_jax.checkpointing import CheckpointError
+from ltgans_jax import pixels, rng
 from ltgans_jax.data.sequences import Task
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.eval import audit, eval_subset, evaluation
+from ltgans_jax.eval import feature_net, generative_metrics, inception, reference_stats
+from ltgans_jax.run.checkpointing import CheckpointError
 
 # Per feature extractor: the FID row's key, the suffix of its KID and PRDC rows, the name a
 # report gives the features.
@@ -220,7 +221,7 @@ class TaskEvaluator:
 
   def __init__(self, config, method, tasks: Sequence[Task], workdir: str,
                reference_folder: Optional[str] = None):
-    """``method``: the run's ``methods.LifelongMethod``. ``reference_folder``: where computed
+    """``method``: the run's ``base.LifelongMethod``. ``reference_folder``: where computed
     reference statistics are written (default: the training run's ``workdir/eval/reference``,
     which is read in any case; ``--mode=evaluate`` names its own, so that it reuses the
     training run's files without ever writing into them)."""
@@ -300,8 +301,8 @@ class TaskEvaluator:
     for i, start in enumerate(range(0, num, 500)):
       images = self.method.sample(state, network, jax.random.fold_in(key, i),
                                   min(500, num - start))
-      out.append(np.asarray(jax.numpy.round((images + 1) * 127.5)).clip(0, 255))
-    return np.concatenate(out).astype(np.uint8)
+      out.append(pixels.to_uint8(images))
+    return np.concatenate(out)
 
   def audit(self, state, task: int) -> Dict[str, List[float]]:
     """The replay-audit rows after ``task`` for each of the method's sample networks, and

@@ -12,17 +12,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltgans_jax import viz
-from ltgans_jax.steps import images_from_uint8
+from ltgans_jax import pixels, viz
 
 
 def _decode(vae, z):
   """[N, L] -> [N, H, W, C] in [-1, 1] (the decoder's mean image)."""
-  return jax.nn.sigmoid(vae.decode(z)) * 2 - 1
+  return pixels.from_logits(vae.decode(z))
 
 
 def _encode_mean(vae, images_uint8):
-  mean, _ = vae.encode(images_from_uint8(jnp.asarray(images_uint8)))
+  mean, _ = vae.encode(pixels.from_uint8(jnp.asarray(images_uint8)))
   return mean
 
 
@@ -34,8 +33,8 @@ def interpolation_grid(vae, pairs, steps: int = 8) -> np.ndarray:
   for a, b in pairs:
     z = _encode_mean(vae, np.stack([a, b]))
     line = _decode(vae, (1 - weights) * z[0] + weights * z[1])
-    rows.append(np.concatenate([images_from_uint8(a[None]), np.asarray(line),
-                                images_from_uint8(b[None])]))
+    rows.append(np.concatenate([pixels.from_uint8(a[None]), np.asarray(line),
+                                pixels.from_uint8(b[None])]))
   return viz.image_grid(np.concatenate(rows), len(pairs))
 
 
@@ -44,7 +43,7 @@ def traversal_grid(vae, image_uint8, num_dims: int = 8, steps: int = 9,
   """Rows: the ``num_dims`` latent variables with the smallest posterior variance for this image
   (the ones the encoder uses; unused ones stay at the prior's variance 1); columns: that
   variable swept over [-span, span], the others at the image's posterior mean. -> uint8 grid."""
-  mean, log_var = vae.encode(images_from_uint8(jnp.asarray(image_uint8[None])))
+  mean, log_var = vae.encode(pixels.from_uint8(jnp.asarray(image_uint8[None])))
   dims = np.argsort(np.asarray(log_var[0]))[:num_dims]
   values = jnp.linspace(-span, span, steps)
   rows = []
@@ -60,7 +59,7 @@ def write_latent_figures(vae, names: Sequence[str], test_images: Sequence[np.nda
   relative to the workdir.
 
   Args:
-    vae: the method's ``methods.VAEView``.
+    vae: the method's ``base.VAEView``.
     names: the task names.
     test_images: per task, its evaluation subset (uint8 [n_t, H, W, C], ``eval_subset``):
       the pictures use its first images, which come from different classes.

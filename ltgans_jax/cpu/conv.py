@@ -1,14 +1,12 @@
-"""The stride-1 'SAME' convolution every network uses, with gradients XLA:CPU runs well.
+"""The stride-1 'SAME' convolution layer for the CPU: ``nn.Conv``'s function and parameters,
+with gradients XLA:CPU runs well. ``cpu.backend.conv_layer`` hands it to the networks.
 
 Why: XLA:CPU computes a convolution's weight gradient as another convolution in which the
 batch and channel axes swap roles, so it transposes both operands ([N, H, W, C] ->
 [C, H, W, N]). It fuses those transposes into the element-wise work that produced the
 operands (the leaky ReLU's backward, depth-to-space), and a fused transpose runs far below
-memory speed: in a profile of the critic+Assistant step such fusions and the bias
-reduce-windows below took 370 of 555 ms of op time, most of it in the gradient penalty's
-double backward. It also splits each bias gradient (a sum over batch and pixels) into a strided
-reduce-window (13-31 ms each for the 16 MB gradients in that profile, about 5 ms as a
-matrix-vector product). So, on the CPU:
+memory speed; it also splits each bias gradient (a sum over batch and pixels) into a strided
+reduce-window. XLA:CPU's convolutions with very few output channels are also slow. So:
 
 * a weight gradient with no more input than output channels is XLA's own, but its two
   operands first pass through ``fusion_barrier``, a one-trip loop XLA cannot see through, so
@@ -17,27 +15,20 @@ matrix-vector product). So, on the CPU:
 * a kernel with at most ``FEW_CHANNELS`` output channels and more inputs (the generators' last
   layer, 64 -> 3 channels, and the input gradient of the critic's and encoder's first layer)
   runs as one matrix product to every tap's output channels followed by a shifted sum, and its
-  weight gradient as one matrix product with shifted copies of the (small) output gradient:
-  XLA:CPU's convolutions with 3 output channels run at 25-40 GFLOP/s on a 2-core EPYC against
-  110-440 for the other layers (64x32x32x64 -> 3, 3x3: forward 5.7 -> 1.6 ms, weight gradient
-  9.1 -> 2.9 ms), and the steps ran 1.08-1.10x as fast (32 and 64 px, in-process A/B);
+  weight gradient as one matrix product with shifted copies of the (small) output gradient;
 * a weight gradient with more input than output channels (the critic's and encoder's
   downsampling layers, the input gradients of the upsampling ones) is computed with C_in as the
   output features (``input_major_kernel_grad``): XLA's own form multiplies
-  [kh*kw*C_in, K] @ [K, C_out] matrices, narrow when C_out is the smaller; 16x16x256 -> 64
-  (2x2): 10.4 -> 8.6 ms; against XLA's form behind barriers the steps ran 1.03-1.05x as fast
-  at 32 px and 1.00-1.02x at 64 px (in-process A/B), and 1.04-1.07x against XLA's form without
-  barriers (32 px);
+  [kh*kw*C_in, K] @ [K, C_out] matrices, narrow when C_out is the smaller;
 * the input gradient is again this convolution (flipped, in/out-swapped kernel), so these rules
   hold at every order of differentiation (the penalty differentiates through them twice).
 
-On other backends (GPU, TPU) ``Conv`` is plain ``lax.conv_general_dilated`` plus the bias:
-there the transposes are not the problem, and a loop whose trip count depends on data makes
-the host read its predicate back (reasoned, not measured).
-``config.model.conv_gradients`` ('auto', 'barriered' or 'xla') overrides the choice.
-Either way ``Conv`` has ``flax.linen.Conv``'s parameters (names, shapes, initialisers) and
-computes the same function, so checkpoints move freely between backends and implementations.
-``experiments/benchmark_cpu_choices.py --setting conv_gradients`` measures the effect.
+On other backends (GPU, TPU) the networks get plain ``nn.Conv``: there the transposes are not
+the problem, and a loop whose trip count depends on data makes the host read its predicate
+back (reasoned, not measured). ``Conv`` has ``nn.Conv``'s parameters (names, shapes,
+initialisers) and computes the same function, so checkpoints move freely between backends.
+Measured: ``experiments/benchmark_cpu_choices.py --setting conv_gradients``, results and the
+per-layer timings behind these rules in ``experiments/results/benchmark/cpu_epyc/``.
 """
 
 from __future__ import annotations
@@ -51,7 +42,6 @@ import jax.numpy as jnp
 from jax import lax
 
 Padding = Tuple[Tuple[int, int], Tuple[int, int]]
-GRADIENT_MODES = ('auto', 'barriered', 'xla')
 # At most this many output channels (and more inputs): the matrix-product path below.
 FEW_CHANNELS = 4
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
@@ -220,37 +210,16 @@ def _add_channel_bias_bwd(_, output_grad):
 add_channel_bias.defvjp(_add_channel_bias_fwd, _add_channel_bias_bwd)
 
 
-def resolve_auto(name: str, mode: str, modes: Sequence[str], on_cpu: str, elsewhere: str
-                 ) -> str:
-  """A CPU-or-not setting ``name``: 'auto' -> ``on_cpu`` on the CPU backend, ``elsewhere`` on
-  others; the other ``modes`` unchanged; anything else a ValueError naming ``name``."""
-  if mode not in modes:
-    raise ValueError(f'{name}={mode!r}; use one of {tuple(modes)}.')
-  if mode == 'auto':
-    return on_cpu if jax.default_backend() == 'cpu' else elsewhere
-  return mode
-
-
-def resolve_gradients(mode: str) -> str:
-  """'auto' -> 'barriered' on the CPU backend, 'xla' elsewhere; other modes unchanged."""
-  return resolve_auto('gradients', mode, GRADIENT_MODES, 'barriered', 'xla')
-
-
 class Conv(nn.Module):
-  """``nn.Conv(features, kernel_size, padding='SAME')``: [N, H, W, C_in] -> [N, H, W, features].
-
-  ``gradients``: 'auto' (the CPU rules above on the CPU backend), 'barriered' or 'xla'.
-  """
+  """``nn.Conv(features, kernel_size, padding='SAME')`` with the CPU gradients above:
+  [N, H, W, C_in] -> [N, H, W, features]. (Named ``Conv`` so that its parameters are named as
+  ``nn.Conv``'s: ``Conv_0``, ``Conv_1``, ...)"""
   features: int
   kernel_size: Tuple[int, int]
-  gradients: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         tuple(self.kernel_size) + (x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    padding = same_padding(self.kernel_size)
-    if resolve_gradients(self.gradients) == 'xla':
-      return _lax_conv(x, kernel, padding) + bias
-    return add_channel_bias(barriered_conv(x, kernel, padding), bias)
+    return add_channel_bias(barriered_conv(x, kernel, same_padding(self.kernel_size)), bias)

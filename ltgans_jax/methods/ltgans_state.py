@@ -19,6 +19,8 @@ import ml_collections
 import optax
 
 from ltgans_jax import models
+from ltgans_jax.methods.network_state import (NetworkState, build_student, gan_optimizer,
+                                              student_optimizer)
 
 
 class Networks(NamedTuple):
@@ -33,11 +35,6 @@ class Optimizers(NamedTuple):
   generator: optax.GradientTransformation
   critic: optax.GradientTransformation
   student: optax.GradientTransformation
-
-
-class NetworkState(flax.struct.PyTreeNode):
-  params: Any
-  opt_state: Any
 
 
 class LifelongState(flax.struct.PyTreeNode):
@@ -55,45 +52,16 @@ class LifelongState(flax.struct.PyTreeNode):
   teacher_id: jnp.ndarray  # int32 scalar, 0 or 1
 
 
-def build_student(config: ml_collections.ConfigDict) -> models.StudentVAE:
-  """The Student VAE; the VAE-only baselines use it too (matched capacity)."""
-  data, vae = config.data, config.vae
-  return models.StudentVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
-                           config.model.resample, config.model.conv_gradients)
-
-
-def copy_tree(tree):
-  """A copy with its own buffers: the steps donate the state, and one buffer may not be donated
-  twice."""
-  return jax.tree_util.tree_map(jnp.copy, tree)
-
-
-def build_networks(config: ml_collections.ConfigDict) -> Networks:
+def build_networks(config: ml_collections.ConfigDict, conv: models.ModuleDef) -> Networks:
+  """The twins' generator, the critic and the Student, with ``conv`` as their stride-1
+  convolution (``cpu.backend.conv_layer``)."""
   data, model = config.data, config.model
   return Networks(
       generator=models.Generator(data.image_size, data.channels, model.generator_width,
-                                 model.resample, conv_gradients=model.conv_gradients),
-      critic=models.Critic(data.image_size, model.critic_width, model.resample,
-                           model.conv_gradients),
-      student=build_student(config),
+                                 model.resample, conv=conv),
+      critic=models.Critic(data.image_size, model.critic_width, model.resample, conv=conv),
+      student=build_student(config, conv),
   )
-
-
-GAN_OPTIMIZERS = ('adam', 'rmsprop')
-
-
-def gan_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The generators' and the critic's optimiser (``optim.gan_optimizer``).
-
-  'adam': ours. 'rmsprop': the authors' code's ``tf.train.RMSPropOptimizer(2e-4)``, whose
-  defaults are decay 0.9, no momentum and epsilon 1e-10 inside the square root, and whose mean
-  squares start at 1 (optax's ``initial_scale``).
-  """
-  opt = config.optim
-  if opt.gan_optimizer == 'rmsprop':
-    return optax.rmsprop(opt.gan_learning_rate, decay=opt.rmsprop_decay, eps=opt.rmsprop_eps,
-                         initial_scale=opt.rmsprop_initial_scale, eps_in_sqrt=True)
-  return optax.adam(opt.gan_learning_rate, b1=opt.gan_b1, b2=opt.gan_b2)
 
 
 class ParamsAverageState(NamedTuple):
@@ -135,11 +103,6 @@ def generator_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTran
   if not decay:
     return gan_optimizer(config)
   return optax.chain(gan_optimizer(config), average_params(decay))
-
-
-def student_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam for the Student (and the VAE baselines' VAEs)."""
-  return optax.adam(config.optim.student_learning_rate, b1=config.optim.student_b1)
 
 
 def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
@@ -199,8 +162,3 @@ def begin_next_task(state: LifelongState, generator_optimizer: optax.GradientTra
       opt_state=generator_optimizer.init(swapped.assistant.params))
   return swapped.replace(assistant=fresh_assistant, task=state.task + 1,
                          task_step=jnp.zeros_like(state.task_step))
-
-
-def state_bytes(state: LifelongState) -> int:
-  """Total bytes of every array in the state."""
-  return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(state))

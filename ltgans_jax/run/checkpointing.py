@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import ml_collections
@@ -18,7 +18,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from ltgans_jax import durations
-from ltgans_jax.state import LifelongState
+
+State = Any  # a method's state: any pytree of arrays (``methods.base.LifelongMethod``)
 
 
 def make_manager(config: ml_collections.ConfigDict, workdir: str,
@@ -34,7 +35,7 @@ def make_manager(config: ml_collections.ConfigDict, workdir: str,
                                options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: LifelongState) -> None:
+def save(manager: ocp.CheckpointManager, step: int, state: State) -> None:
   """Saves asynchronously; ``manager.wait_until_finished()`` before the process exits.
 
   Orbax skips (returning False) a step that is not above its newest one; every step here is
@@ -99,8 +100,8 @@ class StateMismatchError(ValueError):
   """A checkpoint is whole but holds a state of another config's shapes."""
 
 
-def restore_latest(manager: ocp.CheckpointManager, template: LifelongState,
-                   move_damaged: bool = True) -> Optional[LifelongState]:
+def restore_latest(manager: ocp.CheckpointManager, template: State,
+                   move_damaged: bool = True) -> Optional[State]:
   """The newest checkpoint that restores cleanly into ``template``'s pytree types, or None if
   there is none. A damaged checkpoint (truncated file, missing item) newer than a healthy one is
   moved, untouched, to ``<workdir>/damaged_checkpoints/`` for a person to inspect, so that the
@@ -156,7 +157,7 @@ def _move_aside(manager: ocp.CheckpointManager, steps: Sequence[int]) -> None:
 
 
 def restore_step(manager: ocp.CheckpointManager, step: int,
-                 template: LifelongState) -> LifelongState:
+                 template: State) -> State:
   """Checkpoint ``step`` in ``template``'s types; raises if it is damaged or does not fit.
 
   Read with a checkpointer of its own, not ``manager.restore``: after meeting a damaged step

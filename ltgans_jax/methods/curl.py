@@ -94,12 +94,12 @@ Where this differs from the authors' code:
 Implementation notes: the trunk being frozen during expansion, its features of the buffer are
 computed once, and each step differentiates only the component parameters through the new
 component's decoding alone: no convolution weight gradient inside the expansion's
-``lax.fori_loop`` (XLA:CPU runs those 40-60x slower in a loop). On 2 CPU cores at the default
-sizes (32x32, width 16, buffer 100, 10 steps) an expansion takes 0.3 s (the former all-parameter
-loop: 51 s); a Python-unrolled loop ran as fast but compiled 2.5x slower (12 s against 5 s, per
-number of active components). ``train_steps`` reads ``int(state.active)`` on the host at every
-step to pick the compilation: a device-to-host sync that waits for the previous step (no
-asynchronous dispatch across steps).
+``lax.fori_loop`` (XLA:CPU runs those far slower in a loop); a Python-unrolled loop ran as fast
+but compiled slower. ``train_steps`` and the training loop read ``int(state.active)`` on the
+host at every call to pick the compilation: a device-to-host sync that waits for the previous
+call (no asynchronous dispatch across steps). ``active`` can grow at any step (an expansion),
+so it cannot be read once per task; keeping it on the device would mean computing every one of
+``max_components`` components at every step.
 
 State: ``CurlState``, the same size for every task.
 """
@@ -118,8 +118,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from ltgans_jax import losses, methods, models, rng, steps
-from ltgans_jax.state import NetworkState, copy_tree, student_optimizer
+from ltgans_jax import losses, models, pixels, rng
+from ltgans_jax.cpu import backend
+from ltgans_jax.methods import base
+from ltgans_jax.methods.network_state import (NetworkState, apply_gradients, copy_tree,
+                                              student_optimizer)
 
 # The parameters holding one slice per component; the trunk and the decoder are shared.
 COMPONENT_PARAMS = ('cluster_head', 'latent_head', 'prior_mean', 'prior_log_var')
@@ -139,15 +142,14 @@ class CurlVAE(nn.Module):
   latent_dim: int
   max_components: int
   resample: str = 'pixel_shuffle'
-  conv_gradients: str = 'auto'
+  conv: models.ModuleDef = nn.Conv
 
   def setup(self):
-    self.trunk = models.ConvTrunk(self.image_size, self.width, self.resample,
-                                  self.conv_gradients)
+    self.trunk = models.ConvTrunk(self.image_size, self.width, self.resample, conv=self.conv)
     self.cluster_head = nn.Dense(self.max_components)
     self.latent_head = nn.Dense(self.max_components * 2 * self.latent_dim)
     self.decoder = models.Generator(self.image_size, self.channels, self.width, self.resample,
-                                    output='logits', conv_gradients=self.conv_gradients)
+                                    output='logits', conv=self.conv)
     shape = (self.max_components, self.latent_dim)
     self.prior_mean = self.param('prior_mean', nn.initializers.zeros, shape)
     self.prior_log_var = self.param('prior_log_var', nn.initializers.zeros, shape)
@@ -229,7 +231,8 @@ def component_mask(params: Dict, component, latent_dim: int) -> Dict:
 
 def masked_apply_gradients(network: NetworkState, grads, mask,
                            optimizer: optax.GradientTransformation) -> NetworkState:
-  """``steps.apply_gradients`` on the elements where ``mask`` (a bool pytree like the params)
+  """``network_state.apply_gradients`` on the elements where ``mask`` (a bool pytree like the
+  params)
   only: elsewhere the parameters and their optimiser moments come back bit for bit, while the
   optimiser state not tied to parameters (Adam's step count) advances."""
   where = lambda m, new, old: jnp.where(m, new, old)
@@ -269,7 +272,7 @@ def _normal_log_density(x, mean, log_var):
                         + math.log(2 * math.pi), axis=-1)
 
 
-class CurlMethod(methods.LifelongMethod):
+class CurlMethod(base.LifelongMethod):
   """See the module docstring."""
 
   fid_source = 'the mixture model (y uniform over the active components, z ~ p(z|y))'
@@ -279,7 +282,7 @@ class CurlMethod(methods.LifelongMethod):
     data, vae, curl = config.data, config.vae, config.curl
     self.model = CurlVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
                          curl.max_components, config.model.resample,
-                         config.model.conv_gradients)
+                         conv=backend.conv_layer(config.model.conv_gradients))
     self.num_components, self.latent_dim = curl.max_components, vae.latent_dim
     self.optimizer = student_optimizer(config)
 
@@ -320,7 +323,7 @@ class CurlMethod(methods.LifelongMethod):
     z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)  # [B, n, L]
     num = z.shape[0]
     logits = self.model.apply({'params': params}, z.reshape(num * n, -1), method='decode')
-    targets = jnp.repeat(losses.to_unit_interval(images), n, axis=0)
+    targets = jnp.repeat(pixels.to_unit_interval(images), n, axis=0)
     recon = losses.reconstruction_nll(logits, targets, vae.likelihood,
                                       vae.decoder_std).reshape(num, n)
     squared_error = jnp.sum(jnp.square(jax.nn.sigmoid(logits) - targets),
@@ -343,7 +346,7 @@ class CurlMethod(methods.LifelongMethod):
     z = prior_mean[y] + jnp.exp(0.5 * prior_log_var[y]) * jax.random.normal(
         key_z, (num, self.latent_dim))
     logits = self.model.apply({'params': params}, z, method='decode')
-    return jax.nn.sigmoid(logits) * 2 - 1
+    return pixels.from_logits(logits)
 
   # Training ---------------------------------------------------------------------------------
   # No donation: XLA may return one buffer for equal scalar outputs (the counters an
@@ -356,34 +359,29 @@ class CurlMethod(methods.LifelongMethod):
   def static_step_args(self, state):
     return tuple(int(active) for active in np.asarray(state.active).reshape(-1))
 
-  def step_functions(self, static=None):
-    num_active = 1 if static is None else static
-    return {'first': functools.partial(self._step, replay=False, num_active=num_active),
-            'replay': functools.partial(self._step, replay=True, num_active=num_active)}
+  def step_function(self, variant, static=None):
+    return functools.partial(self._step, replay=variant == 'replay',
+                             num_active=1 if static is None else static)
 
   def train_steps(self):
     """Each phase jitted alone, reading ``state.active`` on the host at every call."""
     def host_step(phase):
-      jitted = jax.jit(lambda state, batch, key, update_generators, num_active:
-                       self.step_functions(num_active)[phase](
-                           state, batch, key, update_generators),
-                       static_argnames=('update_generators', 'num_active'))
+      jitted = jax.jit(lambda state, batch, key, num_active:
+                       self.step_function(phase, num_active)(state, batch, key),
+                       static_argnames='num_active')
 
-      def step(state, batch, key, update_generators: bool = True):
-        return jitted(state, batch, key, update_generators=update_generators,
-                      num_active=int(state.active))
+      def step(state, batch, key):
+        return jitted(state, batch, key, num_active=int(state.active))
       return step
     return {'first': host_step('first'), 'replay': host_step('replay')}
 
-  def _step(self, state: CurlState, batch, key, update_generators: bool = True, *,
-            replay: bool, num_active: int):
+  def _step(self, state: CurlState, batch, key, *, replay: bool, num_active: int):
     """One update on a batch [B, H, W, C] uint8 (plus as many replayed samples when
     ``replay``), then the usage counts, the buffer and, when it is full, an expansion.
-    ``num_active`` equals ``state.active``; ``update_generators`` is unused (no GAN)."""
-    del update_generators
+    ``num_active`` equals ``state.active``."""
     curl = self.config.curl
     key_data, key_replay, key_generate, key_expand, key_y = jax.random.split(key, 5)
-    data = steps.images_from_uint8(batch)
+    data = pixels.from_uint8(batch)
     replayed = None
     if replay:
       components = replay_components(key_y, state.replay_usage, state.replay_active,
@@ -404,7 +402,7 @@ class CurlMethod(methods.LifelongMethod):
 
     (_, (metrics, paper, used)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.model.params)
-    model = steps.apply_gradients(state.model, grads, self.optimizer)
+    model = apply_gradients(state.model, grads, self.optimizer)
     usage = state.usage.at[:num_active].add(used)
     warmed_up = state.steps_since_expansion >= curl.min_steps_between_expansions
     active, since = state.active, state.steps_since_expansion + 1
@@ -433,8 +431,8 @@ class CurlMethod(methods.LifelongMethod):
     fixed to it, and empties the buffer; -> (model, active, 0, 0)."""
     del count, since
     vae, new = self.config.vae, num_active
-    images = steps.images_from_uint8(buffer)
-    targets = losses.to_unit_interval(images)
+    images = pixels.from_uint8(buffer)
+    targets = pixels.to_unit_interval(images)
     # The trunk is frozen during expansion: its features of the buffer are computed once.
     features = self.model.apply({'params': model.params}, images, method='features')
     y_logits, _, _ = self.model.apply({'params': model.params}, features, method='heads')
@@ -492,13 +490,13 @@ class CurlMethod(methods.LifelongMethod):
       return (jnp.take_along_axis(mean, best, axis=1)[:, 0],
               jnp.take_along_axis(log_var, best, axis=1)[:, 0])
 
-    return methods.VAEView(
+    return base.VAEView(
         encode=encode,
         decode=lambda z: self.model.apply({'params': params}, z, method='decode'))
 
   @functools.partial(jax.jit, static_argnums=(0, 2))
   def _paper_batch(self, params, num_active, batch_uint8, key):
-    return self._terms(params, steps.images_from_uint8(batch_uint8), num_active, key)['paper']
+    return self._terms(params, pixels.from_uint8(batch_uint8), num_active, key)['paper']
 
   def nll_paper(self, state, images, key, batch_size: int = 250):
     total = 0.0
@@ -512,7 +510,7 @@ class CurlMethod(methods.LifelongMethod):
   def _log_weights(self, params, num_active, batch_uint8, key, num_samples):
     """[num_samples, B] log p(x|z) p(z|y) p(y) / (q(y|x) q(z|x,y)), (y, z) ~ q(y|x) q(z|x,y)."""
     vae = self.config.vae
-    images = steps.images_from_uint8(batch_uint8)
+    images = pixels.from_uint8(batch_uint8)
     y_logits, mean, log_var = self.model.apply({'params': params}, images, method='encode')
     log_q_y = jax.nn.log_softmax(y_logits[:, :num_active], axis=-1)  # [B, n]
     key_y, key_z = jax.random.split(key)
@@ -521,7 +519,7 @@ class CurlMethod(methods.LifelongMethod):
     mean_y, log_var_y = pick(mean), pick(log_var)  # [S, B, L]
     z = mean_y + jnp.exp(0.5 * log_var_y) * jax.random.normal(key_z, mean_y.shape)
     logits = self.model.apply({'params': params}, z.reshape(-1, z.shape[-1]), method='decode')
-    targets = jnp.broadcast_to(losses.to_unit_interval(images)[None],
+    targets = jnp.broadcast_to(pixels.to_unit_interval(images)[None],
                                (num_samples,) + images.shape).reshape(logits.shape)
     log_likelihood = -losses.reconstruction_nll(logits, targets, vae.likelihood,
                                                 vae.decoder_std).reshape(y.shape)

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ltgans_jax import pixels
+
 FID_NAME = 'FID (own features)'
 FEATURE_DIM = 128
 
@@ -50,7 +52,7 @@ class FeatureNet(nn.Module):
 
 
 def _images(batch_uint8: jnp.ndarray) -> jnp.ndarray:
-  return batch_uint8.astype(jnp.float32) / 127.5 - 1.0
+  return pixels.from_uint8(batch_uint8)
 
 
 def module_from_params(params) -> FeatureNet:

@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltgans_jax.torch_pickle import TorchFormatError, read_torch_state_dict
+from ltgans_jax import pixels
+from ltgans_jax.eval.torch_pickle import read_torch_state_dict, TorchFormatError
 
 FID_NAME = 'FID'  # the name of an FID computed with these features (pytorch-fid's)
 WEIGHTS_FILE = 'pt_inception-2015-12-05-6726825d.pth'
@@ -235,7 +236,7 @@ def features_fn(variables, resize_input: bool = True) -> Callable[[np.ndarray], 
 
   @jax.jit
   def apply(variables, batch_uint8):
-    images = batch_uint8.astype(jnp.float32) / 127.5 - 1.0
+    images = pixels.from_uint8(batch_uint8)
     return model.apply(variables, images)
 
   return lambda batch_uint8: np.asarray(apply(variables, jnp.asarray(batch_uint8)))

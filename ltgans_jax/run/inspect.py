@@ -24,16 +24,21 @@ import os
 import jax
 import numpy as np
 
-from ltgans_jax import checkpointing, config_validation, durations, figures, methods, task_eval
-from ltgans_jax import viz, writers
-from ltgans_jax.checkpointing import CheckpointError
+from ltgans_jax import config_validation, durations, pixels as pixel_lib, viz
 from ltgans_jax.data import sequences
 from ltgans_jax.errors import ConfigError
+from ltgans_jax.eval import figures, task_eval
+from ltgans_jax.methods import registry
+from ltgans_jax.run import checkpointing, report, writers
+from ltgans_jax.run.checkpointing import CheckpointError
 
 EVALUATE_FOLDER = 'evaluate'  # everything --mode=evaluate writes, inside the workdir
 
 
-def _open(config, workdir):
+def open_workdir(config, workdir):
+  """(tasks, method, restore target, task steps, checkpoint manager) of a trained one-seed
+  workdir, after the checks a run makes; CheckpointError or ConfigError saying why not. The
+  caller closes the manager."""
   config_validation.validate(config)
   config_validation.check_workdir_name(workdir)
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
@@ -45,7 +50,7 @@ def _open(config, workdir):
         '--mode=evaluate, sample and matrices read one-seed runs only so far: each seed\'s '
         f'report, matrices and pictures are in {workdir}/seed<k>/, written during training.')
   tasks = sequences.build_sequence(config)
-  method = methods.build(config)
+  method = registry.build(config)
   config_validation.check_memory(config, method)
   task_eval.check_feature_net_file(workdir)
   template = _restore_target(method, config.seed)
@@ -64,10 +69,10 @@ def _restore_target(method, seed: int):
 
 
 def boundary_states(config, workdir: str):
-  """(tasks, method, states): the run's task sequence, its ``methods.LifelongMethod`` and the
+  """(tasks, method, states): the run's task sequence, its ``base.LifelongMethod`` and the
   state at the end of every finished task, in order; CheckpointError if one is missing or
   cannot be restored."""
-  tasks, method, template, task_steps, manager = _open(config, workdir)
+  tasks, method, template, task_steps, manager = open_workdir(config, workdir)
   try:
     boundaries = durations.task_boundary_steps(task_steps)
     available = set(manager.all_steps())
@@ -80,7 +85,7 @@ def boundary_states(config, workdir: str):
       if task not in finished:
         raise CheckpointError(f'The checkpoint at the end of task {task + 1} (step '
                               f'{boundaries[task]}) is missing; the matrix needs every one.')
-      states.append(_restore_boundary(manager, boundaries[task], template, task))
+      states.append(restore_boundary(manager, boundaries[task], template, task))
   finally:
     manager.close()
   return tasks, method, states
@@ -107,7 +112,7 @@ def evaluate_workdir(config, workdir: str) -> dict:
   return summaries
 
 
-def _restore_boundary(manager, step: int, template, task: int):
+def restore_boundary(manager, step: int, template, task: int):
   """Checkpoint ``step`` (the end of ``task``), or CheckpointError saying why it cannot be."""
   try:
     return checkpointing.restore_step(manager, step, template)
@@ -134,12 +139,8 @@ def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, prot
   if provenance:
     lines += ['', 'What each generative metric was measured on:', ''] + list(provenance)
   for metric, title in task_eval.matrix_titles(rows[0]).items():
-    lines += ['', f'## {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
-              '|---' * (len(names) + 1) + '|']
-    for task, row in enumerate(rows):
-      cells = ([task_eval.format_value(metric, v) for v in row[metric]]
-               + [''] * (len(names) - len(row[metric])))
-      lines.append(f'| {names[task]} | ' + ' | '.join(cells) + ' |')
+    lines += ['', f'## {title}', '']
+    lines += report.matrix_table(metric, names, names[:len(rows)], [row[metric] for row in rows])
     s = summaries[metric]
     lines += ['', f'Final-row average {s["final_average"]:.4g}; diagonal average '
               f'{s["diagonal_average"]:.4g}. '
@@ -152,17 +153,17 @@ def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, prot
 
 def sample(config, workdir: str) -> str:
   """Writes N samples of one network from the newest checkpoint; returns the .npz path."""
-  method = methods.build(config)
+  method = registry.build(config)
   network = config.sample.network or method.fid_network()
   if network not in method.sample_networks:
     raise ConfigError(f'sample.network={network!r}; method {config.method!r} has '
                       f'{method.sample_networks}.')
-  _, method, template, _, manager = _open(config, workdir)
+  _, method, template, _, manager = open_workdir(config, workdir)
   state = checkpointing.restore_latest(manager, template, move_damaged=False)
   if state is None:
     raise CheckpointError(f'{workdir} holds no checkpoint; train first with --mode=train.')
   images = method.sample(state, network, jax.random.key(config.sample.seed), config.sample.num)
-  pixels = np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+  pixels = pixel_lib.to_uint8(images)
   path = os.path.join(workdir, f'samples_{network}.npz')
   np.savez_compressed(path, images=pixels)
   rows = max(r for r in range(1, int(np.sqrt(len(pixels))) + 1) if len(pixels) % r == 0)

@@ -1,1 +1,0 @@
-"""The paper's VAE-only lifelong baselines (``lgm``, ``curl``) behind ``methods.LifelongMethod``."""

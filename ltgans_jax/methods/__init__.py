@@ -1,0 +1,1 @@
+"""The lifelong methods behind one interface (``base.LifelongMethod``), by name (``registry``)."""

@@ -1,0 +1,248 @@
+"""The LT-GANs training steps, written as the paper's equations: ``step(state, batch, key,
+update_generators) -> (state, metrics)``.
+
+Two phases (paper section 3):
+
+* ``joint`` (task 1, eq. 2): the critic separates real data from the Teacher's samples and from
+  the Assistant's samples, with one gradient penalty for each pair; both generators learn.
+* ``lakd`` (task k >= 2, eq. 3): the Teacher is frozen; the critic's real side is a uniform mix
+  of task-k data and Teacher samples; only the Assistant learns.
+
+In both, the Student VAE takes one step on the task's data plus, from task 2 on, samples of the
+Teacher, the more knowledgeable generator (eqs. 5-6). A step is one critic update and, when
+``update_generators`` is set (every ``config.gan.critic_steps``-th step; ``GanMethod`` decides),
+one generator update; the Student updates every step (``vae.update_schedule='every_step'``,
+ours) or with the generators only ('with_generator', the authors' code).
+
+The no-LAKD baseline of Fig. 4b (``joint`` with ``mix_teacher``, tasks k >= 2) is the joint
+step of task 1 whose real side mixes task-k data with samples of the Teacher slot's generator,
+which is never frozen and never swapped: both generators learn that mix, and the Student replays
+those samples. This is what the authors' ``..._Without.py`` does.
+
+The steps are plain functions: jitted with a batch sharded over a device mesh and a replicated
+state, XLA partitions them data-parallel and averages the gradients itself. Nothing here knows
+the backend: the CPU's choices are the convolution layer the networks were built with
+(``cpu.backend.conv_layer``) and the barrier the training loop puts between steps
+(``cpu.schedule``), both from outside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ltgans_jax import losses, pixels
+from ltgans_jax.methods.ltgans_state import LifelongState, Networks, Optimizers
+from ltgans_jax.methods.network_state import apply_gradients, NetworkState
+
+Metrics = Dict[str, jnp.ndarray]
+STUDENT_SCHEDULES = ('every_step', 'with_generator')  # config.vae.update_schedule
+StepFn = Callable[[LifelongState, jnp.ndarray, jax.Array], Tuple[LifelongState, Metrics]]
+KEY_NAMES = ('critic_z_teacher', 'critic_z_assistant', 'penalty_teacher', 'penalty_assistant',
+             'mix', 'generator_z_teacher', 'generator_z_assistant', 'student_noise',
+             'student_replay_noise')
+
+
+def named_keys(key: jax.Array) -> Dict[str, jax.Array]:
+  """One step's key -> a key per use (``KEY_NAMES``)."""
+  return dict(zip(KEY_NAMES, jax.random.split(key, len(KEY_NAMES))))
+
+
+def mix_with_teacher(data, teacher_samples, key, teacher_fraction: float):
+  """The critic's real side on tasks k >= 2: ``data`` [B, H, W, C] with exactly
+  round(fraction * B) examples replaced by ``teacher_samples`` [B, H, W, C] at random
+  positions (a uniform mixture of the two sources with less variance than a per-example coin
+  flip, and elementwise, so it shards over the batch axis like everything else)."""
+  num = data.shape[0]
+  num_teacher = round(teacher_fraction * num)
+  is_data = jax.random.permutation(key, jnp.arange(num) >= num_teacher)
+  return jnp.where(is_data[:, None, None, None], data, teacher_samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class GanSteps:
+  """The static parts (networks, optimisers, hyperparameters) the steps close over."""
+  networks: Networks
+  optimizers: Optimizers
+  latent_dim: int
+  student_latent_dim: int
+  penalty_weight: float
+  teacher_fraction: float
+  student_every_step: bool
+  student_loss_kwargs: Dict
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, networks: Networks,
+                  optimizers: Optimizers) -> 'GanSteps':
+    vae = config.vae
+    return cls(networks, optimizers, config.model.latent_dim, vae.latent_dim,
+               config.gan.gradient_penalty_weight, config.gan.teacher_fraction,
+               vae.update_schedule == 'every_step',
+               dict(beta=vae.beta, likelihood=vae.likelihood, decoder_std=vae.decoder_std))
+
+  # The networks as functions -----------------------------------------------------------------
+  def generate(self, params, key, num):
+    """[num, H, W, C] samples in [-1, 1] of the generator with ``params``."""
+    z = jax.random.normal(key, (num, self.latent_dim))
+    return self.networks.generator.apply({'params': params}, z)
+
+  def critic_fn(self, params):
+    return lambda images: self.networks.critic.apply({'params': params}, images)
+
+  # The losses ---------------------------------------------------------------------------------
+  def critic_loss(self, params, real, fakes) -> Tuple[jnp.ndarray, Metrics]:
+    """WGAN-GP, summed over the real/fake pairings of eq. 2 (two) or eq. 3 (one).
+
+    ``real``: [B, H, W, C]; ``fakes``: {name: (fake images [B, H, W, C], penalty key)}. For
+    each pairing: E D(fake) - E D(real) + lambda * E (||grad D(x_hat)|| - 1)^2 at points x_hat
+    interpolated between the real and the fake images.
+    """
+    critic = self.critic_fn(params)
+    real_score = jnp.mean(critic(real))
+    loss, metrics = 0.0, {}
+    for name, (fake, key) in fakes.items():
+      fake_score = jnp.mean(critic(fake))
+      penalty = jnp.mean(losses.gradient_penalty(critic, losses.interpolate(real, fake, key)))
+      loss = loss + fake_score - real_score + self.penalty_weight * penalty
+      metrics[f'critic/wasserstein_{name}'] = real_score - fake_score
+      metrics[f'critic/penalty_{name}'] = penalty
+    return loss, metrics
+
+  def student_elbo(self, params, images, key) -> Tuple[jnp.ndarray, Dict]:
+    """Mean eq. 5/6 loss of images [B, H, W, C] in [-1, 1], and its mean parts."""
+    noise = jax.random.normal(key, (images.shape[0], self.student_latent_dim))
+    logits, mean, log_var = self.networks.student.apply({'params': params}, images, noise)
+    loss, aux = losses.student_loss(logits, pixels.to_unit_interval(images), mean, log_var,
+                                    **self.student_loss_kwargs)
+    return jnp.mean(loss), {name: jnp.mean(value) for name, value in aux.items()}
+
+  # The updates --------------------------------------------------------------------------------
+  def critic_update(self, critic: NetworkState, real, fakes) -> Tuple[NetworkState, Metrics]:
+    (loss, metrics), grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
+        critic.params, real, fakes)
+    return apply_gradients(critic, grads, self.optimizers.critic), {**metrics,
+                                                                     'critic/loss': loss}
+
+  def generator_update(self, generator: NetworkState, critic_params, key, num
+                       ) -> Tuple[NetworkState, jnp.ndarray]:
+    """One generator step against the updated critic: minimise -E D(G(z))."""
+    def loss_fn(params):
+      fake = self.generate(params, key, num)
+      return jnp.mean(losses.generator_wasserstein_term(self.critic_fn(critic_params)(fake)))
+    loss, grads = jax.value_and_grad(loss_fn)(generator.params)
+    return apply_gradients(generator, grads, self.optimizers.generator), loss
+
+  def student_update(self, student: NetworkState, data, replay, keys
+                     ) -> Tuple[NetworkState, Metrics]:
+    """One step of eq. 5/6: the mean loss on ``data`` plus, when ``replay`` is given, the mean
+    loss on the replayed samples (both [B, H, W, C] in [-1, 1])."""
+    def loss_fn(params):
+      loss, parts = self.student_elbo(params, data, keys['student_noise'])
+      metrics = {'student/loss_data': loss, 'student/recon_data': parts['recon'],
+                 'student/kl_data': parts['kl']}
+      if replay is not None:
+        metrics['student/loss_replay'], _ = self.student_elbo(params, replay,
+                                                              keys['student_replay_noise'])
+        loss = loss + metrics['student/loss_replay']
+      return loss, metrics
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
+    return apply_gradients(student, grads, self.optimizers.student), metrics
+
+  def maybe_student_update(self, student: NetworkState, data, replay, keys,
+                           update_generators: bool):
+    """``student_update``, or the Student unchanged (and no metrics) on a step without a
+    generator update when ``vae.update_schedule='with_generator'``."""
+    if self.student_every_step or update_generators:
+      return self.student_update(student, data, replay, keys)
+    return student, {}
+
+  # The phases ---------------------------------------------------------------------------------
+  def joint(self, state: LifelongState, batch, key, update_generators: bool,
+            mix_teacher: bool = False):
+    """Task 1 (eq. 2): Teacher and Assistant both learn the data against one critic.
+
+    With ``mix_teacher`` (the no-LAKD baseline of Fig. 4b on tasks k >= 2) the real side is
+    the data mixed with samples of the (not frozen) Teacher slot's generator
+    (``mix_with_teacher``), both generators learn it, and the Student replays those samples.
+    """
+    keys, data = named_keys(key), pixels.from_uint8(batch)
+    num = data.shape[0]
+    real, mixed_in = data, None
+    if mix_teacher:
+      # Latents of their own (not the critic's fakes'); the samples are data here, so no
+      # gradient flows into the generator through them.
+      mixed_in = jax.lax.stop_gradient(self.generate(
+          state.teacher.params, jax.random.fold_in(keys['mix'], 1), num))
+      real = mix_with_teacher(data, mixed_in, keys['mix'], self.teacher_fraction)
+    fakes = {'teacher': (self.generate(state.teacher.params, keys['critic_z_teacher'], num),
+                         keys['penalty_teacher']),
+             'assistant': (self.generate(state.assistant.params, keys['critic_z_assistant'],
+                                         num), keys['penalty_assistant'])}
+    critic, metrics = self.critic_update(state.critic, real, fakes)
+    teacher, assistant = state.teacher, state.assistant
+    if update_generators:
+      teacher, metrics['generator/loss_teacher'] = self.generator_update(
+          teacher, critic.params, keys['generator_z_teacher'], num)
+      assistant, metrics['generator/loss_assistant'] = self.generator_update(
+          assistant, critic.params, keys['generator_z_assistant'], num)
+    # The Student learns the task's data (not the mix) and, with ``mix_teacher``, replays the
+    # mixed-in samples.
+    student, student_metrics = self.maybe_student_update(state.student, data, mixed_in, keys,
+                                                         update_generators)
+    new_state = state.replace(teacher=teacher, assistant=assistant, critic=critic,
+                              student=student, task_step=state.task_step + 1)
+    return new_state, {**metrics, **student_metrics}
+
+  def lakd(self, state: LifelongState, batch, key, update_generators: bool,
+           teacher_fraction: float = None, replay: bool = True):
+    """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the real side.
+
+    ``teacher_fraction=0, replay=False`` is plain training of the Assistant and the Student on
+    the data alone (the fine-tuning and joint-training baselines).
+    """
+    keys, data = named_keys(key), pixels.from_uint8(batch)
+    state, metrics, teacher_samples = self.lakd_adversarial(
+        state, data, keys, update_generators,
+        self.teacher_fraction if teacher_fraction is None else teacher_fraction)
+    student, student_metrics = self.maybe_student_update(
+        state.student, data, teacher_samples if replay else None, keys, update_generators)
+    return state.replace(student=student), {**metrics, **student_metrics}
+
+  def lakd_adversarial(self, state: LifelongState, data, keys, update_generators: bool,
+                       teacher_fraction: float):
+    """The critic and Assistant updates of a LAKD step on ``data`` [B, H, W, C] in [-1, 1];
+    returns (state, metrics, the Teacher samples [B, H, W, C] that the Student replays)."""
+    num = data.shape[0]
+    teacher_samples = jax.lax.stop_gradient(
+        self.generate(state.teacher.params, keys['critic_z_teacher'], num))
+    real_mix = mix_with_teacher(data, teacher_samples, keys['mix'], teacher_fraction)
+    fake = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
+    critic, metrics = self.critic_update(state.critic, real_mix,
+                                         {'assistant': (fake, keys['penalty_assistant'])})
+    assistant = state.assistant
+    if update_generators:
+      assistant, metrics['generator/loss_assistant'] = self.generator_update(
+          assistant, critic.params, keys['generator_z_assistant'], num)
+    new_state = state.replace(assistant=assistant, critic=critic, task_step=state.task_step + 1)
+    return new_state, metrics, teacher_samples
+
+
+def step_functions(steps: GanSteps) -> Dict[str, Callable]:
+  """The phases as plain (unjitted) functions ``step(state, batch, key, update_generators)``:
+
+  * ``joint``: eq. 2 (task 1 of LT-GANs); ``joint_mix``: the same with the real side mixing
+    data and the Teacher slot's samples, which the Student replays (no-LAKD, tasks k >= 2);
+  * ``lakd``: eq. 3 (tasks k >= 2 of LT-GANs);
+  * ``plain``: the Assistant and the Student on the data alone (fine-tuning, joint training).
+
+  ``batch`` is [B, H, W, C] uint8; ``update_generators`` a Python bool.
+  """
+  return {'joint': steps.joint,
+          'joint_mix': functools.partial(steps.joint, mix_teacher=True),
+          'lakd': steps.lakd,
+          'plain': functools.partial(steps.lakd, teacher_fraction=0.0, replay=False)}

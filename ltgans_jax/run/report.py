@@ -1,0 +1,206 @@
+"""What a run writes about its finished tasks: ``report.md`` / ``report.json`` (one row per
+task: timing, losses, the matrices after each task), the sample grids and reconstructions, the
+evaluation scalars and heatmaps for TensorBoard; and ``matrix_table``, the markdown matrix both
+``report.md`` and ``--mode=evaluate``'s ``evaluation.md`` print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ltgans_jax import config_validation, durations, pixels, viz
+from ltgans_jax.eval import feature_net, task_eval
+from ltgans_jax.run import hooks, writers
+
+
+def matrix_table(metric: str, names: Sequence[str], row_labels: Sequence[str],
+                 rows: Sequence[Sequence[float]]) -> List[str]:
+  """Markdown lines of one forgetting matrix: row i (``row_labels[i]``) holds ``metric`` on
+  the tasks seen after learning task i, one column per task of ``names``."""
+  lines = ['| after \\ on | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+  for label, row in zip(row_labels, rows):
+    cells = [task_eval.format_value(metric, v) for v in row] + [''] * (len(names) - len(row))
+    lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+@dataclasses.dataclass
+class TaskRecord:
+  """What report.md says about one finished task."""
+  name: str
+  steps: int
+  seconds: float
+  last_metrics: Dict[str, float]
+  evaluation: Dict[str, List[float]]  # metric -> value on tasks 0..k after task k
+  pictures: Dict[str, str]  # grid name -> path relative to the workdir
+  # How ``evaluation`` was measured (``evaluation_setting``): a resume with other eval settings
+  # must not relabel the rows measured before it ('' in reports written before this field).
+  evaluation_setting: str = ''
+
+
+def evaluation_setting(config, protocol: str) -> str:
+  """The test images and the IWAE settings behind a row of the matrices, as reports print it."""
+  return (f'{protocol}; IWAE with {config.eval.iwae_samples} samples, {config.vae.likelihood} '
+          'likelihood')
+
+
+def write_pictures(config, method, state, test_images, task, workdir, metrics_log, gstep):
+  """The method's sample grids and the Student's reconstructions after ``task`` (of the first
+  images of each task's evaluation subset ``test_images``); returns file names relative to the
+  workdir."""
+  rows = config.eval.grid_rows
+  pictures = {name: viz.image_grid(images, rows)
+              for name, images in method.picture_grids(state, rows * rows).items()}
+  # Reconstructions: for each task seen, a row of originals above a row of reconstructions.
+  vae = method.vae_view(state)
+  per_task = rows
+  originals = np.concatenate([test_images[j][:per_task] for j in range(task + 1)])
+  images = pixels.from_uint8(jnp.asarray(originals))
+  mean, _ = vae.encode(images)
+  reconstructions = pixels.from_logits(vae.decode(mean))
+  paired = np.stack([np.asarray(images).reshape(task + 1, per_task, *images.shape[1:]),
+                     np.asarray(reconstructions).reshape(task + 1, per_task,
+                                                         *images.shape[1:])], axis=1)
+  pictures['student_reconstructions'] = viz.image_grid(
+      paired.reshape(-1, *images.shape[1:]), 2 * (task + 1))
+  files = {}
+  for name, grid in pictures.items():
+    files[name] = f'samples/task{task + 1}_{name}.png'
+    if jax.process_index() == 0:
+      viz.save_png(os.path.join(workdir, files[name]), grid, scale=2)
+  metrics_log.write_images(gstep, {f'task{task + 1}/{k}': v for k, v in pictures.items()})
+  return files
+
+
+def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: str,
+                 task_steps, protocol: str, provenance: Sequence[str] = ()) -> None:
+  """report.md: per-task timing and losses, the matrices after each task (NLL, FID, KID,
+  precision / recall / density / coverage, the replay audit), the grids.
+
+  ``provenance``: one line per generative metric on what it was measured
+  (``TaskEvaluator.provenance``).
+  """
+  if jax.process_index() != 0:
+    return
+  names = [t.name for t in tasks]
+  lines = [f'# Run report: method `{config.method}`', '',
+           f'Sequence `{config.data.sequence}`: {" -> ".join(names)}; images '
+           f'{config.data.image_size}x{config.data.image_size}x{config.data.channels}; '
+           f'batch {config.train.batch_size}; {durations.describe(config, task_steps)}; '
+           f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}.', '',
+           '| task | steps | wall time | steps/s | critic loss | Student loss (data) |',
+           '|---|---|---|---|---|---|']
+  for r in records:
+    lines.append(f'| {r.name} | {r.steps} | {hooks.format_duration(r.seconds)} | '
+                 f'{r.steps / max(r.seconds, 1e-9):.2f} | '
+                 f'{_metric_cell(r.last_metrics, "critic/loss", 3)} | '
+                 f'{_metric_cell(r.last_metrics, "student/loss_data", 2)} |')
+  setting = evaluation_setting(config, protocol)
+  others = [r for r in records if r.evaluation_setting != setting]
+  lines += ['', '## After each task, on every task seen so far', '',
+            f'Row: after learning that task; column: test set of that task ({setting}). '
+            f'{task_eval.DIRECTIONS} Heatmaps and JSON in `eval/`.']
+  if records and any(m.startswith('kid_') for m in records[-1].evaluation):
+    lines += ['', task_eval.KID_NOTE]
+  if provenance:
+    lines += ['', 'What each generative metric was measured on:', ''] + list(provenance)
+  if others:
+    lines += ['', 'Rows marked * were measured by an earlier run of this workdir with other '
+              'evaluation settings (`--mode=evaluate` measures every row afresh): ' + '; '.join(
+                  f'{r.name}: {r.evaluation_setting or "not recorded"}' for r in others) + '.']
+  marked = {r.name: f'{r.name}*' if r in others else r.name for r in records}
+  summaries = task_eval.matrix_summaries(names, [r.evaluation for r in records]) if records else {}
+  for metric, title in task_eval.METRIC_NAMES.items():
+    if any(metric in r.evaluation for r in records):  # rows of an older run may lack it
+      lines += ['', f'### {title}', '']
+      lines += matrix_table(metric, names, [marked[r.name] for r in records],
+                            [r.evaluation.get(metric, []) for r in records])
+      if metric in summaries and task_eval.forgetting_line(summaries[metric]):
+        lines += ['', task_eval.forgetting_line(summaries[metric])]
+  lines += task_eval.audit_markdown(names, [r.evaluation for r in records],
+                                    [len(np.unique(t.train.labels)) for t in tasks])
+  if records and 'fid_own_all' in records[-1].evaluation:
+    lines += ['', f'{feature_net.FID_NAME} of {fid_source} against all seen test sets '
+              'together, after each task: ' + ', '.join(
+                  f'{r.name} {r.evaluation["fid_own_all"][0]:.2f}' for r in records)]
+  lines += _all_seen_table(names, records)
+  lines += ['', '## Pictures', '']
+  for task, record in enumerate(records):
+    lines.append(f'After task {task + 1} ({names[task]}):')
+    lines += [f'- {name}: ![{name}]({path})' for name, path in record.pictures.items()]
+    lines.append('')
+  writers.write_atomically(os.path.join(workdir, 'report.md'), '\n'.join(lines))
+  writers.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(
+      {'tasks': names, 'records': [dataclasses.asdict(r) for r in records],
+       'forgetting': summaries}, indent=1))
+
+
+def _all_seen_table(names, records: List[TaskRecord]) -> List[str]:
+  """report.md lines: the ``<metric>_all`` values (samples against all seen test sets
+  together) of every generative metric but the own-features FID (printed above), one row per
+  task learnt."""
+  metrics = [m for m in task_eval.METRIC_NAMES
+             if not m.startswith('nll_') and m != 'fid_own' and records
+             and f'{m}_all' in records[-1].evaluation]
+  if not metrics:
+    return []
+  lines = ['', 'The same samples against all seen test sets together:', '',
+           '| after | ' + ' | '.join(task_eval.METRIC_NAMES[m] for m in metrics) + ' |',
+           '|---' * (len(metrics) + 1) + '|']
+  for name, r in zip(names, records):
+    cells = [task_eval.format_value(m, r.evaluation[f'{m}_all'][0])
+             if f'{m}_all' in r.evaluation else '' for m in metrics]
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _metric_cell(metrics: Dict[str, float], name: str, digits: int) -> str:
+  """A report cell: the value, or 'n/a' for a method without that network (no critic)."""
+  return f'{metrics[name]:.{digits}f}' if name in metrics else 'n/a'
+
+
+def load_records(workdir) -> List[TaskRecord]:
+  """The rows of the finished tasks from ``workdir/report.json``; a damaged file is a
+  ConfigError (raised before the run writes anything)."""
+  path = os.path.join(workdir, 'report.json')
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      return [TaskRecord(**r) for r in json.load(f)['records']]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise config_validation.ConfigError(
+        f'{path} cannot be read ({type(e).__name__}: {str(e)[:80]}); it holds the report rows '
+        'of the finished tasks: restore it, or delete it (report.md then lists the tasks '
+        'trained from now on; --mode=evaluate recomputes every row).') from None
+
+
+def evaluation_scalars(task_names: Sequence[str], results: Dict[str, List[float]]
+                       ) -> Dict[str, float]:
+  """One evaluation row (metric -> values on the tasks seen, or one value for '<metric>_all')
+  as scalars named 'eval/<metric>/<task>' ('eval/<metric>_all' for the all-tasks ones)."""
+  scalars = {}
+  for metric, row in results.items():
+    if metric.endswith('_all'):
+      scalars[f'eval/{metric}'] = row[0]
+    else:
+      scalars.update({f'eval/{metric}/{task_names[j]}': v for j, v in enumerate(row)})
+  return scalars
+
+
+def heatmaps(folder: str) -> Dict[str, np.ndarray]:
+  """The forgetting heatmaps of ``folder`` (``task_eval.write_matrices``) as uint8 [H, W, 3]."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  images = {}
+  for name in sorted(os.listdir(folder)):
+    if name.endswith('.png'):
+      with Image.open(os.path.join(folder, name)) as image:
+        images[f'eval/{name[:-4]}'] = np.asarray(image.convert('RGB'))
+  return images
