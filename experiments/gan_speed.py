@@ -93,6 +93,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 # pylint: disable=g-import-not-at-top,wrong-import-position
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
+common.setup()  # before jax: the repository root on sys.path, no memory preallocation
 
 # ltgans_jax before any JAX computation: it sets the XLA:CPU flags.
 import ltgans_jax  # pylint: disable=unused-import
