@@ -167,26 +167,18 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ltgans_jax import checkpointing, durations, eval_subset, methods  # pylint: disable=g-import-not-at-top
-  from ltgans_jax.data import sequences  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import api, eval_subset  # pylint: disable=g-import-not-at-top
   from ltgans_jax.steps import images_from_uint8  # pylint: disable=g-import-not-at-top
 
-  config = config_from_workdir(workdir)
   report = load_report(workdir)
   if not report or not report['records']:
     raise ValueError(f'{workdir} has no finished task (no report.json records).')
   finished = len(report['records'])
-  tasks = sequences.build_sequence(config)
-  method = methods.build(config)
-  template = method.init_state(jax.random.key(config.seed))
-  task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
-  manager = checkpointing.make_manager(config, workdir, task_steps)
-  try:
-    step = durations.global_step(task_steps, finished - 1, task_steps[finished - 1])
-    state = checkpointing.restore_step(manager, step, template)
-  finally:
-    manager.close()
-  vae = method.vae_view(state)  # the Student; for CURL its most likely component
+  # The library's own opening of a workdir (its config.json, task sequence, method, and the
+  # checkpoint at the end of the last finished task), as ``--mode=evaluate`` restores it.
+  run = api.Run.open(workdir, after_task=finished - 1)
+  config, tasks = run.config, run.tasks
+  vae = run.method.vae_view(run.state)  # the Student; for CURL its most likely component
 
   @jax.jit
   def batch_sse(batch_uint8):
