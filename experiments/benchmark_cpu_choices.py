@@ -5,21 +5,22 @@ Both settings compute the same function with the same parameters; only the compi
 differs:
 
 * ``--setting conv_gradients`` (``config.model.conv_gradients``): 'xla' differentiates the
-  stride-1 convolutions with XLA's own rules, 'barriered' with ``ltgans_jax/conv.py``'s
+  stride-1 convolutions with XLA's own rules (``nn.Conv``), 'barriered' with
+  ``ltgans_jax/cpu/conv.py``'s
   (weight-gradient operands behind a fusion barrier or, with more input than output channels,
   input-major weight gradients; bias gradients as matrix-vector products; RGB layers as matrix
   products), the default on the CPU.
-* ``--setting phase_order`` (``config.train.phase_order``): 'free' leaves the order of a step's
-  independent passes to XLA, 'sequenced' runs them one after the other
-  (``ltgans_jax/schedule.py``), the default on the CPU.
+
+(``--setting phase_order``, 'free' against 'sequenced' passes within a step, existed up to git
+f13d791; the redesign of issue 16 dropped the setting: ``experiments/results/redesign_issue16/``.)
 
 For each image size and step, the two settings are compiled side by side in this process and
 timed in alternating windows (A B, B A, ...), so that a slow spell of the machine hits both;
 the ratio is the median of the per-round ratios. At the paper's sizes (batch 64, z=100,
 widths 64), on the CPU backend.
 
-    python experiments/benchmark_cpu_choices.py --setting phase_order [--sizes 32,64]
-        [--rounds 8] [--window_s 3] [--out experiments/results/benchmark/cpu_epyc/phase_order.md]
+    python experiments/benchmark_cpu_choices.py --setting conv_gradients [--sizes 32,64]
+        [--rounds 8] [--window_s 3] [--out experiments/results/benchmark/cpu_epyc/conv_gradients.md]
 """
 
 from __future__ import annotations
@@ -33,11 +34,17 @@ import time
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchmark  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import common
+
+common.setup()  # as experiments/benchmark.py does, before jax
+# The step benchmark's parts (experiments/bench/): its implementations, timing and sizes.
+from bench import machine, measure, settings
+from bench.impls import JaxImpl, make_config
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 # setting -> (config section, key, (baseline value, the package's CPU value))
-SETTINGS = {'conv_gradients': ('model', 'conv_gradients', ('xla', 'barriered')),
-            'phase_order': ('train', 'phase_order', ('free', 'sequenced'))}
+SETTINGS = {'conv_gradients': ('model', 'conv_gradients', ('xla', 'barriered'))}
 
 
 def main():
@@ -51,7 +58,7 @@ def main():
   parser.add_argument('--quick', action='store_true',
                       help='tiny networks, 2 rounds of 0.1 s: checks that the script runs')
   args = parser.parse_args()
-  sizes = benchmark.QUICK if args.quick else benchmark.FULL
+  sizes = settings.QUICK if args.quick else settings.FULL
   if args.quick:
     args.rounds, args.window_s = 2, 0.1
   section, key, values = SETTINGS[args.setting]
@@ -61,18 +68,18 @@ def main():
   start = time.time()
   rows = []
   for size in [int(s) for s in args.sizes.split(',')]:
-    for kind in benchmark.KINDS:
+    for kind in settings.KINDS:
       impls = {}
       for value in values:
-        config = benchmark.make_config(sizes, size, 'pixel_shuffle')
+        config = make_config(sizes, size, 'pixel_shuffle')
         setattr(getattr(config, section), key, value)
-        impls[value] = benchmark.JaxImpl(config)
-      print(f'== {size} px, {benchmark.KIND_NAMES[kind]}', flush=True)
-      results = benchmark.measure_interleaved(impls, kind, args.rounds, args.window_s)
+        impls[value] = JaxImpl(config)
+      print(f'== {size} px, {settings.KIND_NAMES[kind]}', flush=True)
+      results = measure.measure_interleaved(impls, kind, args.rounds, args.window_s)
       for value in values:
         if 'error' in results[value]:
           sys.exit(f'{args.setting}={value} failed at {size} px: {results[value]["error"]}')
-      ratio = benchmark.paired_ratio(results, chosen, baseline)
+      ratio = measure.paired_ratio(results, chosen, baseline)
       rows.append((size, kind, results[baseline], results[chosen], ratio))
       del impls
       gc.collect()
@@ -80,12 +87,12 @@ def main():
   lines = [
       f'# {section}.{key}: {chosen!r} (the CPU default) against {baseline!r}',
       '',
-      f'- Machine: {benchmark.cpu_model()}, {os.cpu_count()} logical cores;'
+      f'- Machine: {machine.cpu_model()}, {os.cpu_count()} logical cores;'
       f' XLA_FLAGS: `{os.environ.get("XLA_FLAGS", "(unset)")}` (plus what `import ltgans_jax`'
       ' adds).',
       f'- Run: `python experiments/benchmark_cpu_choices.py --setting {args.setting} --sizes '
       f'{args.sizes} --rounds {args.rounds} --window_s {args.window_s:g}'
-      f'{" --quick" if args.quick else ""}` started {started}, git {benchmark.git_commit()}, '
+      f'{" --quick" if args.quick else ""}` started {started}, git {machine.git_commit()}, '
       f'{(time.time() - start) / 60:.1f} min; batch {sizes["batch"]}, z={sizes["latent"]}, '
       f'widths {sizes["width"]}; both settings compiled in one process and timed in '
       'alternating windows.',
@@ -95,7 +102,7 @@ def main():
       '|---|---|---|---|---|']
   for size, kind, base, new, ratio in rows:
     lines.append(
-        f'| {size}px | {benchmark.KIND_NAMES[kind]} | '
+        f'| {size}px | {settings.KIND_NAMES[kind]} | '
         f'{base["median"]:.3f} [{base["min"]:.3f}, {base["max"]:.3f}] | '
         f'{new["median"]:.3f} [{new["min"]:.3f}, {new["max"]:.3f}] | '
         f'**{ratio["median"]:.2f}x** [{ratio["min"]:.2f}, {ratio["max"]:.2f}] |')

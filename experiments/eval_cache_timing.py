@@ -38,6 +38,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import common
 
+common.setup()  # before anything imports jax (see common.setup)
+
 NAME = 'eval_cache_timing'
 CONFIG = 'configs/split_mnist_cpu.py'
 VARIANTS = ('recompute', 'cache, cold', 'cache, warm')

@@ -18,6 +18,8 @@ import os
 
 import common
 
+common.setup()  # before anything imports jax (see common.setup)
+
 METHODS = ('ltgans', 'curl') + common.BASELINE_METHODS
 CONFIGS = {'mnist': 'split_mnist', 'fashion_mnist': 'split_fashion'}
 

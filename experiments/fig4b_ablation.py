@@ -26,6 +26,8 @@ from typing import Dict, List
 
 import common
 
+common.setup()  # before anything imports jax (see common.setup)
+
 NAME = 'fig4b_ablation'
 METHODS = ('ltgans', 'no_lakd')
 SEQUENCES = ('mnist_fashion', 'msfo_offline')

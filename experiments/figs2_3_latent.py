@@ -29,6 +29,8 @@ from typing import List, Tuple
 
 import common
 
+common.setup()  # before anything imports jax (see common.setup)
+
 NAME = 'figs2_3_latent'
 METHODS = ('ltgans',)
 # (run suffix, config, beta: None for 1 or 'fig3' for --fig3_beta, the panels it gives)

@@ -92,6 +92,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 # pylint: disable=g-import-not-at-top,wrong-import-position
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
+common.setup()  # before jax: the repository root on sys.path, no memory preallocation
 
 from ltgans_jax import config_base, losses, models, pixels, viz
 from ltgans_jax.cpu import backend, xla_flags

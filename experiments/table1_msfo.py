@@ -23,6 +23,8 @@ import os
 
 import common
 
+common.setup()  # before anything imports jax (see common.setup)
+
 NAME = 'table1_msfo'
 METHODS = common.PAPER_METHODS + common.BASELINE_METHODS
 SEQUENCES = ('msfo', 'msfo_offline', 'mnist_fashion')

@@ -23,6 +23,8 @@ import os
 
 import common
 
+common.setup()  # before anything imports jax (see common.setup)
+
 NAME = 'table2_cifar_imagenet'
 CONFIG = common.config_path('cifar_imagenet')
 METHODS = ('ltgans', 'curl') + common.BASELINE_METHODS

@@ -21,6 +21,8 @@ import os
 
 import common
 
+common.setup()  # before anything imports jax (see common.setup)
+
 NAME = 'table3_fuzzy'
 METHODS = common.PAPER_METHODS + common.BASELINE_METHODS
 ONLINE_FOLDERS = ('mnist', 'svhn', 'fashion_mnist')

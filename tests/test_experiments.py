@@ -1,4 +1,4 @@
-"""The experiment scripts' helpers (experiments/common.py): command assembly, override sets,
+"""The experiment scripts' helpers (experiments/common/): command assembly, override sets,
 reading workdirs, markdown tables, and Fig. 4b's reconstruction error. No training runs here
 except the shared reference run (conftest), reused for the reconstruction error."""
 

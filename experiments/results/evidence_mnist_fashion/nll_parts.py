@@ -9,6 +9,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
 import jax, jax.numpy as jnp, numpy as np
 import common
+common.setup()
 from ltgans_jax import durations, losses, pixels
 from ltgans_jax.data import sequences
 from ltgans_jax.eval import eval_subset
