@@ -97,7 +97,7 @@ def main(argv=None) -> None:
   statement = [choice_note] if choice_note else []
   statement.append('The CURL and LGM here are this project\'s versions in the same framework '
                    '(the Student\'s networks, the same data, steps and evaluation; '
-                   '`ltgans_jax/baselines/` lists how they differ from the authors\' code); '
+                   '`ltgans_jax/methods/` lists how they differ from the authors\' code); '
                    'no LAKD, fine-tuning and joint training are this project\'s own baselines.')
   sections = [('How this differs from the paper',
                common.setting_section(config, first.workdir, args.quick, statement + notes))]

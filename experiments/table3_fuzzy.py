@@ -86,7 +86,7 @@ def main(argv=None) -> None:
           f'{a} / {b}: {c}' for a, b, c in zip(names, names[1:], swapped)) +
       ' (the paper says "one of the classes"; the authors\' code swaps 8 and 9).',
       'The CURL and LGM here are this project\'s versions in the same framework (the '
-      'Student\'s networks, the same data, steps and evaluation; `ltgans_jax/baselines/` lists '
+      'Student\'s networks, the same data, steps and evaluation; `ltgans_jax/methods/` lists '
       'how they differ from the authors\' code); no LAKD, fine-tuning and joint training are '
       'this project\'s own baselines.']
   sections = [('How this differs from the paper',

@@ -163,7 +163,7 @@ def final_notes(report: Dict, torch) -> None:
         'weights both compute the same function), NCHW, fused Adam, '
         f'torch.set_num_threads({os.cpu_count()}), no_grad for the frozen Teacher and the '
         'critic\'s fakes, zero_grad(set_to_none=True), the critic\'s weights frozen during the '
-        'Assistant update. As in steps.py, D(real), D(fake) and the penalty pass are three '
+        'Assistant update. As in ltgans_steps.py, D(real), D(fake) and the penalty pass are three '
         'separate critic calls.')
   notes.append(f'`resource.getrusage` max RSS of this (main) process over the run: '
                f'{fmt_bytes(report["max_rss_bytes"])}.')

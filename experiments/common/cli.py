@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .paths import REPO_ROOT
 
-# The methods the paper compares (``lgm``, ``curl``: ltgans_jax/baselines/), and this project's
+# The methods the paper compares (``lgm``, ``curl``: ltgans_jax/methods/), and this project's
 # own baselines. A name ltgans_jax.methods.registry.METHODS lacks is skipped with a note.
 PAPER_METHODS = ('ltgans', 'curl', 'lgm')
 BASELINE_METHODS = ('no_lakd', 'finetune', 'joint')
