@@ -166,8 +166,8 @@ class Run:
   Attributes:
     workdir: the run's folder.
     config: its config (locked).
-    method: the run's ``methods.base.LifelongMethod`` (LT-GANs: ``method.networks`` holds the modules;
-      every method: ``method.vae_view(state)``).
+    method: the run's ``methods.base.LifelongMethod`` (every method: ``method.vae_view(state)``;
+      the LT-GANs family: ``method.networks`` holds the modules).
     tasks: the task sequence: ``tasks[t].name``, ``tasks[t].train`` / ``.test`` with
       ``.images`` uint8 [N, H, W, C] and ``.labels`` [N].
     state: the restored state (a pytree of parameters and optimiser states).
