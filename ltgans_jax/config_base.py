@@ -12,7 +12,23 @@ per task, the Student by Adam(2e-4, beta1 0.5) with 100 latent dimensions), and 
 split into two tasks, small networks, a few minutes on 2 CPU cores.
 """
 
+from typing import Any, Dict, Mapping
+
 import ml_collections
+
+
+def flat_items(config: Any, prefix: str = '') -> Dict[str, Any]:
+  """A config (a ConfigDict, or its JSON as nested dicts) as 'a.b' -> leaf value, in order.
+
+  The one flattener: the config checks, TensorBoard's hparams and the experiments' config diffs
+  all read a config through it."""
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, (ml_collections.ConfigDict, Mapping)):
+      flat.update(flat_items(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
 
 
 def get_config() -> ml_collections.ConfigDict:

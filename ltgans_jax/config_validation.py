@@ -10,7 +10,7 @@ import os
 import jax
 import ml_collections
 
-from ltgans_jax import losses, models
+from ltgans_jax import config_base, losses, models
 from ltgans_jax.cpu import backend
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.methods import ltgans_steps, network_state, registry
@@ -22,13 +22,10 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
-def _numbers(node, prefix=''):
+def _numbers(config):
   """(dotted key, value) of every int or float leaf of a config."""
-  for key, value in node.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      yield from _numbers(value, f'{prefix}{key}.')
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-      yield f'{prefix}{key}', value
+  return [(key, value) for key, value in config_base.flat_items(config).items()
+          if isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
 # Methods whose tasks k >= 2 put round(teacher_fraction * B) Teacher samples on the critic's
@@ -37,24 +34,14 @@ TEACHER_MIXING_METHODS = ('ltgans', 'no_lakd')
 FIRST_TASK_MODES = ('twins', 'copy')  # gan.first_task (config_base)
 
 
-def _dotted_keys(node, prefix=''):
-  """Every dotted leaf key of a config (a nested ConfigDict counts by its leaves)."""
-  for key, value in node.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      yield from _dotted_keys(value, f'{prefix}{key}.')
-    else:
-      yield f'{prefix}{key}'
-
-
 def check_keys(config) -> None:
   """Every key of the base config must be present (a config file written from scratch, or one
   that deletes a key, would otherwise end in a KeyError deep inside the run)."""
-  from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f'The config is a {type(config).__name__}, not an ml_collections.ConfigDict; '
                       'build it on ltgans_jax.config_base.get_config().')
   missing = []
-  for key in _dotted_keys(config_base.get_config()):
+  for key in config_base.flat_items(config_base.get_config()):
     try:
       _lookup(config, key)
     except (KeyError, AttributeError, TypeError):

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ltgans_jax import config_validation, durations
+from ltgans_jax import config_base, config_validation, durations
 from ltgans_jax.data import batching, sequences
 from ltgans_jax.eval import figures, task_eval
 from ltgans_jax.methods import network_state, registry
@@ -59,16 +59,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 def hparams(config: ml_collections.ConfigDict) -> Dict[str, object]:
   """The config as flat 'a.b' -> number / string / bool pairs (tuples as text), for
   TensorBoard's hparams."""
-  flat = {}
-
-  def visit(node, prefix):
-    for key, value in node.items():
-      if isinstance(value, ml_collections.ConfigDict):
-        visit(value, f'{prefix}{key}.')
-      else:
-        flat[f'{prefix}{key}'] = value if isinstance(value, (int, float, str, bool)) else str(value)
-  visit(config, '')
-  return flat
+  return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+          for key, value in config_base.flat_items(config).items()}
 
 
 @dataclasses.dataclass

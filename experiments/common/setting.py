@@ -21,14 +21,12 @@ def load_config_file(config: str):
   return module.get_config()
 
 
-def flatten(tree: Mapping, prefix: str = '') -> Dict[str, object]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = list(value) if isinstance(value, tuple) else value
-  return flat
+def flatten(tree: Mapping) -> Dict[str, object]:
+  """A config's JSON as 'a.b' -> value (``config_base.flat_items``), tuples as lists (as JSON
+  writes them)."""
+  from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
+  return {key: list(value) if isinstance(value, tuple) else value
+          for key, value in config_base.flat_items(tree).items()}
 
 
 def run_config_values(workdir: str) -> Dict[str, object]:
