@@ -40,10 +40,14 @@ def test_fused_calls_equal_steps_jitted_alone_bit_for_bit(test_config, method_na
 
   # The loop up to 5611a4f: one jitted step per call, the key drawn on the host.
   expected = jax.tree_util.tree_map(np.array, host_copy(start))
+  jitted = {}  # one compiled step per (variant, static), as the old loop's train_steps had
   for task_step in range(num_steps):
     static = (method.static_step_args(expected) or (None,))[0]
-    step = jax.jit(method.step_function(method.step_variant(task, task_step), static))
-    expected, _ = step(expected, batches[task_step], rng.step_key(config.seed, task, task_step))
+    variant = method.step_variant(task, task_step)
+    if (variant, static) not in jitted:
+      jitted[variant, static] = jax.jit(method.step_function(variant, static))
+    expected, _ = jitted[variant, static](expected, batches[task_step],
+                                          rng.step_key(config.seed, task, task_step))
 
   mesh = train.data_mesh()
   loop = loop_lib.headless(config, method, (num_steps, num_steps),

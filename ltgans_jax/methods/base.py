@@ -70,13 +70,13 @@ class LifelongMethod:
     the critic steps of one generator update; 1 for the VAEs)."""
     return 1
 
+  phases_used: Tuple[str, ...] = ()  # the phases the default ``train_steps`` compiles
+
   def train_steps(self) -> Dict[str, StepFn]:
     """Phase -> its step jitted alone (benchmarks and tests); the input state is donated when
     ``donate_state``."""
     return {phase: jax.jit(self.step_function(phase), donate_argnums=0 if self.donate_state
                            else ()) for phase in self.phases_used}
-
-  phases_used: Tuple[str, ...] = ()  # the phases ``train_steps`` compiles
 
   def phase(self, task: int) -> str:
     raise NotImplementedError

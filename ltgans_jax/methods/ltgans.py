@@ -48,8 +48,6 @@ class GanMethod(base.StudentEvaluation, base.LifelongMethod):
   sample_networks = ('teacher', 'assistant', 'student')
   fid_source = 'the Assistant (the generator that has just learnt; after task 1 both have)'
 
-  phases_used = ('joint', 'joint_mix', 'lakd', 'plain')
-
   def __init__(self, config: ml_collections.ConfigDict, name: str):
     self.config, self.name = config, name
     self.phases, self.swap_roles, self.cumulative_data = PHASES[name]
