@@ -186,7 +186,28 @@ RESUME_KEYS = ('seed', 'method', 'data.sequence', 'data.source', 'data.image_siz
                'model.critic_width', 'model.resample', 'gan.first_task', 'vae.latent_dim',
                'vae.width', 'train.batch_size', 'train.steps_per_task', 'train.epochs_per_task',
                'optim.gan_optimizer', 'optim.generator_ema_decay', 'curl.max_components',
-               'curl.buffer_size')
+               'curl.buffer_size', 'train.num_seeds')
+
+# The RESUME_KEYS only some methods read (the others' states and steps never see them).
+GAN_ONLY_KEYS = ('model.latent_dim', 'model.generator_width', 'model.critic_width',
+                 'gan.first_task', 'optim.gan_optimizer', 'optim.generator_ema_decay')
+CURL_ONLY_KEYS = ('curl.max_components', 'curl.buffer_size')
+# The RESUME_KEYS only some sequences read (``data.sequences``): key -> whether ``sequence``
+# reads it.
+SEQUENCE_KEYS = {'data.fuzzy_swap_classes': lambda sequence: 'fuzzy' in sequence,
+                 'data.fuzzy_variant': lambda sequence: 'fuzzy' in sequence,
+                 'data.dataset': lambda sequence: sequence == 'class_split',
+                 'data.num_tasks': lambda sequence: sequence in ('class_split', 'digits_split')}
+
+
+def resume_keys_read_by(method: str, sequence: str):
+  """The RESUME_KEYS that ``method`` on ``sequence`` reads: a workdir written by an earlier
+  version may hold another default of a key its run never reads, which must not stop it
+  resuming."""
+  unread = (() if method in registry.GAN_METHODS else GAN_ONLY_KEYS) + (
+      () if method == 'curl' else CURL_ONLY_KEYS)
+  return [key for key in RESUME_KEYS if key not in unread
+          and SEQUENCE_KEYS.get(key, lambda _: True)(sequence)]
 
 
 def _lookup(config, dotted: str):
@@ -231,7 +252,10 @@ WORKDIR_ENTRIES = {'checkpoints': True, 'damaged_checkpoints': True, 'eval': Tru
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses a run whose resume-critical values differ from those in ``workdir/config.json``
   when the workdir holds checkpoints written with them; reads only. A workdir without
-  checkpoints (a start that failed before its first save) holds nothing to protect."""
+  checkpoints (a start that failed before its first save) holds nothing to protect. Only the
+  keys the recorded method and sequence read are compared (``resume_keys_read_by``), and a key
+  the record lacks counts as its default, so a workdir written by an earlier version resumes
+  unless a value it was trained with differs."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path) or not _has_checkpoints(workdir):
     return
@@ -242,13 +266,33 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     raise ConfigError(f'{path} cannot be read ({type(e).__name__}: {str(e)[:80]}); it records '
                       'the values the checkpoints beside it were written with: restore it, or '
                       'delete it to resume with this config\'s values.') from e
-  current = _resume_values(config)
-  differing = [f'{k}={written[k]!r} (this config: {current[k]!r})'
-               for k in RESUME_KEYS if k in written and written[k] != current[k]]
+  differing = _differing_resume_values(written, config)
   if differing:
-    raise ConfigError(f'{workdir} was written by an incompatible config: '
-                      f'{", ".join(differing)}; use another --workdir, or these values to '
-                      'resume it.')
+    values = ', '.join(f'{k}={old!r} (this config: {new!r})' for k, old, new in differing)
+    flags = ' '.join(f'--config.{k}={_flag_value(old)}' for k, old, _ in differing)
+    raise ConfigError(f'{workdir} was written by an incompatible config: {values}; use another '
+                      f'--workdir, or pass {flags} to resume it.')
+
+
+def _differing_resume_values(written: dict, config) -> list:
+  """(key, recorded value, this config's value) of every resume key the method reads whose
+  values differ; a key missing from the record (written before the key existed) counts as
+  recorded at its default."""
+  current, defaults = _resume_values(config), _resume_values(config_base.get_config())
+  differing = []
+  for key in resume_keys_read_by(written.get('method', config.method),
+                                 written.get('data.sequence', config.data.sequence)):
+    old = written.get(key, defaults[key])
+    if old != current[key]:
+      differing.append((key, old, current[key]))
+  return differing
+
+
+def _flag_value(value) -> str:
+  """``value`` as a --config.key=value command-line flag takes it."""
+  if isinstance(value, (list, tuple)):
+    return '"(' + ', '.join(map(str, value)) + (',)"' if len(value) == 1 else ')"')
+  return str(value)
 
 
 def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:

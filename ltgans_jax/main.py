@@ -131,8 +131,9 @@ def main(argv):
       raise
     logging.error('%s', e)
     sys.exit(f'error: cannot write {e.filename or "into the workdir"} ({e.strerror}); free '
-             'space there (or make it writable) and rerun the same command: training resumes '
-             'from its newest checkpoint.')
+             'space there (or make it writable) and rerun the same command' + (
+                 ': training resumes from its newest checkpoint.' if FLAGS.mode == 'train'
+                 else ' (it trains nothing and changes no checkpoint).'))
   except hooks.StopRequested as e:
     logging.warning('%s', e)
     sys.exit(143)

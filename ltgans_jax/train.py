@@ -24,7 +24,7 @@ from ltgans_jax import config_base, config_validation, durations
 from ltgans_jax.data import batching, sequences
 from ltgans_jax.eval import figures, task_eval
 from ltgans_jax.methods import network_state, registry
-from ltgans_jax.run import checkpointing, hooks, loop as loop_lib, report
+from ltgans_jax.run import checkpointing, hooks, loop as loop_lib, report, resume
 from ltgans_jax.run import seeds as seeds_lib, seeds_report, workdir_lock, writers
 
 
@@ -47,6 +47,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   config_validation.check_task_steps(config, task_steps)
   config_validation.check_memory(config, method)
   config_validation.check_workdir(config, workdir)
+  resume.check_checkpoint_shapes(config, workdir)  # config.json may be gone
   # A damaged report.json stops the run here, not after a task (with seeds: each seed's).
   for report_dir in seeds_lib.report_dirs(config, workdir):
     report.load_records(report_dir)
@@ -110,6 +111,10 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
   config_validation.record_config(config, workdir)  # the run is known to start
+  restored_step = durations.global_step(task_steps, seeds_lib.counter(state.task),
+                                        seeds_lib.counter(state.task_step))
+  for folder in {workdir, *seeds_lib.report_dirs(config, workdir)}:
+    resume.settle_metrics(folder, restored_step)  # before anything logs this run's rows
   state = jax.device_put(state, replicated)
   metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0,
                                   config.log.wandb_project)
@@ -186,8 +191,9 @@ def _end_of_task(out: SeedOutputs, state, tasks, task: int, task_steps, seconds:
   pictures = report.write_pictures(config, method, state, evaluator.test_images, task, workdir,
                             out.metrics_log, boundary)
   out.records = out.records[:task] + [report.TaskRecord(
-      tasks[task].name, task_steps[task] - steps_before, seconds, last, results, pictures,
-      report.evaluation_setting(config, evaluator.protocol))]
+      tasks[task].name, task_steps[task], seconds, last, results, pictures,
+      report.evaluation_setting(config, evaluator.protocol),
+      timed_steps=task_steps[task] - steps_before)]
   records = out.records
   # The evaluation as scalars, and the forgetting heatmaps as images, for TensorBoard.
   out.metrics_log.write_scalars(boundary,

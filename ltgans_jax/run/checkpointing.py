@@ -163,9 +163,15 @@ def restore_step(manager: ocp.CheckpointManager, step: int,
   Read with a checkpointer of its own, not ``manager.restore``: after meeting a damaged step
   the manager's inferred item layout can no longer read the healthy ones.
   """
+  path = os.path.join(manager.directory, str(step), 'default')
+  stored = stored_shapes(path)
+  wanted = leaf_shapes(template)
+  if stored is not None and stored != wanted:  # orbax may fail otherwise than on a shape
+    name = next(n for n in sorted(set(stored) | set(wanted)) if stored.get(n) != wanted.get(n))
+    raise StateMismatchError(f'{name} has shape {stored.get(name, "(absent)")} there, the '
+                             f'config needs {wanted.get(name, "(absent)")}')
   try:
-    state = ocp.StandardCheckpointer().restore(
-        os.path.join(manager.directory, str(step), 'default'), template)
+    state = ocp.StandardCheckpointer().restore(path, template)
   except ValueError as e:  # orbax compares the stored shapes with the template's first
     if 'stored shape' not in str(e):
       raise
@@ -185,3 +191,28 @@ def _check_matches(template, state) -> None:
     if a.shape != b.shape or a.dtype != b.dtype:
       raise StateMismatchError(f'an array has shape {b.shape} {b.dtype}, the config needs '
                                f'{a.shape} {a.dtype}')
+
+
+def _key_name(key) -> str:
+  for attribute in ('name', 'key', 'idx'):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
+
+
+def leaf_shapes(tree) -> dict:
+  """Leaf name -> shape of a state (arrays or ``jax.ShapeDtypeStruct``), the names dotted as
+  orbax's metadata names them ('student.params.Dense_0.kernel')."""
+  return {'.'.join(_key_name(k) for k in path): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def stored_shapes(path: str) -> Optional[dict]:
+  """Leaf name -> shape of the state saved at ``path`` (a step's item folder), read from
+  orbax's metadata (no array is read); None where the metadata cannot be read (a damaged or
+  half-written checkpoint)."""
+  try:
+    tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+    return {leaf.name: tuple(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)}
+  except Exception:  # pylint: disable=broad-except  # orbax raises many kinds
+    return None

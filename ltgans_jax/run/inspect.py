@@ -29,7 +29,7 @@ from ltgans_jax.data import sequences
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.eval import figures, task_eval
 from ltgans_jax.methods import registry
-from ltgans_jax.run import checkpointing, report, writers
+from ltgans_jax.run import checkpointing, report, resume, writers
 from ltgans_jax.run.checkpointing import CheckpointError
 
 EVALUATE_FOLDER = 'evaluate'  # everything --mode=evaluate writes, inside the workdir
@@ -95,6 +95,7 @@ def evaluate_workdir(config, workdir: str) -> dict:
   """Recomputes the per-task metrics from the task-boundary checkpoints; returns summaries."""
   tasks, method, states = boundary_states(config, workdir)
   out = os.path.join(workdir, EVALUATE_FOLDER)
+  resume.check_writable(out, 'evaluate', 'its matrices, figures and evaluation.md')
   # Reads the training run's cached reference statistics; writes what it lacks into out/.
   evaluator = task_eval.TaskEvaluator(config, method, tasks, workdir,
                                       reference_folder=os.path.join(out, 'reference'))
@@ -159,6 +160,12 @@ def sample(config, workdir: str) -> str:
     raise ConfigError(f'sample.network={network!r}; method {config.method!r} has '
                       f'{method.sample_networks}.')
   _, method, template, _, manager = open_workdir(config, workdir)
+  try:
+    resume.check_checkpoint_shapes(config, workdir)
+    resume.check_writable(workdir, 'sample', f'samples_{network}.npz and .png')
+  except Exception:
+    manager.close()
+    raise
   state = checkpointing.restore_latest(manager, template, move_damaged=False)
   if state is None:
     raise CheckpointError(f'{workdir} holds no checkpoint; train first with --mode=train.')

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,9 @@ class TaskRecord:
   # How ``evaluation`` was measured (``evaluation_setting``): a resume with other eval settings
   # must not relabel the rows measured before it ('' in reports written before this field).
   evaluation_setting: str = ''
+  # The steps ``seconds`` timed: the task's steps trained by the process that finished it (a
+  # resumed task's earlier steps ran in another process); None in reports written before.
+  timed_steps: Optional[int] = None
 
 
 def evaluation_setting(config, protocol: str) -> str:
@@ -99,7 +102,7 @@ def write_report(config, workdir, tasks, records: List[TaskRecord], fid_source: 
            '|---|---|---|---|---|---|']
   for r in records:
     lines.append(f'| {r.name} | {r.steps} | {hooks.format_duration(r.seconds)} | '
-                 f'{r.steps / max(r.seconds, 1e-9):.2f} | '
+                 f'{_timed_steps(r) / max(r.seconds, 1e-9):.2f} | '
                  f'{_metric_cell(r.last_metrics, "critic/loss", 3)} | '
                  f'{_metric_cell(r.last_metrics, "student/loss_data", 2)} |')
   setting = evaluation_setting(config, protocol)
@@ -159,6 +162,10 @@ def _all_seen_table(names, records: List[TaskRecord]) -> List[str]:
              if f'{m}_all' in r.evaluation else '' for m in metrics]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   return lines
+
+
+def _timed_steps(record: TaskRecord) -> int:
+  return record.steps if record.timed_steps is None else record.timed_steps
 
 
 def _metric_cell(metrics: Dict[str, float], name: str, digits: int) -> str:
