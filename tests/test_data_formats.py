@@ -466,8 +466,8 @@ def test_loose_images_next_to_class_folders_are_an_error(tmp_path):
   """Used to drop them with only a warning, changing the dataset unseen."""
   _write_class_folder(tmp_path)
   Image.new('RGB', (8, 8)).save(tmp_path / 'stray.png')
-  with pytest.raises(DatasetError, match=r'holds 1 loose images \(stray.png\) next to 3 class '
-                                         r'folders; move them into a class folder or out of'):
+  with pytest.raises(DatasetError, match=r'holds 1 loose image \(stray.png\) next to 3 class '
+                                         r'folders; move it into a class folder or out of'):
     formats.load_image_folder(str(tmp_path), 8)
   # With class_names only those subfolders are read, as documented.
   data = formats.load_image_folder(str(tmp_path), 8, test_fraction=0.0, class_names=['cat'])

@@ -345,8 +345,9 @@ def _list_classes(folder: str, class_names: Optional[Sequence[str]]
   if classes and flat:
     # Dropping them would change the dataset unseen; labelling them would invent a class.
     names = ', '.join(os.path.basename(p) for p in flat[:3]) + (' ...' if len(flat) > 3 else '')
-    raise DatasetError(f'{folder} holds {len(flat)} loose images ({names}) next to '
-                       f'{len(classes)} class folders; move them into a class folder or out of '
+    images, them = ('image', 'it') if len(flat) == 1 else ('images', 'them')
+    raise DatasetError(f'{folder} holds {len(flat)} loose {images} ({names}) next to '
+                       f'{len(classes)} class folders; move {them} into a class folder or out of '
                        f'{folder}, since a folder is read either as one subfolder per class or '
                        'as a flat folder of images.')
   if classes:
