@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from ltgans_jax import config_base, config_validation, durations
-from ltgans_jax import named_configs, pixels, train as training, viz
+from ltgans_jax import named_configs, pixels, startup, train as training, viz
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.run import checkpointing, inspect as inspect_run
 from ltgans_jax.run.checkpointing import CheckpointError
@@ -155,6 +155,7 @@ def train(config: ConfigLike, workdir: str) -> 'Run':
   Returns:
     The finished run, opened at its newest checkpoint (``Run.open``).
   """
+  startup.require_float32()
   config = _as_config(config)
   training.train_and_evaluate(config, workdir)
   return Run.open(workdir, config)
@@ -192,8 +193,16 @@ class Run:
         negative ones counting from the end, or its name) for the checkpoint at its end, e.g.
         0 to see what the networks held right after the first task.
     Raises:
-      ConfigError, CheckpointError: no config, no checkpoint, or one that does not fit.
+      ConfigError, CheckpointError: no such workdir, no config, no checkpoint, or one that
+        does not fit; an ``after_task`` that is neither an int nor a name.
     """
+    startup.require_float32()
+    if after_task is not None:
+      _check_task_type(after_task)
+    if not os.path.exists(workdir):
+      raise ConfigError(f'The workdir {workdir} does not exist, so it holds no run; pass the '
+                        '--workdir a training run wrote (api.train or python -m '
+                        'ltgans_jax.main).')
     config = read_config(workdir) if config is None else _as_config(config)
     # The inspect modes' own opening of a workdir (checks, restore target, checkpoint manager).
     tasks, method, template, task_steps, manager = inspect_run.open_workdir(config, workdir)
@@ -276,6 +285,8 @@ class Run:
     latent = self.config.vae.latent_dim
     if z.ndim != 2 or z.shape[1] != latent:
       raise ConfigError(f'z has shape {z.shape}; pass latents of shape [N, {latent}].')
+    if not len(z):
+      raise ConfigError(f'z has shape {z.shape}, an empty batch; pass at least one latent.')
     logits = self.method.vae_view(self.state).decode(z)
     return to_uint8(pixels.from_logits(logits))
 
@@ -291,6 +302,9 @@ class Run:
     if images.ndim != 4 or images.shape[1:] != shape:
       raise ConfigError(f'images have shape {images.shape}; pass [N, {", ".join(map(str, shape))}]'
                         ' (uint8, or floats in [-1, 1]).')
+    if not len(images):
+      raise ConfigError(f'images have shape {images.shape}, an empty batch; pass at least one '
+                        'image.')
     if images.dtype == np.uint8:
       return pixels.from_uint8(images)
     if images.size and (images.min() < -1 or images.max() > 1):
@@ -315,6 +329,14 @@ class Run:
     """
     inspect_run.evaluate_workdir(self.config, self.workdir)
     return _read_matrices(os.path.join(self.workdir, inspect_run.EVALUATE_FOLDER))
+
+
+def _check_task_type(task) -> None:
+  """ConfigError unless ``task`` is an int (not a bool) or a str: a float such as 1.0 is not
+  a task, and rounding it could pick another checkpoint than the one meant."""
+  if isinstance(task, (bool, np.bool_)) or not isinstance(task, (int, np.integer, str)):
+    raise ConfigError(f'after_task={task!r} is a {type(task).__name__}; pass a task index (an '
+                      'int such as 1) or a task name.')
 
 
 def _task_index(task: Union[int, str], names: List[str]) -> int:

@@ -17,9 +17,8 @@ import jax
 import ml_collections
 from ml_collections import config_flags
 
-from ltgans_jax import multihost, named_configs, train
+from ltgans_jax import multihost, named_configs, startup, train
 from ltgans_jax.config_validation import ConfigError
-from ltgans_jax.cpu import xla_flags
 from ltgans_jax.data.local import DatasetError
 from ltgans_jax.run import hooks, inspect as inspect_run
 from ltgans_jax.run.checkpointing import CheckpointError, DISK_ERRORS
@@ -140,9 +139,13 @@ def main(argv):
 
 
 def run():
-  """The entry point: the XLA:CPU flags first (XLA reads them once, when JAX starts its
-  backends; ``cpu.xla_flags``), then absl's flag parsing and ``main``."""
-  xla_flags.apply_defaults()
+  """The entry point: the user's XLA_FLAGS checked and the XLA:CPU flags added first (XLA reads
+  them once, when JAX starts its backends), float32 mode (``startup``), then absl's flag
+  parsing and ``main``."""
+  try:
+    startup.prepare()
+  except ConfigError as e:
+    sys.exit(f'error: {e}')
   app.run(main, flags_parser=parse_flags)
 
 

@@ -216,3 +216,44 @@ def test_boundary_checkpoint_by_name(run):
   assert (first.step, int(first.state.task)) == (4, 0)
   assert re.search(r"at step 4: task 1 step 4\)$", repr(first))
   assert first.matrices()['nll_paper']['matrix'].shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 32: arguments that used to end in a TypeError, a ZeroDivisionError or a misleading
+# sentence; none needs a trained run.
+
+def test_open_a_missing_workdir_says_so(tmp_path):
+  """Used to say '.../config.json does not exist', as if only that file were missing."""
+  missing = str(tmp_path / 'no_such_run')
+  for config in (None, 'test'):
+    with pytest.raises(ConfigError, match=rf'The workdir {re.escape(missing)} does not exist, so '
+                                          r'it holds no run; pass the --workdir a training run '
+                                          r'wrote'):
+      api.Run.open(missing, config=config)
+
+
+def test_encode_and_decode_of_an_empty_batch(test_config, tmp_path):
+  """encode() of an empty batch used to end in a ZeroDivisionError."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.methods import registry  # pylint: disable=g-import-not-at-top
+  method = registry.build(test_config)
+  run = api.Run(str(tmp_path), test_config, method, [], method.init_state(jax.random.key(0)), 0)
+  with pytest.raises(ConfigError, match=r'images have shape \(0, 28, 28, 1\), an empty batch; '
+                                        r'pass at least one image\.'):
+    run.encode(np.zeros((0, 28, 28, 1), np.uint8))
+  with pytest.raises(ConfigError, match=r'z has shape \(0, 4\), an empty batch; pass at least '
+                                        r'one latent\.'):
+    run.decode(np.zeros((0, 4)))
+  assert run.encode(np.zeros((1, 28, 28, 1), np.uint8)).shape == (1, 4)
+
+
+def test_api_refuses_64_bit_mode(tmp_path):
+  """The API shares JAX's settings with the caller, so it says so instead of changing them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_enable_x64', True)
+  try:
+    with pytest.raises(ConfigError, match=r"JAX's 64-bit mode is on .*; call "
+                                          r"jax.config.update\('jax_enable_x64', False\)"):
+      api.Run.open(str(tmp_path))
+  finally:
+    jax.config.update('jax_enable_x64', False)

@@ -409,3 +409,66 @@ def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
   rgb = formats._read_square_rgb(path, 8)  # pylint: disable=protected-access
   assert rgb.shape == (8, 8, 3)
   np.testing.assert_array_equal(rgb, round(value * 255 / 65535))  # 117, not 255
+
+
+# ------------------------------------------------------------------ Issue 32: bad input files
+
+
+def _write_svhn_v73(path, x, y):
+  """Writes ``{'X': x, 'y': y}`` as MATLAB v7.3 does: an HDF5 file (column-major arrays held
+  with the axes reversed) behind a 512-byte MATLAB header whose version bytes say 0x0200."""
+  h5py = pytest.importorskip('h5py')
+  with h5py.File(path, 'w', userblock_size=512) as f:
+    f['X'] = x.T
+    f['y'] = y.astype(np.float64).T
+  text = b'MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Dec  7 01:00:00 2026 HDF5 '
+  with open(path, 'r+b') as f:
+    f.write(text.ljust(116) + b'\0' * 8 + b'\x00\x02IM')
+
+
+def test_svhn_matlab_v73_file_is_read_with_h5py(tmp_path):
+  """Used to say the file is corrupt (scipy's NotImplementedError for v7.3 files)."""
+  written = _write_svhn(tmp_path, n_train=10, n_test=3)
+  v5 = formats.load_svhn_mat(str(tmp_path))
+  _write_svhn_v73(tmp_path / 'train_32x32.mat', *written['train'])
+  with pytest.raises(NotImplementedError):  # what scipy does with it
+    scipy.io.loadmat(tmp_path / 'train_32x32.mat')
+  v73 = formats.load_svhn_mat(str(tmp_path))
+  np.testing.assert_array_equal(v73['train'].images, v5['train'].images)
+  np.testing.assert_array_equal(v73['train'].labels, v5['train'].labels)
+
+
+def test_svhn_matlab_v73_file_without_h5py_says_how_to_convert(tmp_path, monkeypatch):
+  written = _write_svhn(tmp_path)
+  _write_svhn_v73(tmp_path / 'train_32x32.mat', *written['train'])
+  monkeypatch.setitem(__import__('sys').modules, 'h5py', None)  # as if not installed
+  with pytest.raises(DatasetError, match=r'train_32x32.mat is a MATLAB v7.3 \(HDF5\) file, which '
+                                         r'scipy cannot read; pip install h5py to read it as it '
+                                         r'is, or save it again in MATLAB as v7'):
+    formats.load_svhn_mat(str(tmp_path))
+
+
+def test_idx_file_with_a_damaged_deflate_stream(tmp_path):
+  """Used to end in a raw zlib.error: the gzip header is intact, the compressed data is not."""
+  from ltgans_jax.data import local  # pylint: disable=g-import-not-at-top
+  from tests.helpers import write_mnist_folder  # pylint: disable=g-import-not-at-top
+  write_mnist_folder(tmp_path)
+  path = tmp_path / 'train-images-idx3-ubyte.gz'
+  raw = bytearray(path.read_bytes())
+  raw[10:40] = b'\xff' * 30  # right after the 10-byte gzip header: an invalid deflate block
+  path.write_bytes(bytes(raw))
+  with pytest.raises(DatasetError, match=r'Cannot decompress .*train-images-idx3-ubyte.gz: its '
+                                         r'compressed data is damaged \(.*\); download it again'):
+    local.load_idx_dataset(str(tmp_path))
+
+
+def test_loose_images_next_to_class_folders_are_an_error(tmp_path):
+  """Used to drop them with only a warning, changing the dataset unseen."""
+  _write_class_folder(tmp_path)
+  Image.new('RGB', (8, 8)).save(tmp_path / 'stray.png')
+  with pytest.raises(DatasetError, match=r'holds 1 loose image \(stray.png\) next to 3 class '
+                                         r'folders; move it into a class folder or out of'):
+    formats.load_image_folder(str(tmp_path), 8)
+  # With class_names only those subfolders are read, as documented.
+  data = formats.load_image_folder(str(tmp_path), 8, test_fraction=0.0, class_names=['cat'])
+  _check_split(data['train'], (4, 8, 8, 3))

@@ -11,6 +11,7 @@ import errno
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -413,6 +414,17 @@ def test_damaged_feature_network_file(test_config, tmp_path, mode):
   assert _listing(workdir) == before
 
 
+@pytest.mark.parametrize('after_task', [1.0, True, [0]])
+def test_api_after_task_of_another_type_is_refused(boundary_workdir, after_task):
+  """after_task=1.0 used to end in 'TypeError: list indices must be integers or slices, not
+  float' at the checkpoint lookup (issue 32)."""
+  from ltgans_jax import api  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ConfigError, match=rf'after_task={re.escape(repr(after_task))} is a '
+                                        rf'{type(after_task).__name__}; pass a task index \(an '
+                                        r'int such as 1\) or a task name\.'):
+    api.Run.open(str(boundary_workdir), after_task=after_task)
+
+
 # ------------------------------------------------------------------------------------------
 # The workdir's metadata files.
 
@@ -520,3 +532,106 @@ def test_backend_variables_end_before_anything_is_written(tmp_path, variable, va
   assert pattern in result.stderr and 'Traceback' not in result.stderr
   assert not (tmp_path / 'run').exists()
 
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 32: test sets that lack a class; XLA_FLAGS and JAX_ENABLE_X64 before JAX starts.
+
+def test_task_whose_test_set_lacks_classes_is_named_before_training(test_config, tmp_path,
+                                                                    caplog):
+  """Five MNIST test images hold classes 0..4 only; the evaluation used to measure those
+  without a word, a different metric from a run with a full test set."""
+  config = _mnist_config(test_config, tmp_path)
+  write_mnist_folder(tmp_path / 'fashion_mnist', n_train=12, n_test=10)
+  with caplog.at_level('WARNING', logger='ltgans_jax.data.sequences'):
+    sequences.build_sequence(config)
+  warnings = [r.getMessage() for r in caplog.records if 'has no test images of' in r.getMessage()]
+  assert warnings == ['Task mnist has no test images of classes 5, 6, 7, 8, 9, which it trains '
+                      'on, so its evaluation measures only its other classes; add test images of '
+                      'those classes to compare it with runs that measure them all.']
+
+
+def test_class_disjoint_test_set_is_by_design():
+  """Omniglot's test set holds other characters than its training set, on purpose."""
+  def task(train_labels, test_labels):
+    split = lambda labels: local.SplitArrays(np.zeros((len(labels), 1)), np.asarray(labels))
+    return sequences.Task('t', split(train_labels), split(test_labels))
+  assert sequences.classes_missing_from_test(task([0, 1], [2, 3])) == []
+  assert sequences.classes_missing_from_test(task([0, 1, 2], [1])) == [0, 2]
+  assert sequences.classes_missing_from_test(task([0, 1], [1, 0, 5])) == []
+
+
+def _main(tmp_path, environ, code=None):
+  """``python -m ltgans_jax.main`` on the test config (or ``code`` run with ``python -c``)."""
+  command = ['-c', code] if code else ['-m', 'ltgans_jax.main', '--config=configs/test.py',
+                                       f'--workdir={tmp_path / "run"}']
+  return subprocess.run([sys.executable, *command], cwd=ROOT, env={**os.environ, **environ},
+                        capture_output=True, text=True, timeout=300)
+
+
+BAD_XLA_FLAGS = [
+    ('--xla_force_host_platform_device_count=abc',
+     "error: XLA refuses your flag --xla_force_host_platform_device_count=abc in XLA_FLAGS "
+     "(Couldn't interpret value abc for flag xla_force_host_platform_device_count); fix or remove "
+     'it and rerun (the flag ltgans_jax adds, --xla_cpu_experimental_ynn_fusion_type=, is not the '
+     'problem).'),
+    ('--xla_cpu_experimental_ynn_fusion_type=bogus',
+     'error: XLA refuses your flag --xla_cpu_experimental_ynn_fusion_type=bogus in XLA_FLAGS '
+     "(Illegal value for --xla_cpu_experimental_ynn_fusion_type 'LIBRARY_FUSION_TYPE_BOGUS'); "
+     'fix or remove it and rerun.'),
+    ('--xla_force_host_platform_device_count 4',
+     'error: XLA refuses your flag --xla_force_host_platform_device_count in XLA_FLAGS (Unknown '
+     'flag in XLA_FLAGS: --xla_force_host_platform_device_count); write it as --name=value (no '
+     'space) or remove it and rerun (the flag ltgans_jax adds, '
+     '--xla_cpu_experimental_ynn_fusion_type=, is not the problem).'),
+    ('xla_force_host_platform_device_count=4',
+     "error: XLA_FLAGS='xla_force_host_platform_device_count=4' does not start with --, so XLA "
+     'reads it as the name of a file of flags and cannot open that file; write the flags as '
+     '--name=value, or name a readable file.'),
+]
+
+
+@pytest.mark.parametrize('value, message', BAD_XLA_FLAGS,
+                         ids=['bad number', 'bad value of our flag', 'a space', 'no dashes'])
+def test_bad_xla_flags_name_the_users_flag(tmp_path, value, message):
+  """Used to be XLA's check failure and a usage dump of every flag, with the package's own
+  flag appended to the value shown as if the user had typed it."""
+  result = _main(tmp_path, {'XLA_FLAGS': value})
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert 'usage:' not in result.stderr and 'Check failed' not in result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_xla_refusing_our_own_flag_is_told_apart(monkeypatch):
+  """Were a jaxlib to refuse the flag the package adds, the user's flags are not blamed."""
+  from ltgans_jax.cpu import xla_flags  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(xla_flags, 'CPU_FLAGS', ('--xla_no_such_flag_of_ours=1',))
+  with pytest.raises(ConfigError, match=r'XLA refuses the flag ltgans_jax adds to XLA_FLAGS, '
+                                        r'--xla_no_such_flag_of_ours=1 \(Unknown flag in '
+                                        r"XLA_FLAGS: --xla_no_such_flag_of_ours=1\), not yours "
+                                        r"\('--xla_force_host_platform_device_count=2'\); set "
+                                        r'LTGANS_XLA_CPU_DEFAULTS=0'):
+    xla_flags.check_flags({**os.environ,
+                           'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+
+
+def test_jax_enable_x64_runs_in_float32(tmp_path):
+  """Used to end in 'lax.conv_general_dilated requires arguments to have the same dtypes, got
+  float32, float64' when the networks were built. ``main.run`` up to the start of training,
+  which here builds the networks and one generator sample."""
+  code = ('import sys, jax\n'
+          'from ltgans_jax import main, train\n'
+          'from ltgans_jax.methods import registry\n'
+          'def start(config, workdir):\n'
+          '  method = registry.build(config)\n'
+          '  state = method.init_state(jax.random.key(0))\n'
+          '  print("dtype", method.sample(state, "assistant", jax.random.key(1), 2).dtype)\n'
+          'train.train_and_evaluate = start\n'
+          f'sys.argv = ["main", "--config=configs/test.py", "--workdir={tmp_path / "run"}"]\n'
+          'main.run()\n')
+  result = _main(tmp_path, {'JAX_ENABLE_X64': '1'}, code)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'dtype float32' in result.stdout
+  assert ('JAX_ENABLE_X64 is set, but ltgans_jax computes and checkpoints in float32, so this run '
+          "turns JAX's 64-bit mode off and runs in float32.") in result.stderr

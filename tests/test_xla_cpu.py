@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from ltgans_jax.cpu import xla_flags
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type='
@@ -66,3 +68,35 @@ def test_without_ynn_flag_removes_every_value_of_it_and_nothing_else():
   assert xla_flags.without_ynn_flag(flags) == (
       '--xla_force_host_platform_device_count=4 --xla_cpu_use_onednn=true')
   assert xla_flags.without_ynn_flag('') == ''
+
+
+def test_a_flags_file_name_gets_nothing_appended():
+  """XLA reads an XLA_FLAGS value that does not start with -- as a file name; appending our
+  flag would make it another name, shown to the user as if they had typed it."""
+  env = {'XLA_FLAGS': '/etc/xla_flags.txt'}
+  assert not xla_flags.apply_defaults(env, jaxlib_version='0.10.2', backends_started=False)
+  assert env == {'XLA_FLAGS': '/etc/xla_flags.txt'}
+
+
+def test_xla_complaints_are_read_and_pinned_on_a_flag():
+  stderr = ('I1207 01:25:20.1 4085 x.cc:1] something\n'
+            'E1207 01:25:35.022967    4866 debug_options_flags.cc:145] Illegal value for '
+            "--xla_cpu_experimental_ynn_fusion_type 'LIBRARY_FUSION_TYPE_BOGUS'\n"
+            'F1207 01:25:35.023034    4866 parse_flags_from_env.cc:220] Check failed: ...\n')
+  complaint = xla_flags.xla_complaint(stderr)
+  assert complaint == ("Illegal value for --xla_cpu_experimental_ynn_fusion_type "
+                       "'LIBRARY_FUSION_TYPE_BOGUS'")
+  tokens = ['--xla_dump_to=/tmp/d', '--xla_cpu_experimental_ynn_fusion_type=bogus']
+  assert xla_flags.culprit(complaint, tokens) == tokens[1]
+  assert xla_flags.culprit('Unknown flag in XLA_FLAGS: --xla_x=1', ['--a=1', '--xla_x=1']) == (
+      '--xla_x=1')
+  assert xla_flags.culprit("Couldn't interpret value abc for flag xla_a", ['--xla_a=abc']) == (
+      '--xla_a=abc')
+  assert xla_flags.xla_complaint('Traceback ...\nRuntimeError: other') is None
+
+
+def test_no_xla_flags_means_no_probe():
+  """Nor only ours, inherited from a parent that ran apply_defaults (the test suite's
+  subprocesses): the probe costs seconds."""
+  xla_flags.check_flags({}, probe=lambda *a: pytest.fail('probed'))
+  xla_flags.check_flags({'XLA_FLAGS': f' {FLAG} '}, probe=lambda *a: pytest.fail('probed'))

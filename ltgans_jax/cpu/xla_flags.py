@@ -18,6 +18,13 @@ the YNNPACK fusions are turned off, unless:
   says so).
 
 The flag only concerns the CPU backend: GPU and TPU runs are unaffected.
+
+``check_flags`` runs first: when the user set ``XLA_FLAGS``, a short subprocess starts JAX's CPU
+backend with the flags the run would get (the user's and ours). XLA parses ``XLA_FLAGS`` once
+and, on a bad flag, aborts the process with a check failure and a usage dump of every flag it
+knows, naming the whole value as if the user had typed our flag too; the probe turns that into
+one sentence naming the bad flag and whose it is. Without ``XLA_FLAGS`` nothing is probed (ours
+alone are tested with the installed jaxlib by the test suite).
 """
 
 from __future__ import annotations
@@ -25,8 +32,12 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
+import subprocess
 import sys
-from typing import MutableMapping, Optional, Tuple
+from typing import Callable, MutableMapping, Optional, Sequence, Tuple
+
+from ltgans_jax.errors import ConfigError
 
 YNN_FLAG = 'xla_cpu_experimental_ynn_fusion_type'
 # An empty list of fusion types: no YNNPACK fusions, XLA's own kernels.
@@ -74,7 +85,7 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ,
   if environ.get(OPT_OUT_VARIABLE, '1').strip() == '0':
     return False
   flags = environ.get('XLA_FLAGS', '')
-  if YNN_FLAG in flags:
+  if YNN_FLAG in flags or is_flags_file(flags):
     return False
   version = jaxlib_version if jaxlib_version is not None else installed_jaxlib_version()
   if version is None or _version_tuple(version) < MIN_JAXLIB:
@@ -90,3 +101,88 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ,
     return False
   environ['XLA_FLAGS'] = ' '.join(filter(None, [flags.strip(), *CPU_FLAGS]))
   return True
+
+
+def is_flags_file(flags: str) -> bool:
+  """Whether XLA reads ``flags`` (an XLA_FLAGS value) as the name of a file of flags: it does
+  when the value does not start with ``--``, so nothing may be appended to it."""
+  return bool(flags.strip()) and not flags.strip().startswith('--')
+
+
+# XLA's own words when it refuses XLA_FLAGS (xla/parse_flags_from_env.cc, tsl command_line_flags,
+# xla/debug_options_flags.cc), after its log prefix ("F1207 01:25:22.69 4085 file.cc:234] ").
+_COMPLAINTS = ('Unknown flag', 'Illegal value for', "Couldn't interpret value",
+               'Could not open file')
+_LOG_PREFIX = re.compile(r'^[EFWI]\d{4} [\d:.]+\s+\d+ \S+\] ')
+_PROBE = 'import jax; jax.devices("cpu")'
+_PROBE_TIMEOUT_S = 120
+
+
+def xla_complaint(stderr: str) -> Optional[str]:
+  """The line in which XLA refuses an XLA_FLAGS value, without its log prefix, from the
+  ``stderr`` of a process that aborted; None when no such line is there."""
+  for line in stderr.splitlines():
+    text = _LOG_PREFIX.sub('', line.strip())
+    if text.startswith(_COMPLAINTS):
+      return text.rstrip('.')
+  return None
+
+
+def culprit(complaint: str, tokens: Sequence[str]) -> Optional[str]:
+  """The flag of ``tokens`` (an XLA_FLAGS value split on white space) that XLA's
+  ``complaint`` names; None when it names none of them."""
+  unknown = re.match(r'Unknown flags? in XLA_FLAGS: (.*)', complaint)
+  if unknown:
+    named = unknown.group(1).split()
+    return next((t for t in tokens if t in named), None)
+  name = (re.match(r'Illegal value for --(\S+)', complaint)
+          or re.match(r"Couldn't interpret value .* for flag (\S+)", complaint))
+  if not name:
+    return None
+  flag = '--' + name.group(1)
+  matching = [t for t in tokens if t == flag or t.startswith(flag + '=')]
+  return matching[-1] if matching else None
+
+
+def _probe(environ: MutableMapping[str, str], flags: str) -> subprocess.CompletedProcess:
+  """Starts JAX's CPU backend in a subprocess with XLA_FLAGS=``flags``."""
+  env = {**environ, 'XLA_FLAGS': flags, 'JAX_PLATFORMS': 'cpu'}
+  return subprocess.run([sys.executable, '-c', _PROBE], env=env, capture_output=True,
+                        text=True, timeout=_PROBE_TIMEOUT_S, check=False)
+
+
+def check_flags(environ: MutableMapping[str, str] = os.environ,
+                probe: Callable[..., subprocess.CompletedProcess] = _probe) -> None:
+  """Raises ConfigError naming the flag XLA refuses in the XLA_FLAGS a run would start with
+  (the user's, with ``CPU_FLAGS`` where ``apply_defaults`` adds them), and whether it is the
+  user's or ours. Does nothing when the user set no XLA_FLAGS (or only ours, inherited from a
+  process that ran ``apply_defaults``), or when the probe fails for a reason other than the
+  flags (the run then shows that failure itself)."""
+  user = environ.get('XLA_FLAGS', '').strip()
+  if not user or set(user.split()) <= set(CPU_FLAGS):  # none, or ours inherited from a parent
+    return
+  trial = dict(environ)
+  apply_defaults(trial, backends_started=False)
+  flags = trial['XLA_FLAGS']
+  try:
+    result = probe(environ, flags)
+  except (OSError, subprocess.SubprocessError):
+    return
+  complaint = xla_complaint(result.stderr) if result.returncode else None
+  if complaint is None:
+    return
+  if complaint.startswith('Could not open file'):
+    raise ConfigError(f'XLA_FLAGS={user!r} does not start with --, so XLA reads it as the name '
+                      'of a file of flags and cannot open that file; write the flags as '
+                      '--name=value, or name a readable file.')
+  token = culprit(complaint, flags.split())
+  ours = [f for f in CPU_FLAGS if f in flags.split() and f not in user.split()]
+  if token is not None and token in ours:
+    raise ConfigError(f'XLA refuses the flag ltgans_jax adds to XLA_FLAGS, {token} '
+                      f'({complaint}), not yours ({user!r}); set {OPT_OUT_VARIABLE}=0 to run '
+                      'without it.')
+  which = f'your flag {token} in XLA_FLAGS' if token else f'your XLA_FLAGS={user!r}'
+  fix = ('write it as --name=value (no space) or remove it' if token and '=' not in token
+         else 'fix or remove it')
+  added = f' (the flag ltgans_jax adds, {" ".join(ours)}, is not the problem)' if ours else ''
+  raise ConfigError(f'XLA refuses {which} ({complaint}); {fix} and rerun{added}.')

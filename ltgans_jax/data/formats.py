@@ -42,11 +42,14 @@ def _read_svhn_file(path: str) -> SplitArrays:
     raise DatasetError(f'Missing SVHN file {path}; download {os.path.basename(path)} from '
                        'http://ufldl.stanford.edu/housenumbers/ into that folder or set '
                        '--config.data.data_dir to the folder that holds it.')
-  try:
-    mat = scipy.io.loadmat(path)
-  except Exception as e:  # scipy raises ValueError, TypeError, OSError... on a bad file
-    raise DatasetError(f'Cannot read {path} as a MATLAB file ({type(e).__name__}: {e}); '
-                       'the file is corrupt or truncated, download it again.') from None
+  if _is_matlab_v73(path):
+    mat = _read_matlab_v73(path)
+  else:
+    try:
+      mat = scipy.io.loadmat(path)
+    except Exception as e:  # scipy raises ValueError, TypeError, OSError... on a bad file
+      raise DatasetError(f'Cannot read {path} as a MATLAB file ({type(e).__name__}: {e}); '
+                         'the file is corrupt or truncated, download it again.') from None
   if 'X' not in mat or 'y' not in mat:
     keys = sorted(k for k in mat if not k.startswith('__'))
     raise DatasetError(f'{path} holds variables {keys} but an SVHN file needs X and y; use the '
@@ -65,6 +68,42 @@ def _read_svhn_file(path: str) -> SplitArrays:
   labels = y.astype(np.int64)
   labels[labels == 10] = 0  # SVHN writes digit 0 as class 10
   return SplitArrays(images, labels)
+
+
+# A MATLAB v7.3 file is an HDF5 file behind a 512-byte MATLAB text header (HDF5's user block).
+_MATLAB_HEADER_BYTES = 512
+_HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
+
+
+def _is_matlab_v73(path: str) -> bool:
+  """Whether ``path`` is a MATLAB v7.3 (HDF5) file, which scipy.io.loadmat cannot read. The
+  published SVHN files are v5; v7.3 ones come from re-saving them in MATLAB (``-v7.3``)."""
+  with open(path, 'rb') as f:
+    f.seek(_MATLAB_HEADER_BYTES)
+    return f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
+
+
+def _read_matlab_v73(path: str) -> Dict[str, np.ndarray]:
+  """The variables of a MATLAB v7.3 file, in the layout ``scipy.io.loadmat`` gives v5 files.
+
+  Read with h5py when it is installed. h5py is not a dependency: the published files are v5,
+  and a compiled HDF5 library is a heavy install for a file only a re-save produces; a user
+  without it is told how to convert the file instead.
+  """
+  try:
+    import h5py  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise DatasetError(f'{path} is a MATLAB v7.3 (HDF5) file, which scipy cannot read; pip '
+                       'install h5py to read it as it is, or save it again in MATLAB as v7 '
+                       '(save(name, "X", "y", "-v7")), or download the published v5 file '
+                       'again.') from None
+  try:
+    with h5py.File(path, 'r') as f:
+      # MATLAB writes column-major arrays, which HDF5 holds with the axes reversed.
+      return {k: np.asarray(v).T for k, v in f.items() if isinstance(v, h5py.Dataset)}
+  except (OSError, ValueError, KeyError) as e:
+    raise DatasetError(f'Cannot read {path} as a MATLAB v7.3 (HDF5) file ({type(e).__name__}: '
+                       f'{e}); the file is corrupt or truncated, download it again.') from None
 
 
 def _to_uint8(images: np.ndarray, path: str) -> np.ndarray:
@@ -303,10 +342,15 @@ def _list_classes(folder: str, class_names: Optional[Sequence[str]]
     return classes
   if flat and not classes:
     return [('', flat)]
+  if classes and flat:
+    # Dropping them would change the dataset unseen; labelling them would invent a class.
+    names = ', '.join(os.path.basename(p) for p in flat[:3]) + (' ...' if len(flat) > 3 else '')
+    images, them = ('image', 'it') if len(flat) == 1 else ('images', 'them')
+    raise DatasetError(f'{folder} holds {len(flat)} loose {images} ({names}) next to '
+                       f'{len(classes)} class folders; move {them} into a class folder or out of '
+                       f'{folder}, since a folder is read either as one subfolder per class or '
+                       'as a flat folder of images.')
   if classes:
-    if flat:
-      log.warning('%s: ignoring %d loose images next to %d class folders', folder, len(flat),
-                  len(classes))
     return classes
   raise DatasetError(f'No jpg/png images in {folder} or its subfolders; point '
                      '--config.data.data_dir at the extracted image folder.')
@@ -393,7 +437,9 @@ def load_image_folder(folder: str, image_size: int, test_fraction: float = 0.1,
   Layouts: one subfolder per class (ImageNet style; images may sit deeper, as in 3D Chairs'
   ``chair/renders/*.png``), labelled 0.. in sorted folder order, or in the order of
   ``class_names`` when given (which also restricts the load to those subfolders); or a flat
-  folder of images (CelebA, CACD), all labelled 0.
+  folder of images (CelebA, CACD), all labelled 0. Without ``class_names``, images beside class
+  folders are an error (DatasetError naming them): the folder is neither layout, and skipping
+  them would change the dataset unseen. With ``class_names`` only those subfolders are read.
 
   Every image is center-cropped to a square and resized to ``image_size``. Within each class,
   files are taken in sorted order and floor(count * test_fraction) of them, spread evenly, go to

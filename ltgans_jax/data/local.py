@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from typing import Dict, NamedTuple
 
 import numpy as np
@@ -40,6 +41,9 @@ def read_idx(path: str) -> np.ndarray:
                        'set --config.data.data_dir to the folder that holds them.') from None
   except (OSError, EOFError) as e:
     raise DatasetError(f'Cannot read {path} ({e}); download it again.') from None
+  except zlib.error as e:  # the gzip header is fine but the compressed data inside is not
+    raise DatasetError(f'Cannot decompress {path}: its compressed data is damaged ({e}); '
+                       'download it again.') from None
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
     raise DatasetError(f'{path} is not an unsigned-byte IDX file; download it again.')
   ndim = raw[3]

@@ -51,6 +51,7 @@ our two variants, ``data.fuzzy_variant`` (one of ``FUZZY_VARIANTS``), kept apart
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Dict, List, NamedTuple, Sequence
 
 import ml_collections
@@ -59,6 +60,9 @@ import numpy as np
 from ltgans_jax.data import datasets, local, preprocess
 from ltgans_jax.data.local import SplitArrays
 from ltgans_jax.errors import ConfigError
+
+
+log = logging.getLogger(__name__)
 
 
 class Task(NamedTuple):
@@ -220,6 +224,30 @@ SEQUENCES: Dict[str, Callable[[ml_collections.ConfigDict], List[Task]]] = {
 }
 
 
+def classes_missing_from_test(task: Task) -> List[int]:
+  """The classes ``task`` trains on that its test set lacks, sorted; none when the two sets
+  share no class at all (a split by class by design, as Omniglot's background and evaluation
+  alphabets), since the task is then measured on unseen classes on purpose."""
+  train, test = set(np.unique(task.train.labels)), set(np.unique(task.test.labels))
+  if not train & test:
+    return []
+  return sorted(int(c) for c in train - test)
+
+
+def warn_missing_test_classes(tasks: Sequence[Task]) -> None:
+  """Logs a warning, before training, for every task whose test set lacks classes it trains
+  on: its evaluation (every metric reads a class-stratified subset of the test set,
+  ``eval.eval_subset``) then measures the other classes only. A warning, not an error: tiny or
+  hand-made test sets are legitimate, but the researcher must know the metric changed."""
+  for task in tasks:
+    missing = classes_missing_from_test(task)
+    if missing:
+      shown = ', '.join(map(str, missing[:10])) + (' ...' if len(missing) > 10 else '')
+      log.warning('Task %s has no test images of classes %s, which it trains on, so its '
+                  'evaluation measures only its other classes; add test images of those '
+                  'classes to compare it with runs that measure them all.', task.name, shown)
+
+
 def build_sequence(config: ml_collections.ConfigDict) -> List[Task]:
   name = config.data.sequence
   if name not in SEQUENCES:
@@ -238,4 +266,5 @@ def build_sequence(config: ml_collections.ConfigDict) -> List[Task]:
                         f'evaluation needs {needed} (two for the FID, eval.grid_rows='
                         f'{config.eval.grid_rows} for the grids); give it more test images or '
                         'lower eval.grid_rows.')
+  warn_missing_test_classes(tasks)
   return tasks
