@@ -240,9 +240,9 @@ def duration(seconds: Optional[float]) -> str:
 
 def format_plan(runs: Sequence[PlannedRun], skipped: Sequence[str], args,
                 rates: Mapping[Tuple[str, str], Tuple[float, str]]) -> str:
-  lines = [f'Plan: size {args.size}{" (--quick)" if args.quick else ""}, '
-           f'{"seeds batched per run (train.num_seeds)" if args.batch_seeds else "one run per seed"}'
-           f', workdirs under {args.workdir_root}/{args.size}/',
+  seeds = 'seeds batched per run (train.num_seeds)' if args.batch_seeds else 'one run per seed'
+  lines = [f'Plan: size {args.size}{" (--quick)" if args.quick else ""}, {seeds}, '
+           f'workdirs under {args.workdir_root}/{args.size}/',
            f'{"artefact":9} {"run":24} {"seeds":7} {"steps/seed":>10}  {"status":20} est. CPU']
   for r in runs:
     status = 'finished: reused' if r.status == 'finished' else r.status
@@ -266,6 +266,9 @@ def format_plan(runs: Sequence[PlannedRun], skipped: Sequence[str], args,
       where = f' ({config})' if config != '*' else ''
       lines.append(f'  rate {method}{where}: ' + (
           f'{rate[0]:.4f} s/step/seed, {rate[1]}' if rate else 'not measured yet'))
+  if args.quick:
+    lines.append('  (--quick: these rates are of full-size runs; a quick run\'s time is mostly '
+                 'start-up, compilation and evaluation, which the estimate leaves out)')
   lines += [f'Not run: {s}' for s in skipped]
   return '\n'.join(lines)
 
@@ -459,7 +462,9 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
     parts += ['', f'Our setting ({label}): `{setting.config}`, tasks '
               f'{" -> ".join(setting.tasks)}. {setting.note}'.rstrip()]
   if artefact.not_runnable:
-    parts += ['', f'Not runnable here as in the paper: {artefact.not_runnable}']
+    parts += ['', f'Not runnable here as in the paper: {artefact.not_runnable} On data that has '
+              'it (a GPU): `python experiments/reproduce.py --data_dir=D '
+              f'--artefacts={artefact.name} --size=paper --batch_seeds`.']
   if artefact.paper_rows:
     titles = [paper_specs.METHOD_TITLES.get(c, c) for c in artefact.paper_columns]
     parts += ['', 'The paper\'s numbers (as printed; its setting, not ours):', '',

@@ -39,7 +39,8 @@ Where the authors' code (GitHub dtuzi123/Lifelong-Dual-GAN,
   reset at each role swap, ``ltgans_state.begin_next_task``).
 * Their encoder's second head goes through ``tf.nn.softplus`` and is used as the posterior's
   standard deviation (``z_mean + sigma * eps``, KL with ``square(sigma)``), although it is named
-  ``z_log_sigma_sq``. Ours: the encoder outputs a log-variance (``models``, ``losses.gaussian_kl``).
+  ``z_log_sigma_sq``. Ours: the encoder outputs a log-variance (``models``,
+  ``losses.gaussian_kl``).
 * Their no-LAKD (``_Without.py``) makes two critic updates per step, one per twin (``d_optim2``
   against ``G2`` then ``d_optim1`` against ``G1``, each followed by its generator's update).
   Ours (``joint`` with ``mix_teacher``): one critic update against both twins' fakes, with one
