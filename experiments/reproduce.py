@@ -599,8 +599,9 @@ def main(argv=None, artefacts: Optional[Mapping[str, paper_specs.Artefact]] = No
   try:
     execute(runs, artefacts, args)
   except KeyboardInterrupt:
-    print('Interrupted: the run in progress saved a checkpoint; rerun the same command to '
-          'resume.', flush=True)
+    print('Interrupted: rerun the same command to go on (the run in progress was asked to '
+          'checkpoint and stop; one stopped before its first checkpoint starts over).',
+          flush=True)
     return 130
   print(f'README: {write_report(chosen, args)}')
   return 0
