@@ -426,7 +426,13 @@ def verdict(artefact: paper_specs.Artefact, size: str, by_run: Mapping[str, List
     return 'not runnable here' if artefact.not_runnable else 'not yet run'
   if any(status == 'not yet run' for _, status, _ in judged):
     return 'not yet run'
-  return 'reproduced' if all(ok for _, _, ok in judged) else 'not reproduced'
+  if all(ok for _, _, ok in judged):
+    return 'reproduced'
+  reversed_apart = sum(status == 'reversed' for _, status, _ in judged)
+  unresolved = sum(not ok and status != 'reversed' for _, status, ok in judged)
+  reasons = ([f'{reversed_apart} reversed with the intervals apart'] if reversed_apart else []) + (
+      [f'{unresolved} unresolved (one seed or overlapping intervals)'] if unresolved else [])
+  return f'not reproduced ({len(judged)} claimed orderings: {"; ".join(reasons)})'
 
 
 def our_table(artefact: paper_specs.Artefact, by_run: Mapping[str, List[dict]],
@@ -439,8 +445,9 @@ def our_table(artefact: paper_specs.Artefact, by_run: Mapping[str, List[dict]],
     row = [task if task != 'average' else '**Average**']
     for spec in artefact.runs:
       if spec.name in by_run:
-        row.append(interval([row_value(r, metric, 'average' if task == 'average' else j)
-                             for r in by_run[spec.name]]))
+        cell = interval([row_value(r, metric, 'average' if task == 'average' else j)
+                         for r in by_run[spec.name]])
+        row.append(cell if cell is None or cell.n > 1 else float(cell))  # one seed: no interval
     rows.append(row)
   return common.markdown_table(header, rows)
 

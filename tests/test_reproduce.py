@@ -88,8 +88,9 @@ def test_plan_lists_runs_reuses_finished_ones_and_estimates_from_a_rate(tmp_path
   assert runs[1].overrides['seed'] == 1 and runs[1].overrides['method'] == 'ltgans'
 
   write_finished_workdir(runs[1].workdir, {'seed': 1, 'method': 'ltgans'})
+  os.makedirs(os.path.join(runs[2].workdir, 'checkpoints'))  # stopped after a checkpoint
   runs, _ = reproduce.plan([TINY], args, rates)
-  assert [r.status for r in runs] == ['to run', 'finished', 'to run']
+  assert [r.status for r in runs] == ['to run', 'finished', 'to resume']
   assert runs[1].estimate_s is None
   text = reproduce.format_plan(runs, [], args, rates)
   assert 'finished: reused' in text
@@ -182,7 +183,8 @@ def test_the_report_comes_from_the_per_seed_files(interrupted_then_resumed):
   assert '| Average | 3.00 | 4.00 |' in text  # the paper's numbers
   assert '"a test claim"' in text and 'intervals overlap or one seed' in text
   # One LGM seed cannot resolve the claim: not reproduced, whichever way the means fall.
-  assert '| tiny | Tiny | not reproduced |' in text
+  assert ('| tiny | Tiny | not reproduced (1 claimed orderings: 1 unresolved (one seed or '
+          'overlapping intervals)) |') in text
   assert '| paper_only | Paper only | not runnable here |' in text
   assert '| unrun | Unrun | not yet run |' in text
   assert 'experiments/results/table3_fuzzy_offline/' in text  # superseded, named
