@@ -1,6 +1,7 @@
-"""The experiment scripts' helpers (experiments/common/): command assembly, override sets,
-reading workdirs, markdown tables, and Fig. 4b's reconstruction error. No training runs here
-except the shared reference run (conftest), reused for the reconstruction error."""
+"""The experiments' helpers (experiments/common/, read by experiments/reproduce.py and the
+benchmarks): command assembly, override sets, reading workdirs, markdown tables, and Fig. 4b's
+reconstruction error. No training runs here except the shared reference run (conftest), reused
+for the reconstruction error. The driver itself: tests/test_reproduce.py."""
 
 import json
 import os
@@ -13,9 +14,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
 
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-import fig4b_ablation  # pylint: disable=g-import-not-at-top,wrong-import-position
-import table1_msfo  # pylint: disable=g-import-not-at-top,wrong-import-position
-import table2_cifar_imagenet  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TASKS = ['mnist', 'fashion_mnist']
 
@@ -126,16 +124,6 @@ def test_nll_sections_write_plots_and_copy_heatmaps(tmp_path):
   assert os.path.exists(os.path.join(out, 'figures', 'ltgans_nll_paper.png'))
 
 
-def test_table2_fid_sections_from_a_workdir(tmp_path):
-  workdir = write_fake_workdir(tmp_path / 'run')
-  ok = common.RunResult('ltgans', ['python'], workdir, workdir + '.log', 1.0, 0)
-  sections = dict(table2_cifar_imagenet.fid_sections({'ltgans': ok}, str(tmp_path / 'out'),
-                                                     'fid_own'))
-  text = '\n'.join(sections.values())
-  assert '| mnist | 4.00 |' in text  # the final row
-  assert '| after fashion_mnist | 3.50 |' in text  # against all seen tasks, after each task
-
-
 # Each seed's evaluation after each task (3 seeds, 2 tasks) of a multi-seed workdir.
 SEED_ROWS = [
     [{'nll_paper': [100.0], 'nll_iwae': [500.0], 'fid_own': [3.0], 'fid_own_all': [3.0]},
@@ -206,11 +194,8 @@ def test_tables_of_a_multi_seed_run_give_mean_and_95_interval(tmp_path):
     assert f'| LT-GANs | {metric} | ' + ' | '.join(forgetting) + ' |' in text
   assert "mean ± half-width of the 95% interval over 3 seeds (Student's t)" in text
   after_each = [cell([p['fid_own_all'][0] for p in rows]) for rows in SEED_ROWS]
-  fid = '\n'.join(dict(table2_cifar_imagenet.fid_sections(
-      {'ltgans': ok}, str(tmp_path / 'out2'), 'fid_own')).values())
-  assert f'| after mnist | {after_each[0]} |' in fid
-  assert f'| after fashion_mnist | {after_each[1]} |' in fid
-  assert f'| mnist | {cell([p["fid_own"][0] for p in SEED_ROWS[1]])} |' in fid
+  assert [common.fmt(v) for v in common.per_task_after_each(workdir, 'fid_own_all')] == (
+      after_each)
 
 
 def test_tables_of_a_one_seed_run_have_no_interval(tmp_path):
@@ -219,10 +204,8 @@ def test_tables_of_a_one_seed_run_have_no_interval(tmp_path):
   ok = common.RunResult('ltgans', ['python'], workdir, workdir + '.log', 1.0, 0)
   text = '\n'.join(dict(common.nll_sections({'ltgans': ok}, str(tmp_path / 'out'),
                                              'test')).values())
-  fid = '\n'.join(dict(table2_cifar_imagenet.fid_sections(
-      {'ltgans': ok}, str(tmp_path / 'out2'), 'fid_own')).values())
   assert '| Average | 100.00 |' in text
-  assert '±' not in text + fid and '95% interval' not in text + fid
+  assert '±' not in text and '95% interval' not in text
 
 
 def test_setting_section_names_what_changed(tmp_path):
@@ -235,34 +218,16 @@ def test_setting_section_names_what_changed(tmp_path):
 
 
 def test_resolve_folders_keeps_quick_results_out_of_the_repository():
-  args = table1_msfo.parse_args(['--data_dir=/d', '--quick'])
-  out, root = common.resolve_folders(args, 'table1_msfo')
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--quick', action='store_true')
+  common.add_folder_flags(parser)
+  out, root = common.resolve_folders(parser.parse_args(['--quick']), 'table1_msfo')
   assert not out.startswith(os.path.join(ROOT, 'experiments'))
   assert root == os.path.join(out, 'workdirs')
-  args = table1_msfo.parse_args(['--data_dir=/d'])
-  out, root = common.resolve_folders(args, 'table1_msfo')
+  out, root = common.resolve_folders(parser.parse_args([]), 'table1_msfo')
   assert out == os.path.join(ROOT, 'experiments', 'results', 'table1_msfo')
   assert root == os.path.join(ROOT, 'workdirs', 'experiments', 'table1_msfo')
-
-
-def test_table1_falls_back_to_the_offline_sequence(tmp_path):
-  (tmp_path / 'mnist').mkdir()
-  (tmp_path / 'fashion_mnist').mkdir()
-  args = table1_msfo.parse_args([f'--data_dir={tmp_path}'])
-  sequence, note = table1_msfo.choose_sequence(args)
-  assert sequence == 'msfo_offline' and 'svhn/' in note and 'omniglot/' in note
-  for folder in ('svhn', 'omniglot'):
-    (tmp_path / folder).mkdir()
-  assert table1_msfo.choose_sequence(args) == ('msfo', '')
-  args = table1_msfo.parse_args([f'--data_dir={tmp_path}', '--offline'])
-  assert table1_msfo.choose_sequence(args)[0] == 'msfo_offline'
-
-
-def test_fig4b_betas():
-  assert fig4b_ablation.parse_betas('1,2,4.5') == [1.0, 2.0, 4.5]
-  assert fig4b_ablation.run_name('no_lakd', 4.0) == 'no_lakd_beta4'
-  with pytest.raises(ValueError):
-    fig4b_ablation.parse_betas('0,1')
 
 
 def test_run_config_reuses_a_finished_workdir(tmp_path):

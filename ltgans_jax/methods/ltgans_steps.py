@@ -19,6 +19,33 @@ step of task 1 whose real side mixes task-k data with samples of the Teacher slo
 which is never frozen and never swapped: both generators learn that mix, and the Student replays
 those samples. This is what the authors' ``..._Without.py`` does.
 
+Where the authors' code (GitHub dtuzi123/Lifelong-Dual-GAN,
+``TwinGenerative_Upsupervised_ThreeData_Measument.py`` and its ``_Without.py``, read at commit
+6b788cb) differs from these steps, beyond what README's "Three sources" table lists:
+
+* Their task-1 critic has no gradient penalty. ``d_totalLoss = d_loss1 + d_loss2`` is built
+  before the penalties are added to ``d_loss1`` and ``d_loss2``, and task 1 minimises
+  ``d_totalLoss`` (``d_totalOptim``). Their tasks k >= 2 minimise ``d_loss1``/``d_loss2``,
+  which do carry it. Ours: WGAN-GP on every task, as eqs. 2-3 state.
+* They feed one ``batch_z`` to the Teacher that makes the replay (``GAN_gen1``/``GAN_gen2``
+  run on ``self.z: batch_z``) and to the Assistant's fakes in the same step's critic and
+  generator updates, so the Teacher's replay and the Assistant's fakes share their latents.
+  Ours: independent latents (``critic_z_teacher``, ``critic_z_assistant``,
+  ``generator_z_assistant``).
+* They build a separate ``RMSPropOptimizer`` per loss (``d_optim1``, ``d_optim2``,
+  ``d_totalOptim`` for the one critic; ``g_optim1``, ``g_optim2``, ``g_totalOptim1`` for the
+  generators), so the critic's moments are not carried from task 1 into task 2, nor between the
+  two roles. Ours: one optimiser state per network, carried across tasks (the Assistant's is
+  reset at each role swap, ``ltgans_state.begin_next_task``).
+* Their encoder's second head goes through ``tf.nn.softplus`` and is used as the posterior's
+  standard deviation (``z_mean + sigma * eps``, KL with ``square(sigma)``), although it is named
+  ``z_log_sigma_sq``. Ours: the encoder outputs a log-variance (``models``,
+  ``losses.gaussian_kl``).
+* Their no-LAKD (``_Without.py``) makes two critic updates per step, one per twin (``d_optim2``
+  against ``G2`` then ``d_optim1`` against ``G1``, each followed by its generator's update).
+  Ours (``joint`` with ``mix_teacher``): one critic update against both twins' fakes, with one
+  penalty per pair, as on task 1.
+
 The steps are plain functions: jitted with a batch sharded over a device mesh and a replicated
 state, XLA partitions them data-parallel and averages the gradients itself. Nothing here knows
 the backend: the CPU's choices are the convolution layer the networks were built with

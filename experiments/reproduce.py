@@ -1,0 +1,618 @@
+"""The paper reproduced: one driver that plans, runs, resumes and reports any set of the
+paper's artefacts (``experiments/paper_specs.py``: Tables 1-3, Figs. 2-4).
+
+Usage (from the repository root):
+
+  python experiments/reproduce.py --data_dir=D [--artefacts=table3,fig4b] [--seeds=3]
+      [--size=cpu|paper] [--batch_seeds] [--steps_per_task=N] [--quick]
+      [--workdir_root=workdirs/paper] [--results=experiments/results/paper]
+      [--plan_only] [--report_only] [--max_runs=N] [--seconds_per_step=X] [--set KEY=VALUE]
+
+What it does, in order:
+
+1. **Plans**: every run of the chosen artefacts (one ``python -m ltgans_jax.main`` per method
+   and seed, or per method with ``--batch_seeds``: ``--config.train.num_seeds=S`` holds S seeds
+   in one run, each seed's report in ``workdir/seed<s>/``, what a GPU wants), its steps, its
+   estimated CPU time, and whether its workdir (``<workdir_root>/<size>/<artefact>/<run>``)
+   already holds a finished run (``report.json`` with a record for every task), which is reused.
+   The estimate is seconds per step x steps x seeds, the seconds per step measured: by the
+   committed per-seed files of earlier runs of this driver (``<results>/*/*.json``, same config
+   and method), else by the ``--size=cpu`` runs committed by the scripts it replaced
+   (``paper_specs.EARLIER_CPU``), else ``--seconds_per_step``; the plan says which. Wall times
+   include the evaluation after each task.
+2. **Runs** what is not finished, in plan order; rerunning the command resumes an interrupted run
+   from its checkpoints (Ctrl-C or SIGTERM stops the run after saving a checkpoint) and skips the
+   finished ones. A workdir trained with other settings (steps, beta, ...) stops the driver.
+3. **Copies** each finished seed's numbers into ``<results>/<artefact>/<run>_seed<s>.json`` (the
+   per-task values after the last task, the matrices, wall time, command, commit) and its last
+   sample grids into ``<results>/<artefact>/figures/``.
+4. **Reports** ``<results>/README.md`` from those files alone: per artefact the paper's numbers,
+   ours as mean ± 95% interval over seeds (Student's t), the orderings the paper claims and the
+   measured ones, a verdict (reproduced / not reproduced / not runnable here / not yet run), and
+   the grids. ``--report_only`` rewrites the README without planning or running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import glob
+import json
+import logging
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import common
+import paper_specs
+
+common.setup()  # before anything imports jax (see common.setup)
+
+DEFAULT_RESULTS = os.path.join(common.REPO_ROOT, 'experiments', 'results', 'paper')
+DEFAULT_WORKDIRS = os.path.join(common.REPO_ROOT, 'workdirs', 'paper')
+SIZES = ('cpu', 'paper')
+DRIVER_RECORD = 'reproduce_run.json'  # in a workdir: the commit and wall time that made it
+VERDICTS = ('reproduced', 'not reproduced', 'not runnable here', 'not yet run')
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclasses.dataclass
+class PlannedRun:
+  artefact: str
+  spec: paper_specs.RunSpec
+  name: str  # the workdir's name
+  seeds: List[int]
+  workdir: str
+  config: str
+  overrides: Dict[str, object]
+  steps: int  # per seed, all tasks
+  status: str = 'to run'  # 'finished' (reused), 'to resume', 'to run'
+  estimate_s: Optional[float] = None
+
+  @property
+  def batched(self) -> bool:
+    return len(self.seeds) > 1
+
+  def seed_dirs(self) -> List[str]:
+    """Where each seed's report.json is (``ltgans_jax.run.seeds.report_dirs``)."""
+    if not self.batched:
+      return [self.workdir]
+    return [os.path.join(self.workdir, f'seed{i}') for i in range(len(self.seeds))]
+
+
+def setting_overrides(args) -> Dict[str, object]:
+  """The overrides every run of this invocation shares: --quick, --steps_per_task, --set."""
+  overrides: Dict[str, object] = {}
+  if args.quick:
+    overrides.update(common.QUICK_OVERRIDES)
+  if args.steps_per_task is not None:
+    overrides['train.steps_per_task'] = int(args.steps_per_task)
+  overrides.update(common.parse_assignments(args.set))
+  return overrides
+
+
+def setting_label(args) -> str:
+  """What the per-seed files record as their setting; the report compares like with like."""
+  label = args.size + (' quick' if args.quick else '')
+  if args.steps_per_task is not None:
+    label += f', {args.steps_per_task} steps per task'
+  extra = common.parse_assignments(args.set)
+  if extra:
+    label += ', ' + ', '.join(f'{k}={v}' for k, v in sorted(extra.items()))
+  return label
+
+
+def steps_per_task(config_file: str, overrides: Mapping[str, object]) -> int:
+  if 'train.steps_per_task' in overrides:
+    return int(overrides['train.steps_per_task'])
+  config = common.load_config_file(config_file)
+  if config.train.get('epochs_per_task', 0):
+    raise ValueError(f'{config_file} counts epochs; give --steps_per_task for the plan.')
+  return int(config.train.steps_per_task)
+
+
+def _same(a, b) -> bool:
+  try:
+    return math.isclose(float(a), float(b))
+  except (TypeError, ValueError):
+    return str(a) == str(b) or (isinstance(b, list) and str(tuple(b)) == str(a))
+
+
+def workdir_conflicts(workdir: str, overrides: Mapping[str, object]) -> List[str]:
+  """'key: workdir value != planned value' for the planned overrides the workdir's config.json
+  contradicts (data.data_dir aside: the data may move)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return []
+  values = common.run_config_values(workdir)
+  return [f'{k}: {values.get(k)!r} != {v!r}' for k, v in overrides.items()
+          if k != 'data.data_dir' and k in values and not _same(v, values[k])]
+
+
+def run_status(run: PlannedRun) -> str:
+  if all(common.is_complete(d) for d in run.seed_dirs()) and common.is_complete(run.workdir):
+    return 'finished'
+  if os.path.isdir(os.path.join(run.workdir, 'checkpoints')):
+    return 'to resume'
+  return 'to run'
+
+
+def plan(artefacts: Sequence[paper_specs.Artefact], args,
+         rates: Mapping[Tuple[str, str], Tuple[float, str]]) -> Tuple[List[PlannedRun],
+                                                                      List[str]]:
+  """(the runs, in order, with status and estimate; lines on artefacts that cannot run)."""
+  runs, skipped = [], []
+  shared = setting_overrides(args)
+  for artefact in artefacts:
+    setting = artefact.settings.get(args.size)
+    if setting is None:
+      skipped.append(f'{artefact.name}: no {args.size} setting; ' + (
+          artefact.not_runnable or 'see experiments/paper_specs.py') + ' On such data run: '
+          f'python experiments/reproduce.py --data_dir=D --artefacts={artefact.name} '
+          '--size=paper --batch_seeds')
+      continue
+    missing = common.missing_folders(args.data_dir, setting.folders)
+    if missing:
+      skipped.append(f'{artefact.name}: {args.data_dir} has no '
+                     f'{", ".join(m + "/" for m in missing)}; not runnable here.')
+      continue
+    steps = steps_per_task(setting.config, shared) * len(setting.tasks)
+    for spec in artefact.runs_for(args.seeds):
+      seeds = list(range(spec.seeds))
+      groups = [seeds] if args.batch_seeds else [[s] for s in seeds]
+      for group in groups:
+        name = (f'{spec.name}_seed{group[0]}' if len(group) == 1
+                else f'{spec.name}_seeds{group[0]}-{group[-1]}')
+        overrides = {'data.data_dir': os.path.abspath(args.data_dir), **shared,
+                     'method': spec.method, **spec.overrides, 'seed': group[0]}
+        if len(group) > 1:
+          overrides['train.num_seeds'] = len(group)
+        run = PlannedRun(artefact.name, spec, name, group,
+                         os.path.join(args.workdir_root, args.size, artefact.name, name),
+                         setting.config, overrides, steps)
+        conflicts = workdir_conflicts(run.workdir, overrides)
+        if conflicts:
+          raise SystemExit(f'error: {run.workdir} was trained with other settings '
+                           f'({"; ".join(conflicts)}); use another --workdir_root or remove it.')
+        run.status = run_status(run)
+        rate = rates.get((setting.config, spec.method)) or rates.get(('*', spec.method))
+        if run.status != 'finished' and rate:
+          run.estimate_s = rate[0] * steps * len(group)
+        runs.append(run)
+  return runs, skipped
+
+
+# ------------------------------------------------------------------- measured rates
+
+
+def _command_value(command: str, key: str) -> Optional[str]:
+  match = re.search(rf'--config\.{re.escape(key)}=(\S+)', command)
+  return match.group(1) if match else None
+
+
+def measured_rates(results: str, legacy_dirs: Sequence[str] = ()
+                   ) -> Dict[Tuple[str, str], Tuple[float, str]]:
+  """(config, method) -> (seconds per step and seed, where it was measured); ('*', method) for
+  the legacy results, whose configs were the scripts' own (the old ``--size=cpu`` runs)."""
+  samples: Dict[Tuple[str, str], List[float]] = {}
+  sources: Dict[Tuple[str, str], set] = {}
+  for path in glob.glob(os.path.join(results, '*', '*.json')):
+    with open(path) as f:
+      record = json.load(f)
+    if record.get('seconds_per_step') and not record.get('quick'):
+      key = (record['config'], record['method'])
+      samples.setdefault(key, []).append(record['seconds_per_step'])
+      sources.setdefault(key, set()).add(common.display_path(os.path.dirname(path)))
+  for folder in legacy_dirs:
+    path = os.path.join(folder, 'results.json')
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      payload = json.load(f)
+    for run in payload.get('runs', []):
+      steps = _command_value(run['command'], 'train.steps_per_task')
+      method = _command_value(run['command'], 'method')
+      if not (run.get('ok') and steps and method and run.get('tasks')) or run.get('resumed'):
+        continue
+      seeds = int(_command_value(run['command'], 'train.num_seeds') or 1)
+      key = ('*', method)
+      samples.setdefault(key, []).append(
+          run['seconds'] / (int(steps) * len(run['tasks']) * seeds))
+      sources.setdefault(key, set()).add(common.display_path(folder))
+  return {k: (statistics.median(v), f'median of {len(v)} run(s) in '
+              + ', '.join(sorted(sources[k]))) for k, v in samples.items()}
+
+
+def duration(seconds: Optional[float]) -> str:
+  if seconds is None:
+    return 'unknown'
+  minutes = int(round(seconds / 60))
+  return f'{minutes // 60}h{minutes % 60:02d}m' if minutes >= 60 else f'{max(minutes, 1)}m'
+
+
+def format_plan(runs: Sequence[PlannedRun], skipped: Sequence[str], args,
+                rates: Mapping[Tuple[str, str], Tuple[float, str]]) -> str:
+  seeds = 'seeds batched per run (train.num_seeds)' if args.batch_seeds else 'one run per seed'
+  lines = [f'Plan: size {args.size}{" (--quick)" if args.quick else ""}, {seeds}, '
+           f'workdirs under {args.workdir_root}/{args.size}/',
+           f'{"artefact":9} {"run":24} {"seeds":7} {"steps/seed":>10}  {"status":20} est. CPU']
+  for r in runs:
+    status = 'finished: reused' if r.status == 'finished' else r.status
+    lines.append(f'{r.artefact:9} {r.name:24} {",".join(map(str, r.seeds)):7} {r.steps:>10}  '
+                 f'{status:20} {"-" if r.status == "finished" else duration(r.estimate_s)}')
+  todo = [r for r in runs if r.status != 'finished']
+  known = [r.estimate_s for r in todo if r.estimate_s is not None]
+  lines.append(f'{len(runs)} runs: {len(runs) - len(todo)} finished (reused), {len(todo)} to '
+               f'run or resume; estimated CPU time {duration(sum(known)) if known else "unknown"}'
+               + (f' ({len(todo) - len(known)} run(s) without a measured rate)'
+                  if len(known) < len(todo) else ''))
+  if args.seconds_per_step is not None:
+    lines.append(f'  rate: {args.seconds_per_step:g} s/step for every run (--seconds_per_step)')
+  else:
+    shown = {}
+    for r in todo:
+      rate = rates.get((r.config, r.spec.method))
+      key = (r.spec.method, r.config if rate else '*')
+      shown[key] = rate or rates.get(('*', r.spec.method))
+    for (method, config), rate in sorted(shown.items()):
+      where = f' ({config})' if config != '*' else ''
+      lines.append(f'  rate {method}{where}: ' + (
+          f'{rate[0]:.4f} s/step/seed, {rate[1]}' if rate else 'not measured yet'))
+  if args.quick:
+    lines.append('  (--quick: these rates are of full-size runs; a quick run\'s time is mostly '
+                 'start-up, compilation and evaluation, which the estimate leaves out)')
+  lines += [f'Not run: {s}' for s in skipped]
+  return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------------ running
+
+
+def git_commit() -> str:
+  try:
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=common.REPO_ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           cwd=common.REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    return head + ('+uncommitted changes' if dirty else '')
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+
+
+def read_driver_record(workdir: str) -> dict:
+  """What this driver wrote when the run finished (commit, seconds); {} for a workdir another
+  tool trained."""
+  path = os.path.join(workdir, DRIVER_RECORD)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def seed_record(run: PlannedRun, index: int, args,
+                extra: Optional[Mapping[str, List[float]]] = None) -> dict:
+  """One seed's small JSON: enough to re-derive every number of the report. ``seconds``: the
+  run's wall time, None when it was resumed (the interrupted part was not timed)."""
+  report = common.load_report(run.seed_dirs()[index])
+  made = read_driver_record(run.workdir)
+  seconds = made.get('seconds')
+  last = report['records'][-1]
+  matrix = {m: [r['evaluation'].get(m) for r in report['records']]
+            for m in ('nll_paper', 'nll_iwae')}
+  return {
+      'artefact': run.artefact, 'run': run.spec.name, 'method': run.spec.method,
+      'seed': run.seeds[index], 'setting': setting_label(args), 'size': args.size,
+      'quick': bool(args.quick), 'config': run.config, 'tasks': report['tasks'],
+      'final': {**last['evaluation'], **(extra or {})}, 'matrix': matrix,
+      'steps': run.steps, 'seeds_in_run': len(run.seeds), 'seconds': seconds,
+      'seconds_per_step': seconds / (run.steps * len(run.seeds)) if seconds else None,
+      'overrides': {k: v for k, v in run.overrides.items() if k != 'data.data_dir'},
+      'command': common.shell_line(common.build_command(run.config, run.workdir,
+                                                        run.overrides)),
+      'commit': made.get('commit', 'unknown'),
+      'written': datetime.datetime.now().isoformat(timespec='seconds'),
+  }
+
+
+def copy_grids(run: PlannedRun, artefact: paper_specs.Artefact, results: str) -> List[str]:
+  first = run.seed_dirs()[0]
+  last = len(common.task_names(first))
+  patterns = [p.format(last=last) for p in artefact.pictures]
+  return common.copy_pictures(first, patterns, os.path.join(results, run.artefact, 'figures'),
+                              f'{run.name}_')
+
+
+def collect(run: PlannedRun, artefact: paper_specs.Artefact, args) -> List[str]:
+  """Writes the run's per-seed files and copies its grids; returns the files' paths."""
+  extra = None
+  if 'mse' in artefact.extra_metrics and not run.batched:
+    error = common.student_reconstruction_error(run.workdir)
+    extra = {'mse': error['mse'], 'sse': error['sse']}
+  paths = []
+  for i, seed in enumerate(run.seeds):
+    path = os.path.join(args.results, run.artefact, f'{run.spec.name}_seed{seed}.json')
+    common.write_json(path, seed_record(run, i, args, extra))
+    paths.append(path)
+  copy_grids(run, artefact, args.results)
+  return paths
+
+
+def execute(runs: Sequence[PlannedRun], artefacts: Mapping[str, paper_specs.Artefact],
+            args) -> int:
+  """Runs what is not finished (at most ``--max_runs``) and collects every finished run;
+  returns how many runs were trained."""
+  trained = 0
+  for run in runs:
+    artefact = artefacts[run.artefact]
+    if run.status != 'finished':
+      if args.max_runs is not None and trained >= args.max_runs:
+        logging.info('--max_runs=%d reached; rerun the command to go on.', args.max_runs)
+        break
+      logging.info('%s/%s: %s', run.artefact, run.name, run.status)
+      result = common.run_config(f'{run.artefact}/{run.name}', run.config, run.workdir,
+                                 run.overrides)
+      trained += 1
+      if not result.ok:
+        logging.error('%s/%s failed: %s (log %s)', run.artefact, run.name, result.error,
+                      result.log)
+        continue
+      run.status = 'finished'
+      common.write_json(os.path.join(run.workdir, DRIVER_RECORD), {
+          'commit': git_commit(), 'seconds': None if result.resumed else result.seconds})
+    collect(run, artefact, args)
+  return trained
+
+
+# ------------------------------------------------------------------------ report
+
+
+def load_seed_files(results: str, artefact: str) -> List[dict]:
+  records = []
+  for path in sorted(glob.glob(os.path.join(results, artefact, '*_seed*.json'))):
+    with open(path) as f:
+      record = json.load(f)
+    record['_file'] = os.path.relpath(path, results)
+    records.append(record)
+  return records
+
+
+def row_value(record: dict, metric: str, row) -> Optional[float]:
+  values = record['final'].get(metric)
+  if not values or any(v is None for v in values):
+    return None
+  return sum(values) / len(values) if row == 'average' else values[row]
+
+
+def interval(values: Sequence[float]) -> Optional[common.Interval]:
+  values = [v for v in values if v is not None and math.isfinite(v)]
+  return common.interval_over_seeds(values) if values else None
+
+
+def judge(claim: paper_specs.Claim, by_run: Mapping[str, List[dict]]) -> Tuple[str, str, bool]:
+  """(measured ordering in words, status: 'holds' / 'reversed' (+ ', intervals overlap'),
+  resolved in the claimed direction)."""
+  better = interval([row_value(r, claim.metric, claim.row) for r in by_run.get(claim.better,
+                                                                                 [])])
+  worse = interval([row_value(r, claim.metric, claim.row) for r in by_run.get(claim.worse, [])])
+  if better is None or worse is None:
+    return 'n/a', 'not yet run', False
+  holds = float(better) < float(worse)
+  low, high = (better, worse) if holds else (worse, better)
+  apart = (low.n > 1 and high.n > 1 and math.isfinite(low.ci95) and math.isfinite(high.ci95)
+           and float(low) + low.ci95 < float(high) - high.ci95)
+  first, second = (claim.better, claim.worse) if holds else (claim.worse, claim.better)
+  words = f'{first} ({common.fmt(low)}) < {second} ({common.fmt(high)})'
+  status = ('holds' if holds else 'reversed') + ('' if apart else
+                                                  ', intervals overlap or one seed')
+  return words, status, holds and apart
+
+
+def verdict(artefact: paper_specs.Artefact, size: str, by_run: Mapping[str, List[dict]],
+            judged: Sequence[Tuple[str, str, bool]]) -> str:
+  if size not in artefact.settings:
+    return 'not runnable here'
+  if not by_run:
+    return 'not yet run'
+  if not artefact.claims:
+    # Pictures only: the paper's setting is not on this machine (Figs. 2-3) or judged by eye.
+    return 'not runnable here' if artefact.not_runnable else 'not yet run'
+  if any(status == 'not yet run' for _, status, _ in judged):
+    return 'not yet run'
+  if all(ok for _, _, ok in judged):
+    return 'reproduced'
+  reversed_apart = sum(status == 'reversed' for _, status, _ in judged)
+  unresolved = sum(not ok and status != 'reversed' for _, status, ok in judged)
+  reasons = ([f'{reversed_apart} reversed with the intervals apart'] if reversed_apart else []) + (
+      [f'{unresolved} unresolved (one seed or overlapping intervals)'] if unresolved else [])
+  return f'not reproduced ({len(judged)} claimed orderings: {"; ".join(reasons)})'
+
+
+def our_table(artefact: paper_specs.Artefact, by_run: Mapping[str, List[dict]],
+              metric: str) -> str:
+  names = next(iter(by_run.values()))[0]['tasks']
+  header = ['task'] + [f'{r.title or r.name} (n={len(by_run.get(r.name, []))})'
+                       for r in artefact.runs if r.name in by_run]
+  rows = []
+  for j, task in enumerate(names + ['average']):
+    row = [task if task != 'average' else '**Average**']
+    for spec in artefact.runs:
+      if spec.name in by_run:
+        cell = interval([row_value(r, metric, 'average' if task == 'average' else j)
+                         for r in by_run[spec.name]])
+        row.append(cell if cell is None or cell.n > 1 else float(cell))  # one seed: no interval
+    rows.append(row)
+  return common.markdown_table(header, rows)
+
+
+def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, str]:
+  """(verdict, markdown body, one-line summary)."""
+  label = setting_label(args)
+  records = load_seed_files(args.results, artefact.name)
+  mine = [r for r in records if r.get('setting') == label]
+  others = sorted({r.get('setting') for r in records} - {label})
+  by_run: Dict[str, List[dict]] = {}
+  for record in mine:
+    by_run.setdefault(record['run'], []).append(record)
+  judged = [judge(c, by_run) for c in artefact.claims]
+  result = verdict(artefact, args.size, by_run, judged)
+  setting = artefact.settings.get(args.size)
+  parts = [f'**Verdict: {result}.**', '', f'What the paper shows: {artefact.paper_text}']
+  if setting:
+    parts += ['', f'Our setting ({label}): `{setting.config}`, tasks '
+              f'{" -> ".join(setting.tasks)}. {setting.note}'.rstrip()]
+  if artefact.not_runnable:
+    parts += ['', f'Not runnable here as in the paper: {artefact.not_runnable} On data that has '
+              'it (a GPU): `python experiments/reproduce.py --data_dir=D '
+              f'--artefacts={artefact.name} --size=paper --batch_seeds`.']
+  if artefact.paper_rows:
+    titles = [paper_specs.METHOD_TITLES.get(c, c) for c in artefact.paper_columns]
+    parts += ['', 'The paper\'s numbers (as printed; its setting, not ours):', '',
+              common.markdown_table(['row'] + titles,
+                                    [[k, *v] for k, v in artefact.paper_rows.items()])]
+  if by_run:
+    for metric in (artefact.metric,) + artefact.extra_metrics:
+      parts += ['', f'Ours, `{metric}` after the last task (lower is better):', '',
+                our_table(artefact, by_run, metric)]
+  else:
+    parts += ['', f'Ours: no per-seed files for this setting in `{artefact.name}/` yet.']
+  if artefact.claims:
+    rows = [[paper_specs.METHOD_TITLES.get(c.better, c.better) + ' < ' +
+             paper_specs.METHOD_TITLES.get(c.worse, c.worse),
+             f'`{c.metric}`, {"average over tasks" if c.row == "average" else f"task {c.row + 1}"}',
+             words, status] for c, (words, status, _) in zip(artefact.claims, judged)]
+    quotes = sorted({c.quote for c in artefact.claims})
+    parts += ['', 'The orderings the paper claims (' + '; '.join(quotes) + ') and ours '
+              '("holds" only where the 95% intervals are apart counts for the verdict):', '',
+              common.markdown_table(['claimed', 'measure', 'measured', 'status'], rows)]
+  grids = sorted(glob.glob(os.path.join(args.results, artefact.name, 'figures', '*.png')))
+  if grids:
+    parts += ['', 'Sample grids (seed 0 of each run, after the last task):', '']
+    parts += [f'- `{os.path.basename(g)}`: ![{os.path.basename(g)}]'
+              f'({os.path.relpath(g, args.results)})' for g in grids]
+  if mine:
+    parts += ['', 'Per-seed files: ' + ', '.join(f'`{r["_file"]}`' for r in mine) + '.']
+  if others:
+    parts += ['', 'Files of other settings here, not used above: ' + '; '.join(others) + '.']
+  seeds = sum(len(v) for v in by_run.values())
+  return result, '\n'.join(parts), f'{seeds} seed files'
+
+
+def write_report(artefacts: Sequence[paper_specs.Artefact], args) -> str:
+  sections, summary = [], []
+  for artefact in artefacts:
+    result, body, counts = artefact_section(artefact, args)
+    sections.append((artefact.title, body))
+    summary.append([artefact.name, artefact.title.split(':')[0], result, counts])
+  lines = [
+      '# The paper reproduced',
+      '',
+      f'Written by `python experiments/reproduce.py --report_only --size={args.size}` from the '
+      'per-seed files in this folder (each holds the command that made it). Setting: '
+      f'{setting_label(args)}. Cells: mean ± half-width of the 95% interval over seeds '
+      '(Student\'s t); one seed gives no interval. Verdicts compare the orderings the paper '
+      'claims, not its numbers: ours are on the stand-in settings named per artefact.',
+      '', common.markdown_table(['artefact', 'paper', 'verdict', 'ours'], summary), '',
+      'Superseded (made by the scripts this driver replaced, `--size=small`; kept, not read '
+      'here): ' + ', '.join(f'`experiments/results/{d}/`' for d in paper_specs.SUPERSEDED) +
+      '. Earlier `--size=cpu` runs of those scripts, not read here either: ' +
+      ', '.join(f'`experiments/results/{d}/`' for d in paper_specs.EARLIER_CPU) + '.']
+  for title, body in sections:
+    lines += ['', f'## {title}', '', body]
+  os.makedirs(args.results, exist_ok=True)
+  path = os.path.join(args.results, 'README.md')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return path
+
+
+# ------------------------------------------------------------------------ main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--data_dir', default='',
+                      help='Folder with one sub-folder per dataset (mnist/, fashion_mnist/, ...).')
+  parser.add_argument('--artefacts', default=','.join(paper_specs.ARTEFACTS),
+                      help=f'Comma-separated, of {", ".join(paper_specs.ARTEFACTS)}.')
+  parser.add_argument('--size', choices=SIZES, default='cpu',
+                      help="'cpu': the CPU-scale stand-ins (configs/*_cpu.py); 'paper': the "
+                      "paper's sequences at our accelerator scale.")
+  parser.add_argument('--seeds', type=int, default=None,
+                      help='Cap on the seeds of every run (default: the spec\'s, 3 or 1).')
+  parser.add_argument('--batch_seeds', action='store_true',
+                      help='One run per method holding all its seeds (train.num_seeds): for GPUs.')
+  parser.add_argument('--steps_per_task', type=int, default=None)
+  parser.add_argument('--quick', action='store_true',
+                      help='Tiny networks, 4 steps per task (common.QUICK_OVERRIDES): a smoke '
+                      'test; its numbers mean nothing.')
+  parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                      help='More config overrides for every run (repeatable).')
+  parser.add_argument('--workdir_root', default=DEFAULT_WORKDIRS)
+  parser.add_argument('--results', default=DEFAULT_RESULTS)
+  parser.add_argument('--plan_only', action='store_true', help='Print the plan and stop.')
+  parser.add_argument('--report_only', action='store_true',
+                      help='Rewrite <results>/README.md from the per-seed files; run nothing.')
+  parser.add_argument('--max_runs', type=int, default=None,
+                      help='Train at most N runs in this invocation (rerun to go on).')
+  parser.add_argument('--seconds_per_step', type=float, default=None,
+                      help='Use this rate for the estimate instead of the measured ones.')
+  args = parser.parse_args(argv)
+  args.workdir_root = os.path.abspath(args.workdir_root)
+  args.results = os.path.abspath(args.results)
+  return args
+
+
+def choose(names: str, artefacts: Mapping[str, paper_specs.Artefact]):
+  chosen = [n.strip() for n in names.split(',') if n.strip()]
+  unknown = [n for n in chosen if n not in artefacts]
+  if unknown or not chosen:
+    raise SystemExit(f'error: --artefacts={names!r}: unknown {unknown}; use '
+                     f'{", ".join(artefacts)}.')
+  return [artefacts[n] for n in chosen]
+
+
+def _stop_on_sigterm(signum, frame):  # pylint: disable=unused-argument
+  raise KeyboardInterrupt  # run_config stops its child, which checkpoints first
+
+
+def main(argv=None, artefacts: Optional[Mapping[str, paper_specs.Artefact]] = None) -> int:
+  common.setup_logging()
+  args = parse_args(argv)
+  artefacts = dict(artefacts or paper_specs.ARTEFACTS)
+  chosen = choose(args.artefacts, artefacts)
+  if args.report_only:
+    print(f'README: {write_report(chosen, args)}')
+    return 0
+  legacy = [os.path.join(common.REPO_ROOT, 'experiments', 'results', d)
+            for d in paper_specs.EARLIER_CPU] if args.size == 'cpu' else []
+  rates = measured_rates(args.results, legacy)
+  if args.seconds_per_step is not None:
+    rates = {('*', spec.method): (args.seconds_per_step, '--seconds_per_step')
+             for a in chosen for spec in a.runs}
+  runs, skipped = plan(chosen, args, rates)
+  print(format_plan(runs, skipped, args, rates), flush=True)
+  if args.plan_only:
+    return 0
+  signal.signal(signal.SIGTERM, _stop_on_sigterm)
+  try:
+    execute(runs, artefacts, args)
+  except KeyboardInterrupt:
+    print('Interrupted: rerun the same command to go on (the run in progress was asked to '
+          'checkpoint and stop; one stopped before its first checkpoint starts over).',
+          flush=True)
+    return 130
+  print(f'README: {write_report(chosen, args)}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
