@@ -20,6 +20,11 @@ and each loop's ratio to the bare step.
 Part 2, at the demo's sizes (``configs/demo.py``): steps/s of ``loop.run_task`` with
 ``train.num_seeds`` 1, and 3 with ``train.seed_batching`` 'vmap' and 'loop' (alternating),
 and the cost of 3 seeds relative to 1.
+
+Other configs (``experiments/gpu_session.sh`` on an accelerator): ``--part1=mnist_fashion,
+mnist_fashion_cpu`` runs part 1 at each named config with its own critic steps, and
+``--part2=mnist_fashion_cpu --seed_batching=vmap`` part 2 at that config; ``--per_step_loop
+=off`` leaves out the loop of 5611a4f.
 """
 
 from __future__ import annotations
@@ -36,8 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top
-from configs import demo as demo_config, test as test_config
-from ltgans_jax import rng
+from ltgans_jax import api, rng
 from ltgans_jax.cpu import xla_flags
 from ltgans_jax.data import batching
 from ltgans_jax.methods import registry
@@ -138,12 +142,70 @@ def fused_loop(config, num_steps: int) -> float:
   return num_steps / (time.perf_counter() - started)
 
 
-def _configure(base, **values):
-  config = base.get_config()
+def _configure(name: str, **values):
+  """The packaged config ``name`` (``api.load_config``) with ``section__key=value`` changes."""
+  config = api.load_config(name)
   for dotted, value in values.items():
-    section, name = dotted.split('__')
-    config[section][name] = value
+    section, key = dotted.split('__')
+    config[section][key] = value
   return config
+
+
+def part1(names, args):
+  """Bare step against the loops at each config: (table lines, {(label, name): [rates]})."""
+  loops = [('bare step', bare_step), ('fused loop', fused_loop)]
+  if args.per_step_loop == 'on':
+    loops.insert(1, ('per-step loop (5611a4f)', per_step_loop))
+  settings = []  # (label, config name, overrides)
+  for name in names:
+    if name == 'test':  # the tiny config at the CPU's and the paper's critic steps
+      settings += [(f'test, {c} critic step(s)', name, {'gan__critic_steps': c})
+                   for c in (1, 5)]
+    else:
+      settings.append((name, name, {}))
+  rates = {}
+  for round_ in range(args.rounds):
+    for label, name, overrides in settings:
+      for loop_name, fn in loops:
+        config = _configure(name, train__log_every=100, **overrides)
+        rate = fn(config, args.steps)
+        rates.setdefault((label, loop_name), []).append(rate)
+        print(f'{label} round {round_}: {loop_name}: {rate:.1f} steps/s', flush=True)
+  names_ = [n for n, _ in loops]
+  lines = ['## Part 1: bare step against the training loop, LAKD phase', '',
+           '| config | ' + ' | '.join(names_) + ' | '
+           + ' | '.join(f'{n} / bare' for n in names_[1:]) + ' |',
+           '|---' * (2 * len(names_)) + '|']
+  for label, _, _ in settings:
+    medians = [statistics.median(rates[(label, n)]) for n in names_]
+    lines.append(f'| {label} | ' + ' | '.join(f'{r:.1f}' for r in medians) + ' | '
+                 + ' | '.join(f'{r / medians[0]:.2f}' for r in medians[1:]) + ' |')
+  return lines
+
+
+def part2(name, args):
+  """Seeds' cost with the fused loop at config ``name``: table lines."""
+  settings = [('1 seed', 1, 'loop')]
+  for mode in args.seed_batching.split(','):
+    settings.append((f'{args.seeds} seeds, {mode}', args.seeds, mode))
+  seed_rates = {}
+  for round_ in range(args.rounds):
+    for label, num_seeds, batching_mode in settings:
+      config = _configure(name, train__num_seeds=num_seeds, train__log_every=20,
+                          train__seed_batching=batching_mode)
+      rate = fused_loop(config, args.demo_steps)
+      seed_rates.setdefault(label, []).append(rate)
+      print(f'{name}, {label}, round {round_}: {rate:.2f} steps/s', flush=True)
+  one = statistics.median(seed_rates['1 seed'])
+  config = api.load_config(name)
+  lines = ['', f'## Part 2: seeds at {name} ({config.data.image_size} px, generator width '
+           f'{config.model.generator_width}, batch {config.train.batch_size}), LAKD phase', '',
+           '| seeds (train.seed_batching) | steps/s (every seed takes a step) | seconds per '
+           '1000 steps | cost relative to one seed |', '|---|---|---|---|']
+  for label, _, _ in settings:
+    rate = statistics.median(seed_rates[label])
+    lines.append(f'| {label} | {rate:.2f} | {1000 / rate:.0f} | {one / rate:.2f} |')
+  return lines
 
 
 def main():
@@ -153,50 +215,18 @@ def main():
   parser.add_argument('--steps', type=int, default=300, help='steps per measurement (part 1)')
   parser.add_argument('--demo_steps', type=int, default=40, help='steps per measurement (2)')
   parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--part1', default='test', help='configs of part 1, comma-separated')
+  parser.add_argument('--part2', default='demo', help='the config of part 2')
+  parser.add_argument('--seeds', type=int, default=3, help='seeds against one (part 2)')
+  parser.add_argument('--seed_batching', default='vmap,loop', help='modes of part 2')
+  parser.add_argument('--per_step_loop', choices=('on', 'off'), default='on')
   parser.add_argument('--out', default=None, help='folder for README.md (else stdout only)')
   args = parser.parse_args()
-  lines = [f'# Loop against bare step, and seeds\' cost', '',
+  lines = ['# Loop against bare step, and seeds\' cost', '',
            f'Device: {jax.device_count()} x {jax.devices()[0].device_kind}; jax '
            f'{jax.__version__}; {args.rounds} rounds, alternating; medians.', '']
-
-  rates = {}
-  for critic_steps in (1, 5):
-    for round_ in range(args.rounds):
-      for name, fn in (('bare step', bare_step), ('per-step loop (5611a4f)', per_step_loop),
-                       ('fused loop', fused_loop)):
-        config = _configure(test_config, gan__critic_steps=critic_steps, train__log_every=100)
-        rate = fn(config, args.steps)
-        rates.setdefault((critic_steps, name), []).append(rate)
-        print(f'critic_steps={critic_steps} round {round_}: {name}: {rate:.1f} steps/s',
-              flush=True)
-  lines += ['## Part 1: the test config (28 px, widths 4, batch 8), LAKD phase', '',
-            '| critic steps per generator update | bare step | per-step loop (5611a4f) | '
-            'fused loop | per-step loop / bare | fused loop / bare |', '|---|---|---|---|---|---|']
-  for critic_steps in (1, 5):
-    bare, before, after = (statistics.median(rates[(critic_steps, n)]) for n in (
-        'bare step', 'per-step loop (5611a4f)', 'fused loop'))
-    lines.append(f'| {critic_steps} | {bare:.1f} | {before:.1f} | {after:.1f} | '
-                 f'{before / bare:.2f} | {after / bare:.2f} |')
-
-  seed_rates = {}
-  settings = (('1 seed', 1, 'loop'), ('3 seeds, vmap', 3, 'vmap'),
-              ('3 seeds, loop', 3, 'loop'))
-  for round_ in range(args.rounds):
-    for name, num_seeds, batching_mode in settings:
-      config = _configure(demo_config, train__num_seeds=num_seeds, train__log_every=20,
-                          train__seed_batching=batching_mode)
-      rate = fused_loop(config, args.demo_steps)
-      seed_rates.setdefault(name, []).append(rate)
-      print(f'demo, {name}, round {round_}: {rate:.2f} steps/s', flush=True)
-  one = statistics.median(seed_rates['1 seed'])
-  demo = demo_config.get_config()
-  lines += ['', f'## Part 2: the demo config ({demo.data.image_size} px, generator width '
-            f'{demo.model.generator_width}, batch {demo.train.batch_size}), LAKD phase', '',
-            '| seeds (train.seed_batching) | steps/s (every seed takes a step) | seconds per '
-            '1000 steps | cost relative to one seed |', '|---|---|---|---|']
-  for name, _, _ in settings:
-    rate = statistics.median(seed_rates[name])
-    lines.append(f'| {name} | {rate:.2f} | {1000 / rate:.0f} | {one / rate:.2f} |')
+  lines += part1(args.part1.split(','), args)
+  lines += part2(args.part2, args)
   text = '\n'.join(lines) + '\n'
   print(text)
   if args.out:

@@ -108,7 +108,8 @@ def main(argv):
   py_logging.getLogger('absl').setLevel(py_logging.WARNING)
   try:
     config = loaded_config()
-    multihost.initialize_from_environment(os.environ)  # one process per host, if asked for
+    if multihost.initialize_from_environment(os.environ):  # one process per host, if asked
+      multihost.end_with_a_sentence_on_abort()
     try:
       logging.info('JAX devices: %s', jax.devices())
     except (RuntimeError, AssertionError) as e:  # JAX_PLATFORMS names a backend not here
@@ -123,19 +124,40 @@ def main(argv):
     else:
       inspect_run.sample(config, FLAGS.workdir)
   except (ConfigError, DatasetError, hooks.DivergenceError, CheckpointError) as e:
-    logging.error('%s', e)  # One sentence that says what to do; no traceback.
-    sys.exit(f'error: {e}')
+    _fail(str(e))  # One sentence that says what to do; no traceback.
   except OSError as e:
     if e.errno not in DISK_ERRORS:
-      raise
-    logging.error('%s', e)
-    sys.exit(f'error: cannot write {e.filename or "into the workdir"} ({e.strerror}); free '
-             'space there (or make it writable) and rerun the same command' + (
-                 ': training resumes from its newest checkpoint.' if FLAGS.mode == 'train'
-                 else ' (it trains nothing and changes no checkpoint).'))
-  except hooks.StopRequested as e:
+      _fail_unexpectedly(e)
+    _fail(f'cannot write {e.filename or "into the workdir"} ({e.strerror}); free space there '
+          '(or make it writable) and rerun the same command' + (
+              ': training resumes from its newest checkpoint.' if FLAGS.mode == 'train'
+              else ' (it trains nothing and changes no checkpoint).'))
+  except hooks.StopRequested as e:  # every process of a run stops at the same step
     logging.warning('%s', e)
     sys.exit(143)
+  except Exception as e:  # pylint: disable=broad-except
+    _fail_unexpectedly(e)
+
+
+def _fail(message: str):
+  """Ends the run with ``message`` (one sentence) and exit status 1; in a multi-process run at
+  once, so that the other processes end too instead of waiting for this one
+  (``multihost.end_process``)."""
+  if multihost.running():
+    multihost.end_process(1, message)
+  logging.error('%s', message)
+  sys.exit(f'error: {message}')
+
+
+def _fail_unexpectedly(error: BaseException):
+  """An error with no sentence of ours: its traceback, as Python would print it, except in a
+  multi-process run, where a lost peer gets one sentence and any process ends at once."""
+  if not multihost.running():
+    raise error
+  if multihost.lost_peer(error):
+    multihost.end_process(1, multihost.lost_peer_message(error))
+  logging.exception('process %d of %d failed:', jax.process_index(), jax.process_count())
+  multihost.end_process(1, None)
 
 
 def run():

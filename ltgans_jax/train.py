@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ltgans_jax import config_base, config_validation, durations
+from ltgans_jax import config_base, config_validation, durations, multihost
 from ltgans_jax.data import batching, sequences
 from ltgans_jax.eval import figures, task_eval
 from ltgans_jax.methods import network_state, registry
@@ -106,8 +106,12 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
   num_seeds = seeds_lib.count(config)
-  template = seeds_lib.stack([method.init_state(jax.random.key(seed))
-                              for seed in seeds_lib.seed_values(config)])
+  # Placed before the restore, which reads each array straight into the template's placement:
+  # with several processes, into every process's devices (a restored array that one process
+  # placed cannot be moved to another's).
+  template = jax.device_put(seeds_lib.stack([method.init_state(jax.random.key(seed))
+                                             for seed in seeds_lib.seed_values(config)]),
+                            replicated)
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
   config_validation.record_config(config, workdir)  # the run is known to start
@@ -115,7 +119,6 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
                                         seeds_lib.counter(state.task_step))
   for folder in {workdir, *seeds_lib.report_dirs(config, workdir)}:
     resume.settle_metrics(folder, restored_step)  # before anything logs this run's rows
-  state = jax.device_put(state, replicated)
   metrics_log = writers.MetricsLog(workdir, jax.process_index() == 0,
                                   config.log.wandb_project)
   metrics_log.write_hparams(hparams(config))
@@ -126,7 +129,7 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
                ' -> '.join(t.name for t in tasks), num_seeds,
                network_state.state_bytes(state) / 1e6)
 
-  outputs = []
+  outputs, peer_lost = [], False
   try:
     with hooks.StopSignal() as stop:
       loop = loop_lib.Loop(config, method, tuple(task_steps), batch_sharding, checkpoints,
@@ -134,11 +137,19 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
                            stop)
       outputs = _seed_outputs(config, workdir, tasks, method, metrics_log, first_task)
       state = _train_tasks(loop, tasks, state, outputs, first_task, workdir)
-  finally:  # Never leave an asynchronous save half-written.
+  except Exception as e:  # pylint: disable=broad-except
+    peer_lost = multihost.lost_peer(e)
+    raise
+  finally:  # Never leave an asynchronous save half-written, ...
     try:
-      checkpointing.finish(checkpoints)
+      # ... unless another process has ended: a save commits only once every process has
+      # written its part, which the lost one never will. The newest committed checkpoint is
+      # whole, and the rerun resumes from it.
+      if not peer_lost:
+        checkpointing.finish(checkpoints)
     finally:
-      checkpoints.close()
+      if not peer_lost:
+        checkpoints.close()
       for out in outputs:
         if out.metrics_log is not metrics_log:
           out.metrics_log.close()

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltgans_jax import durations, rng
+from ltgans_jax import durations, multihost, rng
 from ltgans_jax.cpu import backend, schedule
 from ltgans_jax.run import checkpointing, hooks, seeds as seeds_lib
 
@@ -270,6 +270,16 @@ def place_batches(loop: Loop, task_batches, first_step: int, num_steps: int):
   return jax.make_array_from_process_local_data(loop.stacked_sharding, local)
 
 
+def _stop_received(loop: Loop, done: int) -> bool:
+  """Whether to stop after the call that ended at task step ``done``. Every process of a
+  multi-process run must save the same checkpoint, so there they agree first (a collective),
+  at each log line: a signal that reached one process stops all of them there."""
+  if not multihost.running():
+    return loop.stop.received is not None
+  return (done % loop.config.train.log_every == 0
+          and multihost.any_process(loop.stop.received is not None))
+
+
 def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name: str):
   """Runs the remaining steps of ``task`` (``loop.task_steps[task]`` in all) on
   ``task_batches`` (one ``batching.TaskBatches`` per seed); returns the state and the last
@@ -300,11 +310,12 @@ def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name:
     done += num_steps
     gstep = durations.global_step(loop.task_steps, task, done)
     # At a task's last step the end-of-task section saves; the next call sees the flag.
-    if loop.stop.received and done < total:
+    if _stop_received(loop, done) and done < total:
       read_back(accumulator, done)
       checkpointing.save(loop.checkpoints, gstep, state)
       checkpointing.finish(loop.checkpoints)
-      raise hooks.StopRequested(f'{loop.stop.received} received: saved checkpoint {gstep} (task '
+      signal_name = loop.stop.received or 'a stop signal (by another process)'
+      raise hooks.StopRequested(f'{signal_name} received: saved checkpoint {gstep} (task '
                           f'{task_name}, step {done}); rerun the same command to resume.')
     if done % config.train.log_every == 0 or done == total:
       last = read_back(accumulator, done)

@@ -1,0 +1,48 @@
+"""``python -m ltgans_jax.main`` as it is, recording which images this process placed on its
+devices for each call of the training loop (``run.loop.place_batches``), for
+``tests/test_two_processes.py``: one JSON line per call in ``$LTGANS_TEST_PLACED`` (the
+process, task, seed, first step, number of steps, the placed array's shape and a digest of its
+bytes). Everything else is the ordinary command, flags included."""
+
+import hashlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+from ltgans_jax import main
+from ltgans_jax.run import loop as loop_lib
+
+_place = loop_lib.place_batches
+_make_array = jax.make_array_from_process_local_data
+
+
+def _recording_place(loop, task_batches, first_step, num_steps):
+  placed = []
+
+  def make_array(sharding, local, *args, **kwargs):
+    placed.append(local)
+    return _make_array(sharding, local, *args, **kwargs)
+
+  jax.make_array_from_process_local_data = make_array
+  try:
+    batches = _place(loop, task_batches, first_step, num_steps)
+  finally:
+    jax.make_array_from_process_local_data = _make_array
+  (local,) = placed
+  with open(os.environ['LTGANS_TEST_PLACED'], 'a') as f:
+    f.write(json.dumps({'process': jax.process_index(), 'task': task_batches[0].task,
+                        'seeds': [b.seed for b in task_batches], 'first_step': first_step,
+                        'num_steps': num_steps, 'shape': list(local.shape),
+                        'digest': hashlib.sha256(local.tobytes()).hexdigest()}) + '\n')
+  return batches
+
+
+loop_lib.place_batches = _recording_place
+
+if __name__ == '__main__':
+  sys.argv[0] = 'ltgans_jax.main'
+  main.run()
