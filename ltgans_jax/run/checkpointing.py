@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from typing import Any, Optional, Sequence
 
 import jax
@@ -61,19 +62,36 @@ class CheckpointError(RuntimeError):
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
 
 
-def _disk_error(error: BaseException) -> Optional[OSError]:
-  """The OSError of a full, read-only or failing disk in ``error``'s chain, if any."""
+def disk_error(error: BaseException) -> Optional[OSError]:
+  """The OSError of a full, read-only or failing disk in ``error``'s chain, if any. Orbax's
+  writes go through TensorStore, which reports a full disk not as an OSError but as a
+  ``ValueError('RESOURCE_EXHAUSTED: ... No space left on device [os_error_code=\'28\']')``:
+  that one is read back into the OSError it stands for."""
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
     if isinstance(error, OSError) and error.errno in DISK_ERRORS:
       return error
+    found = _tensorstore_disk_error(str(error)) if isinstance(error, ValueError) else None
+    if found is not None:
+      return found
     error = error.__cause__ or error.__context__
   return None
 
 
+def _tensorstore_disk_error(message: str) -> Optional[OSError]:
+  """The OSError that a TensorStore status message names (its ``os_error_code``, or a
+  RESOURCE_EXHAUSTED status: a full disk), if it is one of ``DISK_ERRORS``."""
+  code = re.search(r"os_error_code='?(\d+)", message)
+  number = int(code.group(1)) if code else (
+      errno.ENOSPC if message.startswith('RESOURCE_EXHAUSTED') else None)
+  if number not in DISK_ERRORS:
+    return None
+  return OSError(number, os.strerror(number))
+
+
 def _raise_if_disk_error(manager: ocp.CheckpointManager, error: BaseException) -> None:
-  disk = _disk_error(error)
+  disk = disk_error(error)
   if disk is None:
     return
   done = [s for s in manager.all_steps() if os.path.isdir(
@@ -163,13 +181,16 @@ def restore_step(manager: ocp.CheckpointManager, step: int,
   Read with a checkpointer of its own, not ``manager.restore``: after meeting a damaged step
   the manager's inferred item layout can no longer read the healthy ones.
   """
+  checkpointer = ocp.StandardCheckpointer()
   try:
-    state = ocp.StandardCheckpointer().restore(
-        os.path.join(manager.directory, str(step), 'default'), template)
+    state = checkpointer.restore(os.path.join(manager.directory, str(step), 'default'),
+                                 template)
   except ValueError as e:  # orbax compares the stored shapes with the template's first
     if 'stored shape' not in str(e):
       raise
     raise StateMismatchError(str(e).split('. ')[0]) from None
+  finally:
+    checkpointer.close()  # its threads and event loop, also when the restore failed
   _check_matches(template, state)
   return state
 
