@@ -7,10 +7,14 @@ plus the step in the task.
 
 from __future__ import annotations
 
+import copy
 import errno
+import gc
+import inspect
 import logging
 import os
 import re
+import sys
 from typing import Any, Optional, Sequence
 
 import jax
@@ -181,18 +185,48 @@ def restore_step(manager: ocp.CheckpointManager, step: int,
   Read with a checkpointer of its own, not ``manager.restore``: after meeting a damaged step
   the manager's inferred item layout can no longer read the healthy ones.
   """
-  checkpointer = ocp.StandardCheckpointer()
+  checkpointer, failure = ocp.StandardCheckpointer(), None
   try:
     state = checkpointer.restore(os.path.join(manager.directory, str(step), 'default'),
                                  template)
-  except ValueError as e:  # orbax compares the stored shapes with the template's first
-    if 'stored shape' not in str(e):
-      raise
-    raise StateMismatchError(str(e).split('. ')[0]) from None
+  except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds
+    failure = _detached(e)
   finally:
     checkpointer.close()  # its threads and event loop, also when the restore failed
+  if failure is not None:
+    _collect_abandoned_reads()
+    raise failure
   _check_matches(template, state)
   return state
+
+
+def _detached(error: Exception) -> Exception:
+  """``error`` without its traceback (a ``StateMismatchError`` if orbax found other shapes):
+  the traceback holds the frames of orbax's suspended reads, which would otherwise outlive the
+  failed restore."""
+  if isinstance(error, ValueError) and 'stored shape' in str(error):
+    return StateMismatchError(str(error).split('. ')[0])
+  try:
+    return copy.copy(error).with_traceback(None)
+  except Exception:  # pylint: disable=broad-except  # an exception type that cannot be copied
+    return RuntimeError(f'{type(error).__name__}: {error}')
+
+
+def _collect_abandoned_reads() -> None:
+  """Collects, now, the reads a failed orbax restore left suspended on its closed event loop.
+  Left to the garbage collector, each would report 'Event loop is closed' (or 'coroutine
+  ignored GeneratorExit') at some later moment: one traceback per array, after the restore's
+  error has been reported."""
+  hook = sys.unraisablehook
+
+  def quiet(unraisable):
+    if not inspect.iscoroutine(unraisable.object):
+      hook(unraisable)
+  sys.unraisablehook = quiet
+  try:
+    gc.collect()
+  finally:
+    sys.unraisablehook = hook
 
 
 def _check_matches(template, state) -> None:
