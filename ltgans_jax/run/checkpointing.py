@@ -225,6 +225,14 @@ def _collect_abandoned_reads() -> None:
   sys.unraisablehook = quiet
   try:
     gc.collect()
+    for coroutine in [o for o in gc.get_objects() if inspect.iscoroutine(o)]:
+      frame = coroutine.cr_frame  # None once a coroutine has finished
+      if (frame is not None and not coroutine.cr_running
+          and 'orbax' in frame.f_code.co_filename and frame.f_code.co_name.startswith('_read')):
+        try:
+          coroutine.close()  # a read of the failed restore, suspended on its closed loop
+        except Exception:  # pylint: disable=broad-except  # 'Event loop is closed'
+          pass
   finally:
     sys.unraisablehook = hook
 
