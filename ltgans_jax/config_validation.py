@@ -323,20 +323,36 @@ def _gigabytes(count: float) -> str:
   return f'{count / 1e9:.3g} GB'
 
 
+# What training holds at its peak, in copies of the state (parameters and optimiser state): the
+# state itself; the restore target (the fresh state, or the template a checkpoint restores into);
+# a jitted call's outputs (new parameters and moments, the gradients) before the inputs it
+# donates are freed; the host copy an asynchronous checkpoint save makes. A method whose calls
+# do not donate the state (``donate_state=False``) holds one more.
+STATE_COPIES = 4
+# On the CPU backend the device's memory is the host's, which also holds JAX's runtime, the
+# compiled programs, the data and the evaluation networks: ~1.6 GB peak RSS for configs/test.py,
+# whose state is under 1 MB.
+CPU_RUNTIME_BYTES = 1.5e9
+
+
 def check_memory(config: ml_collections.ConfigDict, method) -> None:
-  """Refuses networks whose parameters and optimiser state alone (measured with
-  ``jax.eval_shape``: nothing is allocated) exceed half the device's memory, and a
-  ``sample.num`` whose images do, before anything is allocated or written; ``method``: the
-  run's ``base.LifelongMethod``."""
+  """Refuses networks whose state, in the copies training really holds (``STATE_COPIES``, and
+  the runtime on the CPU backend), exceeds the device's memory, and a ``sample.num`` whose
+  images exceed half of it, before anything is allocated or written (sizes from
+  ``jax.eval_shape``); ``method``: the run's ``base.LifelongMethod``. The kernel would
+  otherwise kill the run without a word, mid-save."""
   memory = memory_bytes()
   shapes = jax.eval_shape(method.init_state, jax.random.key(0))
   state = config.train.num_seeds * sum(leaf.size * leaf.dtype.itemsize
                                        for leaf in jax.tree_util.tree_leaves(shapes))
-  _require(2 * state <= memory,
+  copies = STATE_COPIES + (0 if getattr(method, 'donate_state', True) else 1)
+  runtime = CPU_RUNTIME_BYTES if jax.default_backend() == 'cpu' else 0
+  _require(copies * state + runtime <= memory,
            f'The networks of this config hold {_gigabytes(state)} of parameters and optimiser '
-           f'state, more than half of the {_gigabytes(memory)} of memory here; lower '
-           'train.num_seeds, model.generator_width, model.critic_width, vae.width or the '
-           'latent sizes.')
+           f'state, and training holds about {_gigabytes(copies * state + runtime)} with its '
+           'copies (restore target, step outputs, checkpoint host copy) and the runtime, more '
+           f'than the {_gigabytes(memory)} of memory here; lower train.num_seeds, '
+           'model.generator_width, model.critic_width, vae.width or the latent sizes.')
   image = config.data.image_size ** 2 * config.data.channels
   samples = 4 * 4 * config.sample.num * image  # float32 images, host copies and the grid
   _require(2 * samples <= memory,

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from ltgans_jax import multihost, named_configs, startup, train
 from ltgans_jax.config_validation import ConfigError
 from ltgans_jax.data.local import DatasetError
-from ltgans_jax.run import hooks, inspect as inspect_run
+from ltgans_jax.run import checkpointing, hooks, inspect as inspect_run
 from ltgans_jax.run.checkpointing import CheckpointError, DISK_ERRORS
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'config_base.py')
@@ -99,6 +99,38 @@ def loaded_config():
                     'ltgans_jax.config_base.get_config().')
 
 
+def _without_orbax_tracebacks(record: py_logging.LogRecord) -> bool:
+  """A logging filter: orbax logs the traceback of a failed background save from each of its
+  threads (a full disk: ~1000 lines) before the error reaches the run, which turns it into one
+  sentence (``checkpointing.finish``); its records keep their first line, without the
+  traceback."""
+  if record.exc_info and 'orbax' in record.pathname:
+    record.exc_info, record.exc_text = None, None
+    record.msg, record.args = str(record.getMessage()).splitlines()[0][:300], ()
+  return True
+
+
+def _not_a_failed_write_left_unread(record: py_logging.LogRecord) -> bool:
+  """A logging filter for asyncio: drops 'Task exception was never retrieved' of orbax's
+  writes that a full disk failed (one per array; the run reports the error once)."""
+  error = record.exc_info[1] if record.exc_info else None
+  return not (error is not None and 'never retrieved' in str(record.msg)
+              and checkpointing.disk_error(error) is not None)
+
+
+def _unraisablehook_without_closed_loops(hook):
+  """``hook`` (``sys.unraisablehook``), silent for the 'Event loop is closed' that TensorStore
+  reports from its own threads when a failed save (a full disk) has closed orbax's event loop
+  while other writes were in flight: one traceback per array, after the run has already said
+  what failed."""
+  def quiet(unraisable):
+    if (isinstance(unraisable.exc_value, RuntimeError)
+        and str(unraisable.exc_value) == 'Event loop is closed'):
+      return
+    hook(unraisable)
+  return quiet
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -106,6 +138,9 @@ def main(argv):
   # (orbax writes a dozen lines per checkpoint) are kept to warnings.
   logging.set_verbosity(logging.INFO)
   py_logging.getLogger('absl').setLevel(py_logging.WARNING)
+  py_logging.getLogger('absl').addFilter(_without_orbax_tracebacks)
+  py_logging.getLogger('asyncio').addFilter(_not_a_failed_write_left_unread)
+  sys.unraisablehook = _unraisablehook_without_closed_loops(sys.unraisablehook)
   try:
     config = loaded_config()
     if multihost.initialize_from_environment(os.environ):  # one process per host, if asked

@@ -112,6 +112,7 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
   template = jax.device_put(seeds_lib.stack([method.init_state(jax.random.key(seed))
                                              for seed in seeds_lib.seed_values(config)]),
                             replicated)
+  writers.remove_stale_temporaries(workdir)
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
   config_validation.record_config(config, workdir)  # the run is known to start

@@ -463,7 +463,8 @@ def test_inception_weights_missing_or_damaged(test_config, tmp_path):
 
 @pytest.mark.parametrize('key, value, pattern', [
     ('model.generator_width', 10 ** 6, r'The networks of this config hold .* GB of parameters '
-                                       r'and optimiser state, more than half of the .* GB'),
+                                       r'and optimiser state, and training holds about .* GB '
+                                       r'with its copies .* more than the .* GB of memory here'),
     ('vae.width', 10 ** 6, r'The networks of this config hold .* GB'),
     ('sample.num', 10 ** 12, r'sample.num=1000000000000 needs about .* GB for its images'),
 ], ids=['generator_width', 'vae_width', 'sample_num'])
@@ -635,3 +636,32 @@ def test_jax_enable_x64_runs_in_float32(tmp_path):
   assert 'dtype float32' in result.stdout
   assert ('JAX_ENABLE_X64 is set, but ltgans_jax computes and checkpoints in float32, so this run '
           "turns JAX's 64-bit mode off and runs in float32.") in result.stderr
+
+def test_a_sample_killed_mid_write_leaves_no_npz(tmp_path, boundary_workdir):
+  """A real SIGKILL while ``--mode=sample`` writes its .npz used to leave a 0-byte
+  samples_*.npz for good; it is written whole or not at all."""
+  workdir = _copy(boundary_workdir, tmp_path)
+  script = ('import os, signal, zipfile\n'
+            'from configs import test\n'
+            'from ltgans_jax.run import inspect as inspect_run\n'
+            'zipfile.ZipFile.open = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n'
+            f'inspect_run.sample(test.get_config(), {str(workdir)!r})\n')
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  killed = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=env, check=False,
+                          capture_output=True, text=True, timeout=120)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert not [name for name in os.listdir(workdir) if 'samples_' in name]
+
+
+def test_a_state_that_fits_only_without_its_copies_is_refused(test_config, monkeypatch):
+  """Used to pass any state under half the memory; training holds ~4 copies of it (and the
+  runtime on the CPU), and the kernel killed the run mid-save without a word."""
+  method = registry.build(test_config)
+  shapes = jax.eval_shape(method.init_state, jax.random.key(0))
+  state = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))
+  runtime = config_validation.CPU_RUNTIME_BYTES if jax.default_backend() == 'cpu' else 0
+  monkeypatch.setattr(config_validation, 'memory_bytes', lambda: int(3 * state + runtime))
+  with pytest.raises(ConfigError, match=r'training holds about .* GB with its copies'):
+    config_validation.check_memory(test_config, method)
+  monkeypatch.setattr(config_validation, 'memory_bytes', lambda: int(4 * state + runtime))
+  config_validation.check_memory(test_config, method)

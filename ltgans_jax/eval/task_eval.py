@@ -53,6 +53,7 @@ from ltgans_jax.data.sequences import Task
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.eval import audit, eval_subset, evaluation
 from ltgans_jax.eval import feature_net, generative_metrics, inception, reference_stats
+from ltgans_jax.run import writers
 from ltgans_jax.run.checkpointing import CheckpointError
 
 # Per feature extractor: the FID row's key, the suffix of its KID and PRDC rows, the name a
@@ -290,9 +291,8 @@ class TaskEvaluator:
                                            self.config.eval.feature_net_steps, key)
     logging.info('Feature network accuracy on the training images: %.3f',
                  feature_net.accuracy(params, images[:2000], labels[:2000]))
-    if jax.process_index() == 0:
-      with open(path, 'wb') as f:
-        f.write(flax.serialization.to_bytes(params))
+    if jax.process_index() == 0:  # whole or not at all: a full disk leaves no damaged file
+      writers.write_atomically(path, flax.serialization.to_bytes(params))
     return params
 
   def samples(self, state, network: str, num: int, key: jax.Array) -> np.ndarray:

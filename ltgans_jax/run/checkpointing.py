@@ -7,9 +7,14 @@ plus the step in the task.
 
 from __future__ import annotations
 
+import copy
 import errno
+import gc
+import inspect
 import logging
 import os
+import re
+import sys
 from typing import Any, Optional, Sequence
 
 import jax
@@ -61,19 +66,36 @@ class CheckpointError(RuntimeError):
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
 
 
-def _disk_error(error: BaseException) -> Optional[OSError]:
-  """The OSError of a full, read-only or failing disk in ``error``'s chain, if any."""
+def disk_error(error: BaseException) -> Optional[OSError]:
+  """The OSError of a full, read-only or failing disk in ``error``'s chain, if any. Orbax's
+  writes go through TensorStore, which reports a full disk not as an OSError but as a
+  ``ValueError('RESOURCE_EXHAUSTED: ... No space left on device [os_error_code=\'28\']')``:
+  that one is read back into the OSError it stands for."""
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
     if isinstance(error, OSError) and error.errno in DISK_ERRORS:
       return error
+    found = _tensorstore_disk_error(str(error)) if isinstance(error, ValueError) else None
+    if found is not None:
+      return found
     error = error.__cause__ or error.__context__
   return None
 
 
+def _tensorstore_disk_error(message: str) -> Optional[OSError]:
+  """The OSError that a TensorStore status message names (its ``os_error_code``, or a
+  RESOURCE_EXHAUSTED status: a full disk), if it is one of ``DISK_ERRORS``."""
+  code = re.search(r"os_error_code='?(\d+)", message)
+  number = int(code.group(1)) if code else (
+      errno.ENOSPC if message.startswith('RESOURCE_EXHAUSTED') else None)
+  if number not in DISK_ERRORS:
+    return None
+  return OSError(number, os.strerror(number))
+
+
 def _raise_if_disk_error(manager: ocp.CheckpointManager, error: BaseException) -> None:
-  disk = _disk_error(error)
+  disk = disk_error(error)
   if disk is None:
     return
   done = [s for s in manager.all_steps() if os.path.isdir(
@@ -170,14 +192,55 @@ def restore_step(manager: ocp.CheckpointManager, step: int,
     name = next(n for n in sorted(set(stored) | set(wanted)) if stored.get(n) != wanted.get(n))
     raise StateMismatchError(f'{name} has shape {stored.get(name, "(absent)")} there, the '
                              f'config needs {wanted.get(name, "(absent)")}')
+  checkpointer, failure = ocp.StandardCheckpointer(), None
   try:
-    state = ocp.StandardCheckpointer().restore(path, template)
-  except ValueError as e:  # orbax compares the stored shapes with the template's first
-    if 'stored shape' not in str(e):
-      raise
-    raise StateMismatchError(str(e).split('. ')[0]) from None
+    state = checkpointer.restore(path, template)
+  except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds
+    failure = _detached(e)
+  finally:
+    checkpointer.close()  # its threads and event loop, also when the restore failed
+  if failure is not None:
+    _collect_abandoned_reads()
+    raise failure
   _check_matches(template, state)
   return state
+
+
+def _detached(error: Exception) -> Exception:
+  """``error`` without its traceback (a ``StateMismatchError`` if orbax found other shapes):
+  the traceback holds the frames of orbax's suspended reads, which would otherwise outlive the
+  failed restore."""
+  if isinstance(error, ValueError) and 'stored shape' in str(error):
+    return StateMismatchError(str(error).split('. ')[0])
+  try:
+    return copy.copy(error).with_traceback(None)
+  except Exception:  # pylint: disable=broad-except  # an exception type that cannot be copied
+    return RuntimeError(f'{type(error).__name__}: {error}')
+
+
+def _collect_abandoned_reads() -> None:
+  """Collects, now, the reads a failed orbax restore left suspended on its closed event loop.
+  Left to the garbage collector, each would report 'Event loop is closed' (or 'coroutine
+  ignored GeneratorExit') at some later moment: one traceback per array, after the restore's
+  error has been reported."""
+  hook = sys.unraisablehook
+
+  def quiet(unraisable):
+    if not inspect.iscoroutine(unraisable.object):
+      hook(unraisable)
+  sys.unraisablehook = quiet
+  try:
+    gc.collect()
+    for coroutine in [o for o in gc.get_objects() if inspect.iscoroutine(o)]:
+      frame = coroutine.cr_frame  # None once a coroutine has finished
+      if (frame is not None and not coroutine.cr_running
+          and 'orbax' in frame.f_code.co_filename and frame.f_code.co_name.startswith('_read')):
+        try:
+          coroutine.close()  # a read of the failed restore, suspended on its closed loop
+        except Exception:  # pylint: disable=broad-except  # 'Event loop is closed'
+          pass
+  finally:
+    sys.unraisablehook = hook
 
 
 def _check_matches(template, state) -> None:

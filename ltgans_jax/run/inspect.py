@@ -18,6 +18,7 @@ Neither mode takes the workdir's lock or writes into the training run's files (`
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 
@@ -44,6 +45,7 @@ def open_workdir(config, workdir):
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise CheckpointError(f'{workdir} holds no checkpoints; train first with --mode=train.')
   config_validation.check_workdir(config, workdir)
+  writers.remove_stale_temporaries(workdir)
   if config.train.num_seeds > 1:
     raise ConfigError(
         f'{workdir} trained train.num_seeds={config.train.num_seeds} seeds together; '
@@ -172,7 +174,9 @@ def sample(config, workdir: str) -> str:
   images = method.sample(state, network, jax.random.key(config.sample.seed), config.sample.num)
   pixels = pixel_lib.to_uint8(images)
   path = os.path.join(workdir, f'samples_{network}.npz')
-  np.savez_compressed(path, images=pixels)
+  buffer = io.BytesIO()  # a kill or a full disk mid-write leaves no half .npz behind
+  np.savez_compressed(buffer, images=pixels)
+  writers.write_atomically(path, buffer.getvalue())
   rows = max(r for r in range(1, int(np.sqrt(len(pixels))) + 1) if len(pixels) % r == 0)
   viz.save_png(path.replace('.npz', '.png'), viz.image_grid(np.asarray(images), rows), scale=2)
   manager.close()

@@ -68,6 +68,9 @@ class _NoCheckpoints:
   def latest_step(self):
     return None
 
+  def wait_until_finished(self):
+    pass
+
 
 class _NoLog:
   def write_scalars(self, step, scalars):
@@ -329,4 +332,6 @@ def run_task(loop: Loop, state, task: int, task_batches, prefix: str, task_name:
       checkpointing.save(loop.checkpoints, gstep, state)
   if accumulator is not None:  # the end-of-task section saves next
     read_back(accumulator, done)
+  # A rolling save that failed (a full disk) stops the run now, not after the evaluation.
+  checkpointing.finish(loop.checkpoints)
   return state, last

@@ -12,20 +12,32 @@ import json
 import logging
 import os
 import re
-import tempfile
+import socket
+import time
 import uuid
-from typing import Mapping, Optional, Union
+from typing import List, Mapping, Optional, Union
 
 import numpy as np
+
+
+# Temporaries of ``write_atomically``: '.<name>.<pid>.<random>.tmp' beside the file they replace.
+_TEMPORARY = re.compile(r'^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$')
 
 
 def write_atomically(path: str, content: Union[str, bytes]) -> None:
   """Writes ``content`` (text, or bytes such as an ``.npz``) to ``path`` through a temporary
   file in the same folder and a rename, so that a crash or a full disk leaves either the old
-  file or the new one, never a part."""
+  file or the new one, never a part.
+
+  The temporary is created with mode 0666 less the umask, as ``open`` would create ``path``
+  (``tempfile.mkstemp`` makes 0600 files, which a colleague cannot read), and its name holds
+  this process's id, so that ``remove_stale_temporaries`` can tell those a killed process left.
+  """
   folder = os.path.dirname(path) or '.'
   os.makedirs(folder, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.')
+  temporary = os.path.join(
+      folder, f'.{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+  handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
   try:
     with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as f:
       f.write(content)
@@ -35,6 +47,40 @@ def write_atomically(path: str, content: Union[str, bytes]) -> None:
   except BaseException:
     os.unlink(temporary)
     raise
+
+
+def _process_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's live process
+    return True
+  return True
+
+
+def remove_stale_temporaries(workdir: str) -> List[str]:
+  """Deletes the temporaries of ``write_atomically`` under ``workdir`` whose process is gone (a
+  SIGKILL or power loss mid-write leaves one for good); those of a live process, such as an
+  ``--mode=evaluate`` beside a training run, stay. Returns the paths removed.
+
+  Checkpoints are orbax's and are left alone; only the main process calls this."""
+  removed = []
+  for folder, subfolders, files in os.walk(workdir):
+    subfolders[:] = [d for d in subfolders if d not in ('checkpoints', 'wandb')]
+    for name in files:
+      match = _TEMPORARY.match(name)
+      if match and not _process_alive(int(match.group(1))):
+        path = os.path.join(folder, name)
+        try:
+          os.unlink(path)
+        except FileNotFoundError:  # another process cleaned it first
+          continue
+        removed.append(path)
+  if removed:
+    logging.info('Removed %d temporary file(s) left by a killed run: %s', len(removed),
+                 ', '.join(removed))
+  return removed
 
 
 def tensorboard_tag(name: str) -> str:
@@ -48,34 +94,79 @@ class TensorboardWriter:
   """TensorBoard event files in ``logdir`` through tensorboardX (a dependency of the package:
   no TensorFlow). The methods are those of clu's ``metric_writers.MetricWriter`` that the runs
   use, with its shapes; clu's own writers cannot serve here, because importing
-  ``clu.metric_writers`` imports TensorFlow (over 1 GB) even for its interface."""
+  ``clu.metric_writers`` imports TensorFlow (over 1 GB) even for its interface.
+
+  The events are written and flushed in the calling thread, at every call, through
+  tensorboardX's ``RecordWriter``, not its ``SummaryWriter``: that one writes in a thread that
+  dies on a full disk, after which the caller blocks for ever on its queue (and at exit, in its
+  atexit hook), deaf to SIGTERM and SIGINT. Here a failed write raises its ``OSError`` in the
+  run itself; the runs write a few events per logged step, so the flush costs nothing that
+  matters.
+  """
 
   def __init__(self, logdir: str):
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._writer = SummaryWriter(logdir=logdir, flush_secs=30)
+    from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
+    os.makedirs(logdir, exist_ok=True)
+    # The file name and first event of TensorBoard's own writers.
+    name = f'events.out.tfevents.{int(time.time())}.{socket.gethostname()}'
+    self._file = record_writer.RecordWriter(os.path.join(logdir, name))
+    self._closed = False
+    try:
+      self._write_event(file_version='brain.Event:2')
+      self.flush()  # a full disk shows here, not at the first scalar
+    except BaseException:
+      self._close_quietly()
+      raise
+
+  def _close_quietly(self) -> None:
+    """Closes the file, ignoring the error of its last flush (the caller has one already)."""
+    try:
+      self.close()
+    except OSError:
+      pass
+
+  def _write_event(self, **fields) -> None:
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    self._file.write(event_pb2.Event(wall_time=time.time(), **fields).SerializeToString())
+
+  def _write(self, step: int, summary) -> None:
+    self._write_event(summary=summary, step=int(step))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
     for name, value in scalars.items():
-      self._writer.add_scalar(tensorboard_tag(name), value, global_step=step)
+      self._write(step, summary.scalar(tensorboard_tag(name), float(value)))
+    self.flush()
 
   def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
     """images: name -> uint8 [N, H, W, C], as clu's writers take them; one image per name is
     written (the first), as clu's TensorFlow writer shows by default."""
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
     for name, batch in images.items():
-      self._writer.add_image(tensorboard_tag(name), np.asarray(batch)[0], global_step=step,
-                             dataformats='HWC')
+      self._write(step, summary.image(tensorboard_tag(name), np.asarray(batch)[0],
+                                      dataformats='HWC'))
+    self.flush()
 
   def write_hparams(self, hparams: Mapping[str, object]) -> None:
     """Into the run's own event file (tensorboardX's ``add_hparams`` would open a sub-run)."""
     from tensorboardX import summary  # pylint: disable=g-import-not-at-top
     for event in summary.hparams(dict(hparams), {}):
-      self._writer.file_writer.add_summary(event)
+      self._write(0, event)
+    self.flush()
 
   def flush(self) -> None:
-    self._writer.flush()
+    if not self._closed:
+      try:
+        self._file.flush()
+      except OSError as e:  # name the file, as a failed open would
+        raise OSError(e.errno, e.strerror, self._file.path) from None
 
   def close(self) -> None:
-    self._writer.close()
+    """Flushes and closes the file; the file is closed even when the flush fails (its error
+    is raised), so nothing tries to write it again at exit."""
+    if not self._closed:
+      self._closed = True
+      self._file.close()  # Python's file: closed even when its last flush fails
 
 
 class WandbWriter:
@@ -148,8 +239,11 @@ class MetricsLog:
     if not self.enabled:
       return
     scalars = {k: float(v) for k, v in scalars.items()}
-    with open(self.jsonl_path, 'a') as f:
-      f.write(json.dumps({'step': step, **scalars}) + '\n')
+    try:
+      with open(self.jsonl_path, 'a') as f:
+        f.write(json.dumps({'step': step, **scalars}) + '\n')
+    except OSError as e:  # a full disk fails the write or the close: name the file
+      raise OSError(e.errno, e.strerror, self.jsonl_path) from None
     for writer in self.writers:
       writer.write_scalars(step, scalars)
 
@@ -164,9 +258,21 @@ class MetricsLog:
       writer.write_hparams(hparams)
 
   def close(self) -> None:
+    """Flushes and closes every writer, all of them even if one fails (a full disk); the first
+    error is raised afterwards."""
+    errors = []
     for writer in self.writers:
-      writer.flush()
-      writer.close()
+      try:
+        writer.flush()
+      except Exception as e:  # pylint: disable=broad-except  # closed below all the same
+        errors.append(e)
+      try:
+        writer.close()
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+    self.writers = []
+    if errors:
+      raise errors[0]
 
 
 def read_metrics(workdir: str):
