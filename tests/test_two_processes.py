@@ -163,12 +163,14 @@ def _check_placements(tmp_path, num_seeds=1):
 
 
 def _files(workdir):
-  """The workdir's files outside the checkpoints, and the lock's text."""
+  """The workdir's files outside the checkpoints and the TensorBoard folders (whose event
+  files are named by the time they were opened)."""
   found = set()
   for folder, _, names in os.walk(workdir):
     for name in names:
       relative = os.path.relpath(os.path.join(folder, name), workdir)
-      if not relative.startswith('checkpoints') and not relative.startswith('tensorboard'):
+      parts = relative.split(os.sep)
+      if parts[0] != 'checkpoints' and 'tensorboard' not in parts:
         found.add(relative)
   return found
 
