@@ -27,7 +27,7 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 
 if [ "${GPU_SESSION_DRY:-0}" = 1 ]; then  # tiny sizes, every command line as on the day
   LOOP_ARGS=(--part1=test --part2=test --steps=4 --demo_steps=4 --rounds=1
-             --per_step_loop=off --seed_batching=vmap)
+             --per_step_loop=off --seed_batching=vmap --test_critic_steps=1)
   TINY=(--config.train.steps_per_task=4 --config.train.log_every=2 --config.train.batch_size=8
         --config.train.checkpoint_every=2 --config.model.generator_width=4
         --config.model.critic_width=4 --config.vae.width=4 --config.eval.num_examples=16

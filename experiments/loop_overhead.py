@@ -159,8 +159,8 @@ def part1(names, args):
   settings = []  # (label, config name, overrides)
   for name in names:
     if name == 'test':  # the tiny config at the CPU's and the paper's critic steps
-      settings += [(f'test, {c} critic step(s)', name, {'gan__critic_steps': c})
-                   for c in (1, 5)]
+      settings += [(f'test, {c} critic step(s)', name, {'gan__critic_steps': int(c)})
+                   for c in args.test_critic_steps.split(',')]
     else:
       settings.append((name, name, {}))
   rates = {}
@@ -220,6 +220,8 @@ def main():
   parser.add_argument('--seeds', type=int, default=3, help='seeds against one (part 2)')
   parser.add_argument('--seed_batching', default='vmap,loop', help='modes of part 2')
   parser.add_argument('--per_step_loop', choices=('on', 'off'), default='on')
+  parser.add_argument('--test_critic_steps', default='1,5',
+                      help='critic steps per generator update of the test config (part 1)')
   parser.add_argument('--out', default=None, help='folder for README.md (else stdout only)')
   args = parser.parse_args()
   lines = ['# Loop against bare step, and seeds\' cost', '',
