@@ -7,7 +7,7 @@ of 2, so the same programs, and the final parameters must agree bit for bit.
 
 What is checked (issue 31): the final parameters against the reference's; that each process
 placed only its half of every global batch; that one set of checkpoints and one report are
-written, by process 0, which alone holds the workdir's lock; that a SIGKILL of either process
+written, every file outside the checkpoints by process 0, which alone holds the workdir's lock; that a SIGKILL of either process
 ends the other within ``STOP_LIMIT_S`` with one sentence, and that rerunning both commands
 resumes to the reference's final parameters; and ``train.num_seeds=2`` across two processes.
 """
@@ -31,9 +31,11 @@ import jax
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY = os.path.join(ROOT, 'tests', 'entry', 'recording_main.py')
 # Long enough to kill a process mid-task; the steps of a task take a few seconds.
-OVERRIDES = ('--config.train.steps_per_task=30', '--config.train.checkpoint_every=10',
-             '--config.train.log_every=10')
+OVERRIDES = {'train.steps_per_task': 30, 'train.checkpoint_every': 10, 'train.log_every': 10}
 STEPS = 2 * 30
+# Two seeds on one task: the seed axis across processes (the kill test covers both tasks).
+SEED_OVERRIDES = {'data.num_tasks': 1, 'train.steps_per_task': 10,
+                  'train.checkpoint_every': 10, 'train.log_every': 10, 'train.num_seeds': 2}
 # A survivor notices a killed peer at its next collective (gloo sees the socket close), or,
 # when the coordinator (process 0) dies, through JAX's coordination service: both within a
 # second here. The limit leaves room for a loaded 2-core machine.
@@ -49,9 +51,12 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _env(placed: str, devices: int, process: int = None, port: int = None) -> dict:
+def _env(workdir, records, devices: int, process: int = None, port: int = None) -> dict:
+  """The environment of one process: records go to ``records``-placed.jsonl and -writes.jsonl."""
   env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
-  env.update(PYTHONPATH=ROOT, LTGANS_TEST_PLACED=placed, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1',
+  env.update(PYTHONPATH=ROOT, LTGANS_TEST_PLACED=f'{records}placed.jsonl',
+             LTGANS_TEST_WRITES=f'{records}writes.jsonl', LTGANS_TEST_WORKDIR=str(workdir),
+             JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
   if process is not None:
     env.update(JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}', JAX_NUM_PROCESSES='2',
@@ -59,20 +64,20 @@ def _env(placed: str, devices: int, process: int = None, port: int = None) -> di
   return env
 
 
-def _command(workdir, extra=()):
+def _command(workdir, overrides):
   return [sys.executable, ENTRY, '--config=configs/test.py', f'--workdir={workdir}',
-          *OVERRIDES, *extra]
+          *(f'--config.{k}={v}' for k, v in overrides.items())]
 
 
-def _start_pair(workdir, tmp_path, name, extra=()):
+def _start_pair(workdir, tmp_path, name, overrides=OVERRIDES):
   """Both processes of one launch: [(Popen, stderr path)] for processes 0 and 1."""
   port, pair = _free_port(), []
   for process in (0, 1):
     log = tmp_path / f'{name}.p{process}.log'
     pair.append((subprocess.Popen(  # pylint: disable=consider-using-with
-        _command(workdir, extra), cwd=ROOT, stdout=subprocess.DEVNULL,
+        _command(workdir, overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
         stderr=open(log, 'w'),  # pylint: disable=consider-using-with
-        env=_env(str(tmp_path / 'placed.jsonl'), 1, process, port)), log))
+        env=_env(workdir, f'{tmp_path}/', 1, process, port)), log))
   return pair
 
 
@@ -82,15 +87,15 @@ def _finish_pair(pair):
   return [(process.returncode, log.read_text()) for process, log in pair]
 
 
-def _reference(workdir, tmp_path, extra=()):
+def _reference(workdir, tmp_path, overrides=OVERRIDES):
   """One process with two CPU devices, the same command."""
-  done = subprocess.run(_command(workdir, extra), cwd=ROOT, capture_output=True, text=True,
-                        env=_env(str(tmp_path / 'reference_placed.jsonl'), 2),
+  done = subprocess.run(_command(workdir, overrides), cwd=ROOT, capture_output=True, text=True,
+                        env=_env(workdir, f'{tmp_path}/reference_', 2),
                         timeout=LAUNCH_TIMEOUT_S, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
 
 
-def _final_parameters(workdir, step=STEPS):
+def _final_parameters(workdir, step):
   """The checkpoint of ``step`` as numpy arrays, by path."""
   path = os.path.join(workdir, 'checkpoints', str(step), 'default')
   metadata = ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree
@@ -101,8 +106,8 @@ def _final_parameters(workdir, step=STEPS):
   return {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def _assert_bit_identical(workdir, reference):
-  ours, theirs = _final_parameters(workdir), _final_parameters(reference)
+def _assert_bit_identical(workdir, reference, step):
+  ours, theirs = _final_parameters(workdir, step), _final_parameters(reference, step)
   assert ours.keys() == theirs.keys()
   differing = [k for k in ours if not np.array_equal(ours[k], theirs[k])]
   assert not differing, f'{len(differing)} of {len(ours)} leaves differ, e.g. {differing[:3]}'
@@ -134,12 +139,13 @@ def _last_line(stderr: str) -> str:
   return [line for line in stderr.splitlines() if line.strip()][-1]
 
 
-def _check_placements(tmp_path, num_seeds=1):
+def _check_placements(tmp_path, overrides=OVERRIDES):
   """Each record of ``placed.jsonl``: the process placed exactly its half of every global
   batch of its call, [n, B/2, ...] (or [n, S, B/2, ...]), and nothing of the other half."""
   from configs import test as test_config  # pylint: disable=g-import-not-at-top
   from ltgans_jax.data import batching, sequences  # pylint: disable=g-import-not-at-top
   config = test_config.get_config()
+  config.update_from_flattened_dict(overrides)
   tasks = sequences.build_sequence(config)
   half = config.train.batch_size // 2
   records = [json.loads(line) for line in (tmp_path / 'placed.jsonl').read_text().splitlines()]
@@ -152,14 +158,22 @@ def _check_placements(tmp_path, num_seeds=1):
                                      task)
       per_seed.append(np.stack([batches[record['first_step'] + i][p * half:(p + 1) * half]
                                 for i in range(record['num_steps'])]))
-    expected = per_seed[0] if num_seeds == 1 else np.stack(per_seed, axis=1)
+    expected = per_seed[0] if config.train.num_seeds == 1 else np.stack(per_seed, axis=1)
     assert record['shape'] == list(expected.shape)
     assert record['digest'] == hashlib.sha256(expected.tobytes()).hexdigest(), record
   # Both processes placed every step of both tasks (a resumed launch places a step again).
   for p in (0, 1):
     steps = {(r['task'], r['first_step'] + i) for r in records if r['process'] == p
              for i in range(r['num_steps'])}
-    assert steps == {(t, s) for t in (0, 1) for s in range(STEPS // 2)}
+    assert steps == {(t, s) for t in range(len(tasks))
+                     for s in range(config.train.steps_per_task)}
+
+
+def _check_writes(tmp_path):
+  """Process 0 wrote every file of the workdir outside the checkpoints; process 1 none."""
+  records = [json.loads(line) for line in (tmp_path / 'writes.jsonl').read_text().splitlines()]
+  assert {r['path'] for r in records if r['process'] == 0} >= {'report.md', 'config.json'}
+  assert [r['path'] for r in records if r['process'] == 1] == []
 
 
 def _files(workdir):
@@ -201,8 +215,9 @@ def test_two_processes_train_kill_and_resume_to_the_one_process_parameters(tmp_p
   pair = _start_pair(workdir, tmp_path, 'launch3')
   results = _finish_pair(pair)
   assert [code for code, _ in results] == [0, 0], [err[-2000:] for _, err in results]
-  _assert_bit_identical(workdir, reference)
+  _assert_bit_identical(workdir, reference, STEPS)
   _check_placements(tmp_path)
+  _check_writes(tmp_path)
 
   # One run's files: the same set a one-process run writes, by process 0 (which held the
   # lock); one set of checkpoints.
@@ -217,13 +232,13 @@ def test_two_processes_train_kill_and_resume_to_the_one_process_parameters(tmp_p
 
 
 def test_two_seeds_across_two_processes(tmp_path):
-  extra = ('--config.train.num_seeds=2',)
   reference = str(tmp_path / 'reference')
-  _reference(reference, tmp_path, extra)
+  _reference(reference, tmp_path, SEED_OVERRIDES)
   workdir = str(tmp_path / 'two')
-  results = _finish_pair(_start_pair(workdir, tmp_path, 'seeds', extra))
+  results = _finish_pair(_start_pair(workdir, tmp_path, 'seeds', SEED_OVERRIDES))
   assert [code for code, _ in results] == [0, 0], [err[-2000:] for _, err in results]
-  _assert_bit_identical(workdir, reference)
-  _check_placements(tmp_path, num_seeds=2)
+  _assert_bit_identical(workdir, reference, SEED_OVERRIDES['train.steps_per_task'])
+  _check_placements(tmp_path, SEED_OVERRIDES)
+  _check_writes(tmp_path)
   assert _files(workdir) == _files(reference)
   assert {'seed0/report.md', 'seed1/report.md', 'report.md'} <= _files(workdir)

@@ -2,8 +2,11 @@
 devices for each call of the training loop (``run.loop.place_batches``), for
 ``tests/test_two_processes.py``: one JSON line per call in ``$LTGANS_TEST_PLACED`` (the
 process, task, seed, first step, number of steps, the placed array's shape and a digest of its
-bytes). Everything else is the ordinary command, flags included."""
+bytes); and, in ``$LTGANS_TEST_WRITES``, every file it opens for writing (or renames into
+place) in ``$LTGANS_TEST_WORKDIR`` outside the checkpoints, which orbax writes from every
+process. Everything else is the ordinary command, flags included."""
 
+import builtins
 import hashlib
 import json
 import os
@@ -42,6 +45,33 @@ def _recording_place(loop, task_batches, first_step, num_steps):
 
 
 loop_lib.place_batches = _recording_place
+
+_open, _replace = builtins.open, os.replace
+_WORKDIR = os.path.abspath(os.environ['LTGANS_TEST_WORKDIR']) + os.sep
+
+
+def _record_write(path):
+  path = os.path.abspath(os.fsdecode(path))
+  if path.startswith(_WORKDIR) and not path[len(_WORKDIR):].startswith('checkpoints'):
+    with _open(os.environ['LTGANS_TEST_WRITES'], 'a') as f:
+      # The launcher's variable: jax.process_index() would start JAX before its distributed
+      # initialisation.
+      f.write(json.dumps({'process': int(os.environ.get('JAX_PROCESS_ID', '0')),
+                          'path': path[len(_WORKDIR):]}) + '\n')
+
+
+def _recording_open(file, mode='r', *args, **kwargs):
+  if isinstance(file, (str, bytes, os.PathLike)) and set(mode) & set('wax+'):
+    _record_write(file)
+  return _open(file, mode, *args, **kwargs)
+
+
+def _recording_replace(source, destination, *args, **kwargs):
+  _record_write(destination)
+  return _replace(source, destination, *args, **kwargs)
+
+
+builtins.open, os.replace = _recording_open, _recording_replace
 
 if __name__ == '__main__':
   sys.argv[0] = 'ltgans_jax.main'
