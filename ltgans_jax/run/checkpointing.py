@@ -274,8 +274,11 @@ def stored_shapes(path: str) -> Optional[dict]:
   """Leaf name -> shape of the state saved at ``path`` (a step's item folder), read from
   orbax's metadata (no array is read); None where the metadata cannot be read (a damaged or
   half-written checkpoint)."""
+  checkpointer = ocp.StandardCheckpointer()
   try:
-    tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+    tree = checkpointer.metadata(path).item_metadata.tree
     return {leaf.name: tuple(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)}
   except Exception:  # pylint: disable=broad-except  # orbax raises many kinds
     return None
+  finally:
+    checkpointer.close()  # its threads, as restore_step closes its own
