@@ -235,7 +235,7 @@ class TorchLAKD:
     one critic update with the gradient penalty, one Assistant update. Returns the Teacher
     samples (which the Student replays).
   * ``student_step(data, replay)``: one Student update on data and replay ([-1, 1] floats).
-  * ``full_step(batch_uint8)``: both, as ``steps.make_train_steps(...)['lakd']`` with
+  * ``full_step(batch_uint8)``: both, as ``GanMethod.train_steps()['lakd']`` with
     ``update_generators=True``.
 
   ``compile``: None (eager) or 'partial' (torch.compile of the generators, of the critic's

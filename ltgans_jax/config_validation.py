@@ -345,7 +345,7 @@ def check_memory(config: ml_collections.ConfigDict, method) -> None:
   shapes = jax.eval_shape(method.init_state, jax.random.key(0))
   state = config.train.num_seeds * sum(leaf.size * leaf.dtype.itemsize
                                        for leaf in jax.tree_util.tree_leaves(shapes))
-  copies = STATE_COPIES + (0 if getattr(method, 'donate_state', True) else 1)
+  copies = STATE_COPIES + (0 if method.plan.donate_state else 1)
   runtime = CPU_RUNTIME_BYTES if jax.default_backend() == 'cpu' else 0
   _require(copies * state + runtime <= memory,
            f'The networks of this config hold {_gigabytes(state)} of parameters and optimiser '

@@ -21,8 +21,9 @@ Resolution changes are written in two interchangeable ways (``config.model.resam
 
 Every stride-1 convolution is the module's ``conv`` field, ``nn.Conv`` unless the builder
 injects another with the same parameters and function (flax's ``examples/imagenet`` pattern):
-the methods hand in ``cpu.backend.conv_layer(config.model.conv_gradients)``, which on the CPU
-is ``cpu.conv.Conv``. The networks never ask which backend they run on.
+a run hands in its backend's (``cpu.backend.resolve(config).conv``, through
+``methods.registry.build``), which on the CPU is ``cpu.conv.Conv``. The networks never ask
+which backend they run on.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The lifelong training loop: ``train_and_evaluate(config, workdir)``.
 
-For each task: move the state to the task (``method.begin_next_task``; LT-GANs swaps the twins'
-roles), run its steps (``run.loop.run_task``; ``durations.task_steps``: ``train.steps_per_task``
-or ``train.epochs_per_task``) on deterministic batches, then evaluate every task seen so far
+The backend's choices are resolved once (``cpu.backend.resolve``) and handed down: the
+convolution layer to the method, the rest to the loop. For each task: move the state to the
+task (``method.begin_next_task``; LT-GANs swaps the twins' roles), run its steps
+(``run.loop.run_task``; ``durations.task_steps``: ``train.steps_per_task`` or
+``train.epochs_per_task``) on deterministic batches, then evaluate every task seen so far
 (``eval.task_eval``), write the pictures and ``report.md`` (``run.report``) and save a
 checkpoint (``run.checkpointing``). Rerunning with the same workdir resumes from the newest
 checkpoint. The hooks the loop calls (progress, stop signal, divergence) are in ``run.hooks``.
@@ -10,6 +12,7 @@ checkpoint. The hooks the loop calls (progress, stop signal, divergence) are in 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -21,10 +24,11 @@ import ml_collections
 import numpy as np
 
 from ltgans_jax import config_base, config_validation, durations, multihost
+from ltgans_jax.cpu import backend as backend_lib
 from ltgans_jax.data import batching, sequences
 from ltgans_jax.eval import figures, task_eval
 from ltgans_jax.methods import network_state, registry
-from ltgans_jax.run import checkpointing, hooks, loop as loop_lib, report, resume
+from ltgans_jax.run import checkpointing, fused, hooks, loop as loop_lib, report, resume
 from ltgans_jax.run import seeds as seeds_lib, seeds_report, workdir_lock, writers
 
 
@@ -41,8 +45,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   holds the workdir's lock (``workdir_lock``)."""
   config_validation.validate(config)
   config_validation.check_workdir_name(workdir)
+  backend = backend_lib.resolve(config)
   tasks = sequences.build_sequence(config)
-  method = registry.build(config)
+  method = registry.build(config, backend.conv)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   config_validation.check_task_steps(config, task_steps)
   config_validation.check_memory(config, method)
@@ -54,7 +59,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   task_eval.check_feature_net_file(workdir)
   task_eval.inception_variables(config)  # read (and checked) once, before the lock
   with workdir_lock.held(workdir):
-    return _train_in_workdir(config, workdir, tasks, method, task_steps)
+    return _train_in_workdir(config, workdir, tasks, method, task_steps, backend)
 
 
 def hparams(config: ml_collections.ConfigDict) -> Dict[str, object]:
@@ -72,11 +77,12 @@ class SeedOutputs:
   method: object
   workdir: str
   metrics_log: object
+  label: str = ''  # after a log line's prefix: ' seed <seed>' in a run of several seeds
   evaluator: object = None
   records: List[report.TaskRecord] = dataclasses.field(default_factory=list)
 
 
-def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int
+def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int, conv
                   ) -> List[SeedOutputs]:
   """One ``SeedOutputs`` per seed, with the report rows of its finished tasks. All seeds
   measure with seed 0's FID feature network (trained once, copied into the other seeds'
@@ -89,8 +95,9 @@ def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int
       os.makedirs(seed_dir, exist_ok=True)
       seed_config = seeds_lib.seed_config(config, s)
       seed_config.log.wandb_project = ''  # one W&B run per workdir: the top-level one
-      outputs.append(SeedOutputs(seed_config, registry.build(seed_config), seed_dir,
-                                 writers.MetricsLog(seed_dir, jax.process_index() == 0, '')))
+      outputs.append(SeedOutputs(seed_config, registry.build(seed_config, conv), seed_dir,
+                                 writers.MetricsLog(seed_dir, jax.process_index() == 0, ''),
+                                 label=f' seed {seed_config.seed}'))
   for s, out in enumerate(outputs):
     out.records = report.load_records(out.workdir)[:first_task]
     if s:
@@ -99,19 +106,52 @@ def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int
   return outputs
 
 
-def _train_in_workdir(config, workdir, tasks, method, task_steps):
+@dataclasses.dataclass(frozen=True)
+class TrainedTask:
+  """One task's training, as its end-of-task section reports it."""
+  index: int
+  prefix: str  # 'task k/K name', the head of its log lines
+  seconds: float  # wall time of its steps in this run
+  timed_steps: int  # its steps in this run (fewer than its length when resumed mid-task)
+  last_metrics: Dict[str, float]  # averaged over the steps since the last log line
+  boundary: int  # the global step at its end
+
+
+@contextlib.contextmanager
+def _finished_and_closed(checkpoints, metrics_logs: List):
+  """Never leaves an asynchronous save half-written, unless another process has ended: a save
+  commits only once every process has written its part, which the lost one never will (the
+  newest committed checkpoint is whole, and the rerun resumes from it). Closes the checkpoint
+  manager and ``metrics_logs`` (a list that may grow inside the block) at the end."""
+  peer_lost = False
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    peer_lost = multihost.lost_peer(e)
+    raise
+  finally:
+    try:
+      if not peer_lost:
+        checkpointing.finish(checkpoints)
+    finally:
+      if not peer_lost:
+        checkpoints.close()
+      for log in metrics_logs:
+        log.close()
+
+
+def _train_in_workdir(config, workdir, tasks, method, task_steps, backend):
   """``train_and_evaluate`` once the workdir is checked and locked."""
   mesh = data_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
-  num_seeds = seeds_lib.count(config)
+  seed_values = seeds_lib.seed_values(config)
   # Placed before the restore, which reads each array straight into the template's placement:
   # with several processes, into every process's devices (a restored array that one process
   # placed cannot be moved to another's).
   template = jax.device_put(seeds_lib.stack([method.init_state(jax.random.key(seed))
-                                             for seed in seeds_lib.seed_values(config)]),
-                            replicated)
+                                             for seed in seed_values]), replicated)
   writers.remove_stale_temporaries(workdir)
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
@@ -127,75 +167,57 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps):
   task = seeds_lib.counter(state.task)
   first_task = task + (seeds_lib.counter(state.task_step) == task_steps[task])
   logging.info('%d tasks: %s; %d seed(s); state holds %.1f MB.', len(tasks),
-               ' -> '.join(t.name for t in tasks), num_seeds,
+               ' -> '.join(t.name for t in tasks), len(seed_values),
                network_state.state_bytes(state) / 1e6)
 
-  outputs, peer_lost = [], False
-  try:
-    with hooks.StopSignal() as stop:
-      loop = loop_lib.Loop(config, method, tuple(task_steps), batch_sharding, checkpoints,
-                           metrics_log, hooks.ProgressLine(sum(task_steps), config.train.log_every),
-                           stop)
-      outputs = _seed_outputs(config, workdir, tasks, method, metrics_log, first_task)
-      state = _train_tasks(loop, tasks, state, outputs, first_task, workdir)
-  except Exception as e:  # pylint: disable=broad-except
-    peer_lost = multihost.lost_peer(e)
-    raise
-  finally:  # Never leave an asynchronous save half-written, ...
-    try:
-      # ... unless another process has ended: a save commits only once every process has
-      # written its part, which the lost one never will. The newest committed checkpoint is
-      # whole, and the rerun resumes from it.
-      if not peer_lost:
-        checkpointing.finish(checkpoints)
-    finally:
-      if not peer_lost:
-        checkpoints.close()
-      for out in outputs:
-        if out.metrics_log is not metrics_log:
-          out.metrics_log.close()
-      metrics_log.close()
+  metrics_logs = [metrics_log]
+  with _finished_and_closed(checkpoints, metrics_logs), hooks.StopSignal() as stop:
+    loop = loop_lib.Loop(config.train, fused.FusedSteps(method.plan, backend, seed_values),
+                         tuple(task_steps), batch_sharding, checkpoints, metrics_log,
+                         hooks.ProgressLine(sum(task_steps), config.train.log_every), stop)
+    outputs = _seed_outputs(config, workdir, tasks, method, metrics_log, first_task,
+                            backend.conv)
+    metrics_logs[:0] = [out.metrics_log for out in outputs if out.metrics_log is not metrics_log]
+    for task in range(first_task, len(tasks)):
+      state, trained = _train_task(config, method, loop, tasks, task, state)
+      for s, out in enumerate(outputs):
+        _end_of_task(out, state if len(outputs) == 1 else seeds_lib.unstack(state, s), tasks,
+                     task_steps, trained)
+      if len(outputs) > 1 and jax.process_index() == 0:
+        means = seeds_report.write(workdir, config, [out.workdir for out in outputs])
+        metrics_log.write_scalars(trained.boundary,
+                                  report.evaluation_scalars([t.name for t in tasks], means))
+      # The boundary checkpoint comes last: a run stopped before it redoes the task's end (from
+      # the newest checkpoint before it), so no finished task ever lacks its files.
+      checkpointing.save(checkpoints, trained.boundary, state)
   logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
   return state
 
 
-def _train_tasks(loop, tasks, state, outputs: List[SeedOutputs], first_task: int, workdir):
-  """The per-task sections of ``train_and_evaluate``."""
-  config, method, task_steps = loop.config, loop.method, loop.task_steps
-  num_seeds = len(outputs)
-  for task in range(first_task, len(tasks)):
-    if seeds_lib.counter(state.task) < task:
-      state = seeds_lib.per_seed(method.begin_next_task, state, num_seeds)
-    prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
-    started = time.time()
-    steps_before = seeds_lib.counter(state.task_step)
-    images = (np.concatenate([t.train.images for t in tasks[:task + 1]])
-              if method.cumulative_data else tasks[task].train.images)
-    task_batches = [batching.TaskBatches(images, config.train.batch_size, seed, task)
-                    for seed in seeds_lib.seed_values(config)]
-    state, last = loop_lib.run_task(loop, state, task, task_batches, prefix, tasks[task].name)
-    state = seeds_lib.per_seed(lambda one: method.end_task(one, task), state, num_seeds)
-    seconds = time.time() - started
-    boundary = durations.global_step(task_steps, task, task_steps[task])
-    for s, out in enumerate(outputs):
-      one_state = state if num_seeds == 1 else seeds_lib.unstack(state, s)
-      _end_of_task(out, one_state, tasks, task, task_steps, seconds, last, steps_before,
-                   boundary, f'{prefix}' + (f' seed {out.config.seed}' if num_seeds > 1 else ''))
-    if num_seeds > 1 and jax.process_index() == 0:
-      means = seeds_report.write(workdir, config, [out.workdir for out in outputs])
-      loop.metrics_log.write_scalars(boundary, report.evaluation_scalars([t.name for t in tasks],
-                                                                  means))
-    # The boundary checkpoint comes last: a run stopped before it redoes the task's end (from
-    # the newest checkpoint before it), so no finished task ever lacks its files.
-    checkpointing.save(loop.checkpoints, boundary, state)
-  return state
+def _train_task(config, method, loop: loop_lib.Loop, tasks, task: int, state):
+  """Moves ``state`` to ``task``, runs the task's steps and ends it; returns the finished state
+  (not yet saved) and a ``TrainedTask``."""
+  num_seeds = seeds_lib.count(config)
+  if seeds_lib.counter(state.task) < task:
+    state = seeds_lib.per_seed(method.begin_next_task, state, num_seeds)
+  prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
+  started, steps_before = time.time(), seeds_lib.counter(state.task_step)
+  images = (np.concatenate([t.train.images for t in tasks[:task + 1]])
+            if method.cumulative_data else tasks[task].train.images)
+  task_batches = [batching.TaskBatches(images, config.train.batch_size, seed, task)
+                  for seed in seeds_lib.seed_values(config)]
+  state, last = loop_lib.run_task(loop, state, task, task_batches, prefix, tasks[task].name)
+  state = seeds_lib.per_seed(lambda one: method.end_task(one, task), state, num_seeds)
+  total = loop.task_steps[task]
+  return state, TrainedTask(task, prefix, time.time() - started, total - steps_before, last,
+                            durations.global_step(loop.task_steps, task, total))
 
 
-def _end_of_task(out: SeedOutputs, state, tasks, task: int, task_steps, seconds: float,
-                 last: Dict[str, float], steps_before: int, boundary: int, prefix: str):
-  """Evaluates one seed's finished ``task`` on every task seen, draws its pictures, and writes
-  its report, matrices and evaluation scalars into ``out.workdir``."""
+def _end_of_task(out: SeedOutputs, state, tasks, task_steps, trained: TrainedTask):
+  """Evaluates one seed's finished task on every task seen, draws its pictures, and writes its
+  report, matrices and evaluation scalars into ``out.workdir``."""
   config, method, evaluator, workdir = out.config, out.method, out.evaluator, out.workdir
+  task, boundary, prefix = trained.index, trained.boundary, trained.prefix + out.label
   results = evaluator.evaluate(state, task)
   for metric, row in results.items():
     logging.info('%s done: %s %s', prefix, metric,
@@ -203,9 +225,9 @@ def _end_of_task(out: SeedOutputs, state, tasks, task: int, task_steps, seconds:
   pictures = report.write_pictures(config, method, state, evaluator.test_images, task, workdir,
                             out.metrics_log, boundary)
   out.records = out.records[:task] + [report.TaskRecord(
-      tasks[task].name, task_steps[task], seconds, last, results, pictures,
-      report.evaluation_setting(config, evaluator.protocol),
-      timed_steps=task_steps[task] - steps_before)]
+      tasks[task].name, task_steps[task], trained.seconds, trained.last_metrics, results,
+      pictures, report.evaluation_setting(config, evaluator.protocol),
+      timed_steps=trained.timed_steps)]
   records = out.records
   # The evaluation as scalars, and the forgetting heatmaps as images, for TensorBoard.
   out.metrics_log.write_scalars(boundary,

@@ -6,14 +6,20 @@ import struct
 import jax
 import numpy as np
 
+from ltgans_jax.cpu import backend
 from ltgans_jax.data import local
 from ltgans_jax.methods import registry
 
 
+def build_method(config):
+  """``config``'s method with the backend's convolution layer, as a run builds it."""
+  return registry.build(config, backend.resolve(config).conv)
+
+
 def build(config):
   """(networks, optimizers, fresh state, phase -> jitted step) of ``config``'s GAN method, as
-  ``registry.build`` makes them."""
-  method = registry.build(config)
+  a run builds it."""
+  method = build_method(config)
   state = method.init_state(jax.random.key(config.seed))
   return method.networks, method.optimizers, state, method.train_steps()
 

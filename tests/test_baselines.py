@@ -10,9 +10,9 @@ import pytest
 
 from ltgans_jax import train
 from ltgans_jax.errors import ConfigError
-from ltgans_jax.methods import curl as curl_lib, lgm as lgm_lib, registry
+from ltgans_jax.methods import curl as curl_lib, lgm as lgm_lib
 from ltgans_jax.run import inspect as inspect_run
-from tests.helpers import host_copy, random_batch, tree_equal
+from tests.helpers import build_method, host_copy, random_batch, tree_equal
 
 
 def _run_two_tasks(config, workdir):
@@ -40,7 +40,7 @@ def test_lgm_runs_two_tasks_and_keeps_a_frozen_copy_of_the_student(test_config, 
 
 def test_lgm_teacher_is_frozen_and_consistency_is_zero_at_the_boundary(test_config):
   test_config.method = 'lgm'
-  method = registry.build(test_config)
+  method = build_method(test_config)
   step_fns = method.train_steps()
   state = method.init_state(jax.random.key(0))
   state, _ = step_fns['first'](state, random_batch(test_config, 0), jax.random.key(1))
@@ -65,7 +65,7 @@ def test_lgm_next_task_starts_a_fresh_student_optimiser(test_config):
   """The original builds a new optimiser for the Student at each fork (main.py, train_loop);
   the Student keeps its weights (StudentTeacher.fork copies the Teacher's into it)."""
   test_config.method = 'lgm'
-  method = registry.build(test_config)
+  method = build_method(test_config)
   state = method.init_state(jax.random.key(0))
   state, _ = method.train_steps()['first'](state, random_batch(test_config, 0),
                                            jax.random.key(1))
@@ -102,7 +102,7 @@ def _curl_config(config, **curl):
 def test_curl_runs_two_tasks_and_state_has_fixed_shapes(test_config, tmp_path):
   config = _curl_config(test_config, buffer_size=8, expansion_threshold=1.0,
                         min_steps_between_expansions=1)
-  method = registry.build(config)
+  method = build_method(config)
   initial = method.init_state(jax.random.key(config.seed))
   final, report = _run_two_tasks(config, str(tmp_path / 'run'))
   assert isinstance(final, curl_lib.CurlState)
@@ -121,7 +121,7 @@ def test_curl_adds_a_component_exactly_when_the_buffer_fills(test_config):
   # Buffer of two batches; every image poor (threshold tiny); no warm-up.
   config = _curl_config(test_config, buffer_size=2 * test_config.train.batch_size,
                         expansion_threshold=1e-3, min_steps_between_expansions=0)
-  method = registry.build(config)
+  method = build_method(config)
   step = method.train_steps()['first']
   state = method.init_state(jax.random.key(0))
   state, metrics = step(state, random_batch(config, 0), jax.random.key(1))
@@ -139,7 +139,7 @@ def test_curl_adds_a_component_exactly_when_the_buffer_fills(test_config):
 def test_curl_never_expands_when_everything_is_well_explained(test_config):
   config = _curl_config(test_config, buffer_size=4, expansion_threshold=1e9,
                         min_steps_between_expansions=0)
-  method = registry.build(config)
+  method = build_method(config)
   step = method.train_steps()['first']
   state = method.init_state(jax.random.key(0))
   for seed in range(4):
@@ -158,7 +158,7 @@ def test_curl_buffer_appends_only_poor_images_and_drops_overflow():
 
 def test_curl_new_component_starts_as_a_copy(test_config):
   config = _curl_config(test_config)
-  method = registry.build(config)
+  method = build_method(config)
   params = method.init_state(jax.random.key(0)).model.params
   params = dict(params, prior_mean=params['prior_mean'].at[0].set(1.5))
   copied = curl_lib.copy_component(params, 0, 2, config.vae.latent_dim)
@@ -175,7 +175,7 @@ def test_curl_expansion_trains_only_the_new_component(test_config):
   """As the original's train_step_expansion: the trunk, the decoder and every other component
   come out of an expansion bit for bit (their Adam moments too); the new one is trained."""
   config = _curl_config(test_config, buffer_size=test_config.train.batch_size)
-  method = registry.build(config)
+  method = build_method(config)
   state = method.init_state(jax.random.key(0))
   # One ordinary step first (no buffer yet: warm-up), so every Adam moment is non-zero.
   state, _ = method.train_steps()['first'](state, random_batch(config, 0), jax.random.key(1))
@@ -232,7 +232,7 @@ def test_curl_replay_draws_components_in_proportion_to_usage():
 
 def test_curl_usage_sums_q_y_over_real_images_and_is_snapshot_at_the_boundary(test_config):
   config = _curl_config(test_config)
-  method = registry.build(config)
+  method = build_method(config)
   step = method.train_steps()['first']
   state = method.init_state(jax.random.key(0))
   np.testing.assert_array_equal(state.usage, np.zeros(3))
@@ -252,7 +252,7 @@ def test_curl_usage_sums_q_y_over_real_images_and_is_snapshot_at_the_boundary(te
 def test_curl_with_one_component_is_a_vae_with_a_learnt_prior(test_config):
   """With one active component q(y|x) = 1, KL(q(y)||p(y)) = 0 and the loss is recon + KL_z."""
   config = _curl_config(test_config)
-  method = registry.build(config)
+  method = build_method(config)
   params = method.init_state(jax.random.key(0)).model.params
   images = jnp.asarray(random_batch(config), jnp.float32) / 127.5 - 1
   terms = method._terms(params, images, 1, jax.random.key(3))  # pylint: disable=protected-access

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ltgans_jax import pixels
-from ltgans_jax.methods import ltgans_state as state_lib, ltgans_steps, registry
-from tests.helpers import random_batch, tree_equal
+from ltgans_jax.methods import ltgans_state as state_lib, ltgans_steps
+from tests.helpers import build_method, random_batch, tree_equal
 
 
 class RecordingSteps(ltgans_steps.GanSteps):
@@ -26,7 +26,7 @@ class RecordingSteps(ltgans_steps.GanSteps):
 def second_task(config, teacher_fraction):
   """(recording steps, a state at the start of task 2, a batch, a key)."""
   config.gan.teacher_fraction = teacher_fraction
-  method = registry.build(config)
+  method = build_method(config)
   fields = {f.name: getattr(method.gan_steps, f.name)
             for f in dataclasses.fields(ltgans_steps.GanSteps)}
   steps = RecordingSteps(**fields)

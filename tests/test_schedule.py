@@ -9,9 +9,8 @@ import numpy as np
 
 from ltgans_jax import losses, pixels
 from ltgans_jax.cpu import backend, schedule
-from ltgans_jax.methods import registry
-from ltgans_jax.run import loop as loop_lib
-from tests.helpers import random_batch
+from ltgans_jax.run import fused
+from tests.helpers import build_method, random_batch
 
 
 def test_after_is_the_identity_with_identity_gradient():
@@ -22,17 +21,18 @@ def test_after_is_the_identity_with_identity_gradient():
   np.testing.assert_array_equal(grad, 2 * x)
 
 
-def test_the_loop_orders_a_calls_steps_on_the_cpu_only():
+def test_the_loop_orders_a_calls_steps_on_the_cpu_only(test_config):
   x = jnp.arange(6.0)
-  assert backend.sequence_steps() == (jax.default_backend() == 'cpu')
-  in_order = loop_lib._in_order  # pylint: disable=protected-access
-  hlo = jax.jit(lambda x: in_order(x, x) * 2).lower(x).as_text()
-  assert bool(re.findall(r'stablehlo.while', hlo)) == backend.sequence_steps()
+  sequence = backend.resolve(test_config).sequence_steps
+  assert sequence == (jax.default_backend() == 'cpu')
+  in_order = fused._in_order  # pylint: disable=protected-access
+  hlo = jax.jit(lambda x: in_order(x, x, sequence) * 2).lower(x).as_text()
+  assert bool(re.findall(r'stablehlo.while', hlo)) == sequence
 
 
 def test_critic_loss_is_the_wgan_gp_sum_and_its_gradient(test_config):
   """Eq. 2's critic loss with two fakes against one real batch, and eq. 3's with one."""
-  method = registry.build(test_config)
+  method = build_method(test_config)
   steps, state = method.gan_steps, method.init_state(jax.random.key(0))
   real = pixels.from_uint8(random_batch(test_config, 1))
   fakes = {'teacher': (pixels.from_uint8(random_batch(test_config, 2)), jax.random.key(3)),

@@ -16,9 +16,8 @@ import pytest
 
 from ltgans_jax import rng, train
 from ltgans_jax.data import batching
-from ltgans_jax.methods import registry
 from ltgans_jax.run import loop as loop_lib, seeds, seeds_report
-from tests.helpers import host_copy, tree_equal
+from tests.helpers import build_method, host_copy, tree_equal
 
 
 def _images(config, num=64):
@@ -33,7 +32,7 @@ def test_fused_calls_equal_steps_jitted_alone_bit_for_bit(test_config, method_na
   config = test_config
   config.method, config.gan.critic_steps = method_name, critic_steps
   config.train.log_every = config.train.checkpoint_every = 100
-  method = registry.build(config)
+  method = build_method(config)
   task = 1  # the second task: LAKD, the no-LAKD mix, LGM's distillation, CURL's replay
   start = method.begin_next_task(method.init_state(jax.random.key(config.seed)))
   batches = batching.TaskBatches(_images(config), config.train.batch_size, config.seed, task)
@@ -41,11 +40,12 @@ def test_fused_calls_equal_steps_jitted_alone_bit_for_bit(test_config, method_na
   # The loop up to 5611a4f: one jitted step per call, the key drawn on the host.
   expected = jax.tree_util.tree_map(np.array, host_copy(start))
   jitted = {}  # one compiled step per (variant, static), as the old loop's train_steps had
+  plan = method.plan
   for task_step in range(num_steps):
-    static = (method.static_step_args(expected) or (None,))[0]
-    variant = method.step_variant(task, task_step)
+    static = (plan.static_args(expected) or (None,))[0]
+    variant = plan.variant(task, task_step)
     if (variant, static) not in jitted:
-      jitted[variant, static] = jax.jit(method.step_function(variant, static))
+      jitted[variant, static] = jax.jit(plan.step(variant, static))
     expected, _ = jitted[variant, static](expected, batches[task_step],
                                           rng.step_key(config.seed, task, task_step))
 
@@ -138,14 +138,14 @@ def test_each_seed_of_a_call_equals_its_one_seed_call(test_config, method_name):
   config.method, config.train.num_seeds = method_name, 2
   config.train.log_every = config.train.checkpoint_every = 100
   task, num_steps = 1, 3
-  method = registry.build(config)
+  method = build_method(config)
   starts = [method.begin_next_task(method.init_state(jax.random.key(s))) for s in (0, 1)]
   batches = [batching.TaskBatches(_images(config), config.train.batch_size, s, task)
              for s in (0, 1)]
   sharding = jax.sharding.NamedSharding(train.data_mesh(), jax.sharding.PartitionSpec('data'))
 
   def run(config, state, task_batches):
-    loop = loop_lib.headless(config, registry.build(config), (num_steps, num_steps), sharding)
+    loop = loop_lib.headless(config, build_method(config), (num_steps, num_steps), sharding)
     return loop_lib.run_task(loop, host_copy(state), task, task_batches, 'test', 'task 2')[0]
 
   alone = [run(seeds.seed_config(config, s), starts[s], [batches[s]]) for s in (0, 1)]

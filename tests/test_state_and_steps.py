@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from ltgans_jax.methods import ltgans_state as state_lib, network_state
-from tests.helpers import build, host_copy, random_batch, tree_equal
+from tests.helpers import build, build_method, host_copy, random_batch, tree_equal
 
 
 def _run_task(config, state, step_fns, optimizers, task, num_steps=2):
@@ -184,8 +184,7 @@ def test_generator_averaging_at_the_end_of_a_task(test_config):
   """optim.generator_ema_decay > 0: the generators trained in the task (both twins on task 1,
   the Assistant on a LAKD task) end it with their averaged weights, and the next task's frozen
   Teacher is that average; with 0 ``end_task`` changes nothing."""
-  from ltgans_jax.methods import registry  # pylint: disable=g-import-not-at-top
-  method = registry.build(test_config)
+  method = build_method(test_config)
   state = method.init_state(jax.random.key(0))
   steps_ = method.train_steps()
   state, _ = steps_['joint'](state, random_batch(test_config), jax.random.key(1),
@@ -193,7 +192,7 @@ def test_generator_averaging_at_the_end_of_a_task(test_config):
   assert method.end_task(state, 0) is state or tree_equal(method.end_task(state, 0), state)
 
   test_config.optim.generator_ema_decay = 0.5
-  method = registry.build(test_config)
+  method = build_method(test_config)
   state = method.init_state(jax.random.key(0))
   initial = host_copy(state)
   steps_ = method.train_steps()

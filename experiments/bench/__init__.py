@@ -4,8 +4,8 @@ Measured, for 32x32x3 (MNIST -> Fashion at the paper's sizes: z=100, batch 64, w
 Student latent 64) and 64x64x3 (CelebA size, same widths):
 
 * three steps: the LAKD critic + Assistant update (``impls.component_steps(...)
-  ['lakd_adversarial']``), the Student update (``['student']``) and the full LAKD step
-  (``make_train_steps(...)['lakd']`` with ``update_generators=True``);
+  ['adversarial']``), the Student update (``['student']``) and the full LAKD step
+  (``GanMethod.train_steps()['lakd']`` with ``update_generators=True``);
 * for JAX in both resample modes at 32 px, and for PyTorch (``experiments/torch_reference.py``)
   eager in both modes, eager with channels_last and eager with one thread (32 px, CPU), and
   ``torch.compile`` (of the parts that compile);

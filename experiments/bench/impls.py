@@ -39,33 +39,38 @@ def make_config(sizes: Dict, image_size: int, resample: str, batch: Optional[int
 
 
 def lt_gans(config):
-  """The LT-GANs method of ``config`` (its networks, optimisers, steps)."""
+  """The LT-GANs method of ``config`` (its networks, optimisers, steps), built as a run builds
+  it: with the backend's convolution layer."""
+  from ltgans_jax.cpu import backend  # pylint: disable=g-import-not-at-top
   from ltgans_jax.methods import registry  # pylint: disable=g-import-not-at-top
-  return registry.build(config)
+  return registry.build(config, backend.resolve(config).conv)
 
 
 def component_steps(method) -> Dict:
-  """The two halves of a LAKD step, jitted apart: ``lakd_adversarial(state, batch_uint8, key)
-  -> state`` (the critic and Assistant updates) and ``student(student_state, data, replay, key)
-  -> student_state`` (data and replay [B, H, W, C] floats in [-1, 1]).
+  """The two parts of a LAKD step, jitted apart: ``adversarial(state, batch_uint8, key) ->
+  state`` (the real side of eq. 3, data mixed with Teacher samples, then the critic and
+  Assistant updates: ``GanSteps.assistant_against_critic``) and ``student(student_state, data,
+  replay, key) -> student_state`` (``GanSteps.student_update``; data and replay [B, H, W, C]
+  floats in [-1, 1]).
 
-  Built from the library's step object as its own LAKD step uses it; only the benchmark times
-  the halves apart.
+  Built from the library's pieces in the order ``GanSteps.lakd`` calls them; only the
+  benchmark times the parts apart.
   """
   import jax  # pylint: disable=g-import-not-at-top
   from ltgans_jax import pixels  # pylint: disable=g-import-not-at-top
   from ltgans_jax.methods import ltgans_steps  # pylint: disable=g-import-not-at-top
-  step = method.gan_steps
+  steps = method.gan_steps
 
   def adversarial(state, batch, key):
-    keys = ltgans_steps.named_keys(key)
-    return step.lakd_adversarial(state, pixels.from_uint8(batch), keys, True,
-                                 step.teacher_fraction)[0]
+    keys, data = ltgans_steps.named_keys(key), pixels.from_uint8(batch)
+    replay = steps.teacher_samples(state, keys, data.shape[0])
+    real = ltgans_steps.mix_with_teacher(data, replay, keys['mix'], steps.teacher_fraction)
+    return steps.assistant_against_critic(state, real, keys, True)[0]
 
   def student(student_state, data, replay, key):
-    return step.student_update(student_state, data, replay, ltgans_steps.named_keys(key))[0]
+    return steps.student_update(student_state, data, replay, ltgans_steps.named_keys(key))[0]
 
-  return {'lakd_adversarial': jax.jit(adversarial, donate_argnums=0),
+  return {'adversarial': jax.jit(adversarial, donate_argnums=0),
           'student': jax.jit(student, donate_argnums=0)}
 
 
@@ -107,7 +112,7 @@ class JaxImpl:
 
   def _args(self, kind):
     if kind == 'adversarial':
-      return self.components['lakd_adversarial'], (self.state, self.batch, self._key()), {}
+      return self.components['adversarial'], (self.state, self.batch, self._key()), {}
     if kind == 'student':
       return self.components['student'], (self.state.student, self.data, self.replay,
                                           self._key()), {}

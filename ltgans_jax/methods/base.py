@@ -1,15 +1,18 @@
 """What every lifelong method provides (``LifelongMethod``), and the Student-VAE evaluation the
 methods with a ``StudentVAE`` share (``StudentEvaluation``).
 
-The training loop (``run.loop``), the evaluator and the inspect modes only talk to a
-``LifelongMethod``; each method owns its state (one immutable pytree with ``task`` and
-``task_step`` counters), its steps and what evaluation asks of it. The methods and their names
+The training loop (``run.loop``) reads a method's ``StepPlan``; the task boundaries, the
+evaluator and the inspect modes talk to the ``LifelongMethod``. Each method owns its state (one
+immutable pytree with ``task`` and ``task_step`` counters), its steps and what evaluation asks
+of it. A method is built with its networks' stride-1 convolution layer ``conv`` from outside
+(``nn.Conv`` unless the caller hands in the backend's: ``cpu.backend.Backend.conv``). The methods and their names
 are listed in ``registry``, the only module that names them all.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Hashable, NamedTuple, Tuple
+import dataclasses
+from typing import Any, Callable, Dict, Hashable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -31,52 +34,52 @@ class VAEView(NamedTuple):
   decode: Callable
 
 
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+  """How the training loop (``run.loop``) calls a method's steps: all the loop knows of it.
+
+  A task's steps come in variants (a GAN step with or without a generator update; a CURL step
+  for a number of active components): each is compiled on its own, and one fused call runs a
+  sequence of them.
+
+  step: ``(variant, static) -> step(state, batch uint8 [B, H, W, C], key) -> (state,
+    metrics)``, plain (unjitted); ``static``: one seed's entry of ``static_args``.
+  variant: ``(task, task_step) -> hashable``: which step runs as step ``task_step`` (0-based)
+    of ``task``; the loop keys its compiled calls by it.
+  steps_per_call: how many steps one fused call runs at most; calls end at its multiples (for
+    the GANs the critic steps of one generator update; 1 for the VAEs).
+  static_args: ``state -> tuple | None``: per seed, what the step's shapes depend on and the
+    host must read from ``state`` before compiling it (one hashable per seed); None when
+    nothing is.
+  vmappable: the step can be ``jax.vmap``ped over a leading seed axis.
+  donate_state: the fused call may donate the state it is given.
+  """
+  step: Callable[[Hashable, Any], StepFn]
+  variant: Callable[[int, int], Hashable]
+  steps_per_call: int = 1
+  static_args: Callable[[Any], Optional[tuple]] = lambda state: None
+  vmappable: bool = True
+  donate_state: bool = True
+
+
 class LifelongMethod:
-  """What every method provides. States are pytrees with int32 ``task`` and ``task_step``."""
+  """What every method provides: its ``plan`` for the training loop (a ``StepPlan``), its life
+  cycle over the tasks and what evaluation asks of it. States are pytrees with int32 ``task``
+  and ``task_step``."""
 
   name: str
+  plan: StepPlan
   cumulative_data: bool = False  # task k trains on the union of tasks 1..k
   sample_networks: Tuple[str, ...] = ('student',)  # choices of --mode=sample
-  fid_source: str = 'the VAE decoder'  # whose samples the FID measures, for reports
+  # The network whose samples the FID rows measure, and those samples in words (reports).
+  fid_samples: Tuple[str, str] = ('student', 'the VAE decoder')
 
   def init_state(self, key: jax.Array):
     raise NotImplementedError
 
-  # How the training loop (``run.loop``) calls the steps. A task's steps come in variants
-  # (a GAN step with or without a generator update; a CURL step for a number of active
-  # components): each is compiled on its own, and a fused call runs a sequence of them.
-  vmappable: bool = True  # the step can be ``jax.vmap``ped over a leading seed axis
-  donate_state: bool = True  # the fused call may donate the state it is given
-
-  def step_variant(self, task: int, task_step: int) -> Hashable:
-    """Which step runs as step ``task_step`` (0-based) of ``task``: a hashable the loop keys
-    its compiled calls by. Default: the task's phase."""
-    del task_step
-    return self.phase(task)
-
-  def step_function(self, variant: Hashable, static=None) -> StepFn:
-    """The plain (unjitted) step ``(state, batch uint8 [B, H, W, C], key) -> (state,
-    metrics)`` of ``variant``; ``static``: one seed's entry of ``static_step_args``."""
+  def train_steps(self) -> Dict[str, Callable]:
+    """Phase -> its step jitted alone (benchmarks and tests)."""
     raise NotImplementedError
-
-  def static_step_args(self, state):
-    """Per seed, what the step's shapes depend on and the host must read from ``state``
-    before compiling it (a tuple, one hashable per seed); None when nothing is."""
-    del state
-    return None
-
-  def steps_per_call(self) -> int:
-    """How many steps one fused call runs at most: calls end at multiples of it (for the GANs
-    the critic steps of one generator update; 1 for the VAEs)."""
-    return 1
-
-  phases_used: Tuple[str, ...] = ()  # the phases the default ``train_steps`` compiles
-
-  def train_steps(self) -> Dict[str, StepFn]:
-    """Phase -> its step jitted alone (benchmarks and tests); the input state is donated when
-    ``donate_state``."""
-    return {phase: jax.jit(self.step_function(phase), donate_argnums=0 if self.donate_state
-                           else ()) for phase in self.phases_used}
 
   def phase(self, task: int) -> str:
     raise NotImplementedError
@@ -102,7 +105,12 @@ class LifelongMethod:
 
   def fid_network(self) -> str:
     """The network whose samples the FID rows measure."""
-    return 'student'
+    return self.fid_samples[0]
+
+  @property
+  def fid_source(self) -> str:
+    """Whose samples the FID measures, in words, for reports."""
+    return self.fid_samples[1]
 
   def vae_view(self, state) -> VAEView:
     raise NotImplementedError

@@ -119,7 +119,6 @@ import numpy as np
 import optax
 
 from ltgans_jax import losses, models, pixels, rng
-from ltgans_jax.cpu import backend
 from ltgans_jax.methods import base
 from ltgans_jax.methods.network_state import (NetworkState, apply_gradients, copy_tree,
                                               student_optimizer)
@@ -275,14 +274,16 @@ def _normal_log_density(x, mean, log_var):
 class CurlMethod(base.LifelongMethod):
   """See the module docstring."""
 
-  fid_source = 'the mixture model (y uniform over the active components, z ~ p(z|y))'
+  fid_samples = ('student',
+                 'the mixture model (y uniform over the active components, z ~ p(z|y))')
 
-  def __init__(self, config: ml_collections.ConfigDict, name: str = 'curl'):
+  def __init__(self, config: ml_collections.ConfigDict, name: str = 'curl',
+               conv: models.ModuleDef = nn.Conv):
     self.config, self.name = config, name
     data, vae, curl = config.data, config.vae, config.curl
     self.model = CurlVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
                          curl.max_components, config.model.resample,
-                         conv=backend.conv_layer(config.model.conv_gradients))
+                         conv=conv)
     self.num_components, self.latent_dim = curl.max_components, vae.latent_dim
     self.optimizer = student_optimizer(config)
 
@@ -349,12 +350,16 @@ class CurlMethod(base.LifelongMethod):
     return pixels.from_logits(logits)
 
   # Training ---------------------------------------------------------------------------------
-  # No donation: XLA may return one buffer for equal scalar outputs (the counters an
-  # expansion resets), which could then not be donated twice; the state is small.
-  donate_state = False
-  # The number of active components is static (one compilation per count), read on the host
-  # before every fused call (see the module docstring), and may differ between seeds.
-  vmappable = False
+  @property
+  def plan(self):
+    # No donation: XLA may return one buffer for equal scalar outputs (the counters an
+    # expansion resets), which could then not be donated twice; the state is small. Not
+    # vmappable: the number of active components is static (one compilation per count), read
+    # on the host before every fused call (see the module docstring), and may differ between
+    # seeds.
+    return base.StepPlan(step=self.step_function, variant=lambda task, _: self.phase(task),
+                         static_args=self.static_step_args, vmappable=False,
+                         donate_state=False)
 
   def static_step_args(self, state):
     return tuple(int(active) for active in np.asarray(state.active).reshape(-1))

@@ -47,13 +47,13 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ltgans_jax import losses, pixels, rng
-from ltgans_jax.cpu import backend
+from ltgans_jax import losses, models, pixels, rng
 from ltgans_jax.methods import base
 from ltgans_jax.methods.network_state import (NetworkState, apply_gradients, build_student,
                                               copy_tree, student_optimizer)
@@ -76,10 +76,11 @@ def teacher_count(task, batch_size: int):
 class LgmMethod(base.StudentEvaluation, base.LifelongMethod):
   """See the module docstring."""
 
-  def __init__(self, config: ml_collections.ConfigDict, name: str = 'lgm'):
+  def __init__(self, config: ml_collections.ConfigDict, name: str = 'lgm',
+               conv: models.ModuleDef = nn.Conv):
     self.config, self.name = config, name
     vae = config.vae
-    self.student = build_student(config, backend.conv_layer(config.model.conv_gradients))
+    self.student = build_student(config, conv)
     self.optimizer = student_optimizer(config)
     self.student_kwargs = dict(beta=vae.beta, likelihood=vae.likelihood,
                                decoder_std=vae.decoder_std)
@@ -92,6 +93,10 @@ class LgmMethod(base.StudentEvaluation, base.LifelongMethod):
     return LgmState(student=NetworkState(params, self.optimizer.init(params)),
                     teacher_params=copy_tree(params), task=jnp.zeros((), jnp.int32),
                     task_step=jnp.zeros((), jnp.int32))
+
+  @property
+  def plan(self):
+    return base.StepPlan(step=self.step_function, variant=lambda task, _: self.phase(task))
 
   def phase(self, task):
     return 'first' if task == 0 else 'distill'
@@ -115,7 +120,10 @@ class LgmMethod(base.StudentEvaluation, base.LifelongMethod):
     return {'student_samples': self.student_samples(
         state, rng.stream_key(self.config.seed, rng.STUDENT_GRID_LATENTS), num)}
 
-  phases_used = ('first', 'distill')
+  def train_steps(self):
+    """Phase -> its step jitted alone; the input state is donated."""
+    return {phase: jax.jit(self.step_function(phase), donate_argnums=0)
+            for phase in ('first', 'distill')}
 
   def step_function(self, variant, static=None):
     del static

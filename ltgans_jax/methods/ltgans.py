@@ -18,8 +18,8 @@ does, but replays a generator that is itself being trained on the new task: the 
 isolates the frozen Teacher and the role swap, i.e. LAKD.
 
 The critic steps are this method's business: step s of a task updates the generators when
-(s + 1) % ``gan.critic_steps`` == 0 (``step_variant``), and one fused call of the training loop
-runs the critic steps of one generator update (``steps_per_call``).
+(s + 1) % ``gan.critic_steps`` == 0 (its ``StepPlan``'s variants), and one fused call of the
+training loop runs the critic steps of one generator update (``steps_per_call``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ltgans_jax import rng
-from ltgans_jax.cpu import backend
+import flax.linen as nn
+
+from ltgans_jax import models, rng
 from ltgans_jax.methods import base, ltgans_state as state_lib, ltgans_steps
 
 PHASES = {  # name -> (phase of each task, roles swap, trains on the union of the tasks so far)
@@ -46,16 +47,22 @@ class GanMethod(base.StudentEvaluation, base.LifelongMethod):
   """LT-GANs and the baselines that share its state (``ltgans_state.LifelongState``) and steps."""
 
   sample_networks = ('teacher', 'assistant', 'student')
-  fid_source = 'the Assistant (the generator that has just learnt; after task 1 both have)'
+  fid_samples = ('assistant',
+                 'the Assistant (the generator that has just learnt; after task 1 both have)')
 
-  def __init__(self, config: ml_collections.ConfigDict, name: str):
+  def __init__(self, config: ml_collections.ConfigDict, name: str,
+               conv: models.ModuleDef = nn.Conv):
     self.config, self.name = config, name
     self.phases, self.swap_roles, self.cumulative_data = PHASES[name]
-    self.networks = state_lib.build_networks(config,
-                                             backend.conv_layer(config.model.conv_gradients))
+    self.networks = state_lib.build_networks(config, conv)
     self.student = self.networks.student
     self.optimizers = state_lib.build_optimizers(config)
     self.gan_steps = ltgans_steps.GanSteps.from_config(config, self.networks, self.optimizers)
+
+  @property
+  def plan(self):
+    return base.StepPlan(step=self.step_function, variant=self.step_variant,
+                         steps_per_call=self.config.gan.critic_steps)
 
   def init_state(self, key):
     return state_lib.init_state(self.config, self.networks, self.optimizers, key)
@@ -69,9 +76,6 @@ class GanMethod(base.StudentEvaluation, base.LifelongMethod):
     phase, update_generators = variant
     return functools.partial(ltgans_steps.step_functions(self.gan_steps)[phase],
                              update_generators=update_generators)
-
-  def steps_per_call(self):
-    return self.config.gan.critic_steps
 
   def train_steps(self):
     """Phase -> its step jitted alone, ``step(state, batch, key, update_generators)`` with
@@ -103,9 +107,6 @@ class GanMethod(base.StudentEvaluation, base.LifelongMethod):
 
   def begin_next_task(self, state):
     return state_lib.begin_next_task(state, self.optimizers.generator, self.swap_roles)
-
-  def fid_network(self):
-    return 'assistant'
 
   def data_images_per_step(self, task, batch_size):
     """The mixing phases put round(teacher_fraction * B) generated images on the critic's

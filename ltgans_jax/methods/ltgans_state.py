@@ -54,7 +54,7 @@ class LifelongState(flax.struct.PyTreeNode):
 
 def build_networks(config: ml_collections.ConfigDict, conv: models.ModuleDef) -> Networks:
   """The twins' generator, the critic and the Student, with ``conv`` as their stride-1
-  convolution (``cpu.backend.conv_layer``)."""
+  convolution (the backend's: ``cpu.backend.Backend.conv``)."""
   data, model = config.data, config.model
   return Networks(
       generator=models.Generator(data.image_size, data.channels, model.generator_width,

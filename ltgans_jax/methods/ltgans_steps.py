@@ -1,23 +1,22 @@
-"""The LT-GANs training steps, written as the paper's equations: ``step(state, batch, key,
-update_generators) -> (state, metrics)``.
-
-Two phases (paper section 3):
+"""The LT-GANs training steps, written as the paper's equations: one function per phase,
+``step(state, batch, key, update_generators) -> (state, metrics)``.
 
 * ``joint`` (task 1, eq. 2): the critic separates real data from the Teacher's samples and from
   the Assistant's samples, with one gradient penalty for each pair; both generators learn.
 * ``lakd`` (task k >= 2, eq. 3): the Teacher is frozen; the critic's real side is a uniform mix
   of task-k data and Teacher samples; only the Assistant learns.
+* ``joint_mix`` (the no-LAKD baseline of Fig. 4b, tasks k >= 2): the joint step of task 1 whose
+  real side mixes task-k data with samples of the Teacher slot's generator, which is never
+  frozen and never swapped: both generators learn that mix, and the Student replays those
+  samples. This is what the authors' ``..._Without.py`` does.
+* ``plain`` (fine-tuning, joint training, task 1 under ``gan.first_task='copy'``): a WGAN-GP
+  step of the Assistant on the data alone; the Teacher is not touched.
 
-In both, the Student VAE takes one step on the task's data plus, from task 2 on, samples of the
-Teacher, the more knowledgeable generator (eqs. 5-6). A step is one critic update and, when
-``update_generators`` is set (every ``config.gan.critic_steps``-th step; ``GanMethod`` decides),
-one generator update; the Student updates every step (``vae.update_schedule='every_step'``,
-ours) or with the generators only ('with_generator', the authors' code).
-
-The no-LAKD baseline of Fig. 4b (``joint`` with ``mix_teacher``, tasks k >= 2) is the joint
-step of task 1 whose real side mixes task-k data with samples of the Teacher slot's generator,
-which is never frozen and never swapped: both generators learn that mix, and the Student replays
-those samples. This is what the authors' ``..._Without.py`` does.
+In each, the Student VAE takes one step on the task's data plus, where the phase replays, the
+Teacher's samples (eqs. 5-6). A step is one critic update and, when ``update_generators`` is set
+(every ``config.gan.critic_steps``-th step; ``GanMethod`` decides), one generator update; the
+Student updates every step (``vae.update_schedule='every_step'``, ours) or with the generators
+only ('with_generator', the authors' code).
 
 Where the authors' code (GitHub dtuzi123/Lifelong-Dual-GAN,
 ``TwinGenerative_Upsupervised_ThreeData_Measument.py`` and its ``_Without.py``, read at commit
@@ -43,20 +42,19 @@ Where the authors' code (GitHub dtuzi123/Lifelong-Dual-GAN,
   ``losses.gaussian_kl``).
 * Their no-LAKD (``_Without.py``) makes two critic updates per step, one per twin (``d_optim2``
   against ``G2`` then ``d_optim1`` against ``G1``, each followed by its generator's update).
-  Ours (``joint`` with ``mix_teacher``): one critic update against both twins' fakes, with one
-  penalty per pair, as on task 1.
+  Ours (``joint_mix``): one critic update against both twins' fakes, with one penalty per pair,
+  as on task 1.
 
 The steps are plain functions: jitted with a batch sharded over a device mesh and a replicated
 state, XLA partitions them data-parallel and averages the gradients itself. Nothing here knows
 the backend: the CPU's choices are the convolution layer the networks were built with
-(``cpu.backend.conv_layer``) and the barrier the training loop puts between steps
-(``cpu.schedule``), both from outside.
+(handed to ``build_networks`` by whoever builds the method: ``cpu.backend.Backend.conv``) and
+the barrier the training loop puts between steps (``cpu.schedule``), both from outside.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, Dict, Tuple
 
 import jax
@@ -180,32 +178,18 @@ class GanSteps:
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
     return apply_gradients(student, grads, self.optimizers.student), metrics
 
-  def maybe_student_update(self, student: NetworkState, data, replay, keys,
-                           update_generators: bool):
-    """``student_update``, or the Student unchanged (and no metrics) on a step without a
-    generator update when ``vae.update_schedule='with_generator'``."""
-    if self.student_every_step or update_generators:
-      return self.student_update(student, data, replay, keys)
-    return student, {}
+  # The parts the phases share ---------------------------------------------------------------
+  def teacher_samples(self, state: LifelongState, keys, num) -> jnp.ndarray:
+    """[num, H, W, C] samples of the frozen Teacher: data for the critic and the Student, so
+    no gradient flows into the Teacher through them."""
+    return jax.lax.stop_gradient(
+        self.generate(state.teacher.params, keys['critic_z_teacher'], num))
 
-  # The phases ---------------------------------------------------------------------------------
-  def joint(self, state: LifelongState, batch, key, update_generators: bool,
-            mix_teacher: bool = False):
-    """Task 1 (eq. 2): Teacher and Assistant both learn the data against one critic.
-
-    With ``mix_teacher`` (the no-LAKD baseline of Fig. 4b on tasks k >= 2) the real side is
-    the data mixed with samples of the (not frozen) Teacher slot's generator
-    (``mix_with_teacher``), both generators learn it, and the Student replays those samples.
-    """
-    keys, data = named_keys(key), pixels.from_uint8(batch)
-    num = data.shape[0]
-    real, mixed_in = data, None
-    if mix_teacher:
-      # Latents of their own (not the critic's fakes'); the samples are data here, so no
-      # gradient flows into the generator through them.
-      mixed_in = jax.lax.stop_gradient(self.generate(
-          state.teacher.params, jax.random.fold_in(keys['mix'], 1), num))
-      real = mix_with_teacher(data, mixed_in, keys['mix'], self.teacher_fraction)
+  def twins_against_critic(self, state: LifelongState, real, keys, update_generators: bool
+                           ) -> Tuple[LifelongState, Metrics]:
+    """Eq. 2's adversarial part: one critic update on ``real`` [B, H, W, C] against the fakes
+    of both twins (one penalty per pair), then both generators against the updated critic."""
+    num = real.shape[0]
     fakes = {'teacher': (self.generate(state.teacher.params, keys['critic_z_teacher'], num),
                          keys['penalty_teacher']),
              'assistant': (self.generate(state.assistant.params, keys['critic_z_assistant'],
@@ -217,46 +201,68 @@ class GanSteps:
           teacher, critic.params, keys['generator_z_teacher'], num)
       assistant, metrics['generator/loss_assistant'] = self.generator_update(
           assistant, critic.params, keys['generator_z_assistant'], num)
-    # The Student learns the task's data (not the mix) and, with ``mix_teacher``, replays the
-    # mixed-in samples.
-    student, student_metrics = self.maybe_student_update(state.student, data, mixed_in, keys,
-                                                         update_generators)
-    new_state = state.replace(teacher=teacher, assistant=assistant, critic=critic,
-                              student=student, task_step=state.task_step + 1)
-    return new_state, {**metrics, **student_metrics}
+    return state.replace(teacher=teacher, assistant=assistant, critic=critic), metrics
 
-  def lakd(self, state: LifelongState, batch, key, update_generators: bool,
-           teacher_fraction: float = None, replay: bool = True):
-    """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the real side.
-
-    ``teacher_fraction=0, replay=False`` is plain training of the Assistant and the Student on
-    the data alone (the fine-tuning and joint-training baselines).
-    """
-    keys, data = named_keys(key), pixels.from_uint8(batch)
-    state, metrics, teacher_samples = self.lakd_adversarial(
-        state, data, keys, update_generators,
-        self.teacher_fraction if teacher_fraction is None else teacher_fraction)
-    student, student_metrics = self.maybe_student_update(
-        state.student, data, teacher_samples if replay else None, keys, update_generators)
-    return state.replace(student=student), {**metrics, **student_metrics}
-
-  def lakd_adversarial(self, state: LifelongState, data, keys, update_generators: bool,
-                       teacher_fraction: float):
-    """The critic and Assistant updates of a LAKD step on ``data`` [B, H, W, C] in [-1, 1];
-    returns (state, metrics, the Teacher samples [B, H, W, C] that the Student replays)."""
-    num = data.shape[0]
-    teacher_samples = jax.lax.stop_gradient(
-        self.generate(state.teacher.params, keys['critic_z_teacher'], num))
-    real_mix = mix_with_teacher(data, teacher_samples, keys['mix'], teacher_fraction)
+  def assistant_against_critic(self, state: LifelongState, real, keys,
+                               update_generators: bool) -> Tuple[LifelongState, Metrics]:
+    """Eq. 3's adversarial part: one critic update on ``real`` [B, H, W, C] against the
+    Assistant's fakes, then the Assistant against the updated critic."""
+    num = real.shape[0]
     fake = self.generate(state.assistant.params, keys['critic_z_assistant'], num)
-    critic, metrics = self.critic_update(state.critic, real_mix,
+    critic, metrics = self.critic_update(state.critic, real,
                                          {'assistant': (fake, keys['penalty_assistant'])})
     assistant = state.assistant
     if update_generators:
       assistant, metrics['generator/loss_assistant'] = self.generator_update(
           assistant, critic.params, keys['generator_z_assistant'], num)
-    new_state = state.replace(assistant=assistant, critic=critic, task_step=state.task_step + 1)
-    return new_state, metrics, teacher_samples
+    return state.replace(assistant=assistant, critic=critic), metrics
+
+  def then_student(self, state: LifelongState, data, replay, keys, update_generators: bool,
+                   metrics: Metrics) -> Tuple[LifelongState, Metrics]:
+    """The step's end: the Student's update (eqs. 5-6; on a step without a generator update
+    none when ``vae.update_schedule='with_generator'``) and the step counted."""
+    student, student_metrics = state.student, {}
+    if self.student_every_step or update_generators:
+      student, student_metrics = self.student_update(state.student, data, replay, keys)
+    return (state.replace(student=student, task_step=state.task_step + 1),
+            {**metrics, **student_metrics})
+
+  # The phases: ``step(state, batch uint8 [B, H, W, C], key, update_generators)`` ---------------
+  def joint(self, state: LifelongState, batch, key, update_generators: bool):
+    """Task 1 (eq. 2): Teacher and Assistant both learn the data against one critic; the
+    Student learns the data."""
+    keys, data = named_keys(key), pixels.from_uint8(batch)
+    state, metrics = self.twins_against_critic(state, data, keys, update_generators)
+    return self.then_student(state, data, None, keys, update_generators, metrics)
+
+  def joint_mix(self, state: LifelongState, batch, key, update_generators: bool):
+    """The no-LAKD baseline (Fig. 4b, tasks k >= 2): eq. 2 with the real side mixing the data
+    and samples of the (not frozen) Teacher slot's generator, which the Student replays."""
+    keys, data = named_keys(key), pixels.from_uint8(batch)
+    # Latents of their own (not the critic's fakes'); the samples are data here, so no
+    # gradient flows into the generator through them.
+    mixed_in = jax.lax.stop_gradient(self.generate(
+        state.teacher.params, jax.random.fold_in(keys['mix'], 1), data.shape[0]))
+    real = mix_with_teacher(data, mixed_in, keys['mix'], self.teacher_fraction)
+    state, metrics = self.twins_against_critic(state, real, keys, update_generators)
+    return self.then_student(state, data, mixed_in, keys, update_generators, metrics)
+
+  def lakd(self, state: LifelongState, batch, key, update_generators: bool):
+    """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the critic's real
+    side, and the Student replays them (eqs. 5-6)."""
+    keys, data = named_keys(key), pixels.from_uint8(batch)
+    replay = self.teacher_samples(state, keys, data.shape[0])
+    real = mix_with_teacher(data, replay, keys['mix'], self.teacher_fraction)
+    state, metrics = self.assistant_against_critic(state, real, keys, update_generators)
+    return self.then_student(state, data, replay, keys, update_generators, metrics)
+
+  def plain(self, state: LifelongState, batch, key, update_generators: bool):
+    """The Assistant and the Student on the data alone, a plain WGAN-GP step and VAE step (the
+    fine-tuning and joint-training baselines; task 1 under ``gan.first_task='copy'``). The
+    Teacher is not used."""
+    keys, data = named_keys(key), pixels.from_uint8(batch)
+    state, metrics = self.assistant_against_critic(state, data, keys, update_generators)
+    return self.then_student(state, data, None, keys, update_generators, metrics)
 
 
 def step_functions(steps: GanSteps) -> Dict[str, Callable]:
@@ -269,7 +275,5 @@ def step_functions(steps: GanSteps) -> Dict[str, Callable]:
 
   ``batch`` is [B, H, W, C] uint8; ``update_generators`` a Python bool.
   """
-  return {'joint': steps.joint,
-          'joint_mix': functools.partial(steps.joint, mix_teacher=True),
-          'lakd': steps.lakd,
-          'plain': functools.partial(steps.lakd, teacher_fraction=0.0, replay=False)}
+  return {'joint': steps.joint, 'joint_mix': steps.joint_mix, 'lakd': steps.lakd,
+          'plain': steps.plain}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -31,13 +30,6 @@ def apply_gradients(network: NetworkState, grads, optimizer: optax.GradientTrans
   return NetworkState(params=optax.apply_updates(network.params, updates), opt_state=opt_state)
 
 
-def init_network(module: nn.Module, optimizer: optax.GradientTransformation, key: jax.Array,
-                 *inputs) -> NetworkState:
-  """``module``'s fresh parameters (from ``key`` and example ``inputs``) and optimiser state."""
-  params = module.init(key, *inputs)['params']
-  return NetworkState(params=params, opt_state=optimizer.init(params))
-
-
 def copy_tree(tree):
   """A copy with its own buffers: the steps donate the state, and one buffer may not be donated
   twice."""
@@ -52,7 +44,7 @@ def state_bytes(state) -> int:
 def build_student(config: ml_collections.ConfigDict, conv: models.ModuleDef
                   ) -> models.StudentVAE:
   """The Student VAE; the VAE-only baselines use it too (matched capacity). ``conv``: the
-  stride-1 convolution layer (``cpu.backend.conv_layer``)."""
+  stride-1 convolution layer (the backend's: ``cpu.backend.Backend.conv``)."""
   data, vae = config.data, config.vae
   return models.StudentVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
                            config.model.resample, conv=conv)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
+import flax.linen as nn
 import ml_collections
 
+from ltgans_jax import models
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.methods import base, curl, lgm, ltgans
 
-# Name -> builder(config, name) -> LifelongMethod.
+# Name -> builder(config, name, conv) -> LifelongMethod.
 METHODS: Dict[str, Callable[[ml_collections.ConfigDict, str], base.LifelongMethod]] = {
     'ltgans': ltgans.GanMethod,
     'no_lakd': ltgans.GanMethod,
@@ -33,7 +35,11 @@ def check_name(name: str) -> None:
     raise ConfigError(f'method={name!r} is not available; use one of {sorted(METHODS)}.')
 
 
-def build(config: ml_collections.ConfigDict) -> base.LifelongMethod:
-  """The method ``config.method`` names, with its networks and optimisers built from config."""
+def build(config: ml_collections.ConfigDict, conv: models.ModuleDef = nn.Conv
+          ) -> base.LifelongMethod:
+  """The method ``config.method`` names, with its networks and optimisers built from config
+  and ``conv`` as the networks' stride-1 convolution layer: a run hands in its backend's
+  (``cpu.backend.resolve(config).conv``, the CPU's ``cpu.conv.Conv`` under 'auto'), as flax
+  models take their ``conv`` from the trainer."""
   check_name(config.method)
-  return METHODS[config.method](config, config.method)
+  return METHODS[config.method](config, config.method, conv)

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from ltgans_jax import config_validation, durations, pixels as pixel_lib, viz
+from ltgans_jax.cpu import backend
 from ltgans_jax.data import sequences
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.eval import figures, task_eval
@@ -52,7 +53,7 @@ def open_workdir(config, workdir):
         '--mode=evaluate, sample and matrices read one-seed runs only so far: each seed\'s '
         f'report, matrices and pictures are in {workdir}/seed<k>/, written during training.')
   tasks = sequences.build_sequence(config)
-  method = registry.build(config)
+  method = registry.build(config, backend.resolve(config).conv)
   config_validation.check_memory(config, method)
   task_eval.check_feature_net_file(workdir)
   template = _restore_target(method, config.seed)
@@ -156,7 +157,7 @@ def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, prot
 
 def sample(config, workdir: str) -> str:
   """Writes N samples of one network from the newest checkpoint; returns the .npz path."""
-  method = registry.build(config)
+  method = registry.build(config, backend.resolve(config).conv)
   network = config.sample.network or method.fid_network()
   if network not in method.sample_networks:
     raise ConfigError(f'sample.network={network!r}; method {config.method!r} has '
