@@ -43,9 +43,56 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   everything into ``workdir``; returns the final state. Nothing is written before the config,
   the data and the workdir's recorded config have been checked, and only while this process
   holds the workdir's lock (``workdir_lock``)."""
+  backend, tasks, method, task_steps = _checked_run(config, workdir)
+  num_seeds, seed_values = seeds_lib.count(config), seeds_lib.seed_values(config)
+  mesh = data_mesh()
+  with workdir_lock.held(workdir):
+    state, checkpoints, metrics_log, first_task = _start(config, workdir, method, task_steps,
+                                                         mesh)
+    logging.info('%d tasks: %s; %d seed(s); state holds %.1f MB.', len(tasks),
+                 ' -> '.join(t.name for t in tasks), num_seeds,
+                 network_state.state_bytes(state) / 1e6)
+    metrics_logs = [metrics_log]
+    with _finished_and_closed(checkpoints, metrics_logs), hooks.StopSignal() as stop:
+      loop = loop_lib.Loop(config.train, fused.FusedSteps(method.plan, backend, seed_values),
+                           tuple(task_steps),
+                           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')),
+                           checkpoints, metrics_log,
+                           hooks.ProgressLine(sum(task_steps), config.train.log_every), stop)
+      outputs = _seed_outputs(config, workdir, tasks, method, metrics_log, first_task,
+                              backend.conv)
+      metrics_logs[:0] = [o.metrics_log for o in outputs if o.metrics_log is not metrics_log]
+      for task in range(first_task, len(tasks)):
+        if seeds_lib.counter(state.task) < task:
+          state = seeds_lib.per_seed(method.begin_next_task, state, num_seeds)
+        prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
+        started, steps_before = time.time(), seeds_lib.counter(state.task_step)
+        batches = _task_batches(config, method, tasks, task)
+        state, last = loop_lib.run_task(loop, state, task, batches, prefix, tasks[task].name)
+        state = seeds_lib.per_seed(lambda one: method.end_task(one, task), state, num_seeds)
+        trained = TrainedTask(task, prefix, time.time() - started,
+                              task_steps[task] - steps_before, last,
+                              durations.global_step(task_steps, task, task_steps[task]))
+        for s, out in enumerate(outputs):
+          _end_of_task(out, state if num_seeds == 1 else seeds_lib.unstack(state, s), tasks,
+                       task_steps, trained)
+        if num_seeds > 1 and jax.process_index() == 0:
+          means = seeds_report.write(workdir, config, [out.workdir for out in outputs])
+          metrics_log.write_scalars(trained.boundary,
+                                    report.evaluation_scalars([t.name for t in tasks], means))
+        # The boundary checkpoint comes last: a run stopped before it redoes the task's end
+        # (from the newest checkpoint before it), so no finished task ever lacks its files.
+        checkpointing.save(checkpoints, trained.boundary, state)
+  logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
+  return state
+
+
+def _checked_run(config: ml_collections.ConfigDict, workdir: str):
+  """(the backend's choices, the tasks, the method, each task's steps) of a run whose config,
+  data and workdir pass every check made before anything is written."""
   config_validation.validate(config)
   config_validation.check_workdir_name(workdir)
-  backend = backend_lib.resolve(config)
+  backend = backend_lib.resolve(config)  # once: handed down to the method and the loop
   tasks = sequences.build_sequence(config)
   method = registry.build(config, backend.conv)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
@@ -58,8 +105,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     report.load_records(report_dir)
   task_eval.check_feature_net_file(workdir)
   task_eval.inception_variables(config)  # read (and checked) once, before the lock
-  with workdir_lock.held(workdir):
-    return _train_in_workdir(config, workdir, tasks, method, task_steps, backend)
+  return backend, tasks, method, task_steps
+
+
+def _task_batches(config, method, tasks, task: int) -> List[batching.TaskBatches]:
+  """The deterministic batches of ``task``, one ``TaskBatches`` per seed."""
+  images = (np.concatenate([t.train.images for t in tasks[:task + 1]])
+            if method.cumulative_data else tasks[task].train.images)
+  return [batching.TaskBatches(images, config.train.batch_size, seed, task)
+          for seed in seeds_lib.seed_values(config)]
 
 
 def hparams(config: ml_collections.ConfigDict) -> Dict[str, object]:
@@ -140,12 +194,11 @@ def _finished_and_closed(checkpoints, metrics_logs: List):
         log.close()
 
 
-def _train_in_workdir(config, workdir, tasks, method, task_steps, backend):
-  """``train_and_evaluate`` once the workdir is checked and locked."""
-  mesh = data_mesh()
+def _start(config, workdir: str, method, task_steps, mesh: jax.sharding.Mesh):
+  """(the state, restored from the newest checkpoint or fresh and replicated over ``mesh``;
+  the checkpoint manager; the metrics log; the first task still to train) once the workdir is
+  locked."""
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-
   seed_values = seeds_lib.seed_values(config)
   # Placed before the restore, which reads each array straight into the template's placement:
   # with several processes, into every process's devices (a restored array that one process
@@ -166,51 +219,7 @@ def _train_in_workdir(config, workdir, tasks, method, task_steps, backend):
   # A checkpoint taken at a task boundary holds a finished task: carry on with the next one.
   task = seeds_lib.counter(state.task)
   first_task = task + (seeds_lib.counter(state.task_step) == task_steps[task])
-  logging.info('%d tasks: %s; %d seed(s); state holds %.1f MB.', len(tasks),
-               ' -> '.join(t.name for t in tasks), len(seed_values),
-               network_state.state_bytes(state) / 1e6)
-
-  metrics_logs = [metrics_log]
-  with _finished_and_closed(checkpoints, metrics_logs), hooks.StopSignal() as stop:
-    loop = loop_lib.Loop(config.train, fused.FusedSteps(method.plan, backend, seed_values),
-                         tuple(task_steps), batch_sharding, checkpoints, metrics_log,
-                         hooks.ProgressLine(sum(task_steps), config.train.log_every), stop)
-    outputs = _seed_outputs(config, workdir, tasks, method, metrics_log, first_task,
-                            backend.conv)
-    metrics_logs[:0] = [out.metrics_log for out in outputs if out.metrics_log is not metrics_log]
-    for task in range(first_task, len(tasks)):
-      state, trained = _train_task(config, method, loop, tasks, task, state)
-      for s, out in enumerate(outputs):
-        _end_of_task(out, state if len(outputs) == 1 else seeds_lib.unstack(state, s), tasks,
-                     task_steps, trained)
-      if len(outputs) > 1 and jax.process_index() == 0:
-        means = seeds_report.write(workdir, config, [out.workdir for out in outputs])
-        metrics_log.write_scalars(trained.boundary,
-                                  report.evaluation_scalars([t.name for t in tasks], means))
-      # The boundary checkpoint comes last: a run stopped before it redoes the task's end (from
-      # the newest checkpoint before it), so no finished task ever lacks its files.
-      checkpointing.save(checkpoints, trained.boundary, state)
-  logging.info('Finished; report in %s', os.path.join(workdir, 'report.md'))
-  return state
-
-
-def _train_task(config, method, loop: loop_lib.Loop, tasks, task: int, state):
-  """Moves ``state`` to ``task``, runs the task's steps and ends it; returns the finished state
-  (not yet saved) and a ``TrainedTask``."""
-  num_seeds = seeds_lib.count(config)
-  if seeds_lib.counter(state.task) < task:
-    state = seeds_lib.per_seed(method.begin_next_task, state, num_seeds)
-  prefix = f'task {task + 1}/{len(tasks)} {tasks[task].name}'
-  started, steps_before = time.time(), seeds_lib.counter(state.task_step)
-  images = (np.concatenate([t.train.images for t in tasks[:task + 1]])
-            if method.cumulative_data else tasks[task].train.images)
-  task_batches = [batching.TaskBatches(images, config.train.batch_size, seed, task)
-                  for seed in seeds_lib.seed_values(config)]
-  state, last = loop_lib.run_task(loop, state, task, task_batches, prefix, tasks[task].name)
-  state = seeds_lib.per_seed(lambda one: method.end_task(one, task), state, num_seeds)
-  total = loop.task_steps[task]
-  return state, TrainedTask(task, prefix, time.time() - started, total - steps_before, last,
-                            durations.global_step(loop.task_steps, task, total))
+  return state, checkpoints, metrics_log, first_task
 
 
 def _end_of_task(out: SeedOutputs, state, tasks, task_steps, trained: TrainedTask):

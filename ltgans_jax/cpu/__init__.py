@@ -1,9 +1,9 @@
 """The CPU's performance choices, kept out of the maths and applied from outside.
 
-* ``backend``: each 'auto' setting resolved once, from the backend JAX runs on, when a method
-  is built or a run starts;
+* ``backend``: the run's ``Backend``, every 'auto' setting resolved once at start-up from the
+  backend JAX runs on, and handed down (``train``, the inspect modes);
 * ``conv``: the convolution layer with CPU-friendly gradients, handed to the networks as
   their ``conv`` (``models``) on the CPU;
-* ``schedule``: the barrier the training loop puts between the steps of one fused call;
+* ``schedule``: the barrier the fused calls (``run.fused``) put between the steps of one call;
 * ``xla_flags``: the XLA:CPU flags ``main`` sets before JAX starts.
 """

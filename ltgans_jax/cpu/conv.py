@@ -1,5 +1,5 @@
 """The stride-1 'SAME' convolution layer for the CPU: ``nn.Conv``'s function and parameters,
-with gradients XLA:CPU runs well. ``cpu.backend.conv_layer`` hands it to the networks.
+with gradients XLA:CPU runs well. ``cpu.backend.resolve`` hands it to the networks.
 
 Why: XLA:CPU computes a convolution's weight gradient as another convolution in which the
 batch and channel axes swap roles, so it transposes both operands ([N, H, W, C] ->

@@ -1,11 +1,11 @@
 """A barrier between computations: ``after(tree, dependency)``.
 
-The training loop fuses several steps into one jitted call (``run.loop``). Left alone, XLA
+The training loop fuses several steps into one jitted call (``run.fused``). Left alone, XLA
 fuses work across the steps, and the values drift from those of the same steps jitted one by
-one (by ~1e-6 per step). ``after`` makes ``tree``'s consumers wait until every leaf of
+one (float rounding). ``after`` makes ``tree``'s consumers wait until every leaf of
 ``dependency`` is computed, so each step is compiled as it is alone: the same values, bit for
-bit. The values are unchanged (an identity); the loop applies it where
-``backend.sequence_steps()`` says (the CPU).
+bit. The values are unchanged (an identity); the fused calls apply it where the backend says
+(``Backend.sequence_steps``: the CPU).
 """
 
 from __future__ import annotations

@@ -94,11 +94,11 @@ def _in_order(tree, dependency, sequence: bool):
 
 
 def _one_seed_steps(plan: StepPlan, variants: tuple, static, sequence: bool):
-  """``(state, batches [n, B, ...], seed, task, accumulator) -> (state, accumulator)`` for one
-  seed's state: one step of each of ``variants`` from its ``task_step``."""
+  """``(seed, state, batches [n, B, ...], task, accumulator) -> (state, accumulator)`` for
+  one seed's state: one step of each of ``variants`` from its ``task_step``."""
   steps = [plan.step(variant, static) for variant in variants]
 
-  def run(state, batches, seed, task, accumulator):
+  def run(seed, state, batches, task, accumulator):
     first_step = state.task_step  # the state counts its steps: nothing to send per call
     for i, step in enumerate(steps):
       if i:
@@ -109,15 +109,11 @@ def _one_seed_steps(plan: StepPlan, variants: tuple, static, sequence: bool):
   return run
 
 
-# The three ways of stepping seeds ----------------------------------------------------------------
-def _call_one_seed(run, seed, state, batches, task, accumulator):
-  return run(state, batches, seed, task, accumulator)
-
-
+# Several seeds: batched, or one after the other ----------------------------------------------------
 def _call_vmapped(run, seed_values, state, batches, task, accumulator):
   """Every seed's steps as one batched computation; metrics come out [S] per name."""
   def one(state, batches, seed):
-    return run(state, batches, seed, task, zero_like(accumulator))
+    return run(seed, state, batches, task, zero_like(accumulator))
   state, per_seed = jax.vmap(one, in_axes=(0, 1, 0))(state, batches, seed_values)
   return state, _merge(accumulator, per_seed)
 
@@ -130,7 +126,7 @@ def _call_seed_by_seed(runs, seed_values, sequence, state, batches, task, accumu
     one_state = seeds_lib.unstack(state, s)
     if states:
       one_state = _in_order(one_state, states[-1], sequence)
-    one_state, one_accumulator = run(one_state, batches[:, s], seed_values[s], task,
+    one_state, one_accumulator = run(seed_values[s], one_state, batches[:, s], task,
                                      zero_like(accumulator))
     states.append(one_state)
     per_seed.append(one_accumulator)
@@ -170,7 +166,7 @@ class FusedSteps:
     plan, sequence = self.plan, self.backend.sequence_steps
     if self.num_seeds == 1:
       run = _one_seed_steps(plan, variants, statics[0] if statics else None, sequence)
-      call = functools.partial(_call_one_seed, run, self.seed_values[0])
+      call = functools.partial(run, self.seed_values[0])
     elif plan.vmappable and self.backend.seed_batching == 'vmap':
       run = _one_seed_steps(plan, variants, None, sequence)
       call = functools.partial(_call_vmapped, run, jnp.asarray(self.seed_values, jnp.uint32))
