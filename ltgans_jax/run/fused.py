@@ -139,7 +139,7 @@ class FusedSteps:
 
   def __init__(self, plan: StepPlan, backend, seed_values: List[int]):
     self.plan, self.backend, self.seed_values = plan, backend, list(seed_values)
-    self.calls, self.zeros = {}, {}
+    self.calls, self.zero_calls = {}, {}
     self._task_index = {}
 
   @property
@@ -183,10 +183,10 @@ class FusedSteps:
     as the fused calls' own outputs are, so a fresh accumulator does not compile another
     variant."""
     variants = self._task_variants(task)
-    if variants not in self.zeros:
+    if variants not in self.zero_calls:
       shapes = self._metric_shapes(variants, state, batch_shape, statics)
-      self.zeros[variants] = jax.jit(lambda: empty_accumulator(shapes))
-    return self.zeros[variants]
+      self.zero_calls[variants] = jax.jit(lambda: empty_accumulator(shapes))
+    return self.zero_calls[variants]
 
   def _task_variants(self, task: int) -> tuple:
     """The distinct step variants of ``task`` (those of one call's worth of steps: the

@@ -2,7 +2,8 @@
 
 With S = ``num_seeds`` > 1 the run trains seeds ``config.seed, config.seed + 1, ...,
 config.seed + S - 1`` as one state whose every leaf has a leading seed axis [S, ...], stepped by
-one ``jax.vmap``ped update (``loop``), checkpointed and resumed as one pytree. Each seed draws
+one fused call (``fused``: a ``jax.vmap``ped step, or the seeds one after the other),
+checkpointed and resumed as one pytree. Each seed draws
 the keys and the data order a one-seed run with that seed would (``rng.step_key``,
 ``batching.TaskBatches``), so seed s of an S-seed run is the one-seed run with seed
 ``config.seed + s`` (up to float rounding of the batched maths; ``tests/test_seeds.py``).
