@@ -381,10 +381,16 @@ def check_memory(config: ml_collections.ConfigDict, method,
   ``num_tasks``: its tasks, when it trains. The kernel would otherwise kill the run without a
   word, mid-save."""
   memory, source = memory_limit.memory()
-  state, held = held_bytes(config, method, num_tasks)
+  # Without a step the state is counted once more: a step holds at least the state it takes
+  # in. Networks that do not fit even so are refused without compiling their steps.
+  state, held = held_bytes(config, method, None)
+  counts_step = num_tasks is not None and held <= memory
+  if counts_step:
+    state, held = held_bytes(config, method, num_tasks)
   parts = [f"the networks' parameters and optimiser state, {_gigabytes(state)}",
            'two more copies of them',
-           "a training step's activations and gradients" if num_tasks else 'the restored state']
+           "a training step's activations and gradients" if counts_step else
+           'the state a step takes in' if num_tasks else 'the restored state']
   if jax.default_backend() == 'cpu':
     parts.append('the runtime')
   _require(held <= memory,
