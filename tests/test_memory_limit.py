@@ -8,8 +8,8 @@ covers; with ``WIDE`` (state 52.1 MB) 1,799,900 KiB = 1.84 GB, of which the kern
 the file-backed pages: under a 1.75 GB cgroup limit that run still finished. XLA counts 166 MB
 for ``WIDE``'s heaviest step (the state in and out, donated, and 114 MB of temporaries), and the
 check counts 1.97 GB in all. The check before this test read the host's RAM (24 GB here), not
-the cgroup's limit, and passed ``WIDE`` under any limit; under ``BELOW_THE_RUN_S_NEED`` the
-kernel killed that run mid-task, with no message.
+the cgroup's limit, and so passed ``WIDE`` under any limit, ``BELOW_THE_RUN_S_NEED`` included,
+leaving the run to the kernel's OOM killer.
 """
 
 import os
@@ -93,9 +93,8 @@ def _main_in(cgroup: str, workdir, *flags, timeout=300):
 
 def test_a_cgroup_limit_below_the_peak_is_refused_before_anything_is_written(tmp_path,
                                                                             memory_limited):
-  """Used to pass (the host's RAM was read), and the kernel killed the run without a word
-  mid-task, leaving a workdir behind; now one sentence names the cgroup's limit and what to
-  lower, and nothing is written."""
+  """Used to pass (the host's RAM was read) and start training past the limit; now one
+  sentence names the cgroup's limit and what to lower, and nothing is written."""
   result = _main_in(memory_limited(BELOW_THE_RUN_S_NEED), tmp_path / 'run', *WIDE)
   assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
   last = result.stderr.strip().splitlines()[-1]
