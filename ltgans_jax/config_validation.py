@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Optional, Tuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
-from ltgans_jax import config_base, losses, models
+from ltgans_jax import config_base, losses, memory_limit, models
 from ltgans_jax.cpu import backend
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.methods import ltgans_steps, network_state, registry
@@ -306,53 +308,116 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
        'config': json.loads(config.to_json_best_effort())}, indent=1))
 
 
-def memory_bytes() -> int:
-  """The memory one device offers: its allocator's limit on an accelerator, the host's RAM on
-  the CPU backend."""
-  device = jax.local_devices()[0]
-  try:
-    stats = device.memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except  # backends without memory statistics
-    stats = {}
-  if stats.get('bytes_limit'):
-    return int(stats['bytes_limit'])
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-
-
 def _gigabytes(count: float) -> str:
   return f'{count / 1e9:.3g} GB'
 
 
-# What training holds at its peak, in copies of the state (parameters and optimiser state): the
-# state itself; the restore target (the fresh state, or the template a checkpoint restores into);
-# a jitted call's outputs (new parameters and moments, the gradients) before the inputs it
-# donates are freed; the host copy an asynchronous checkpoint save makes. A method whose calls
-# do not donate the state (``donate_state=False``) holds one more.
-STATE_COPIES = 4
+# Besides one step's buffers (``step_peak_bytes``), training holds two more copies of the state:
+# the restore target (the template a checkpoint restores into, alive beside the restored state)
+# and the host copy an asynchronous checkpoint save makes while the next steps run.
+STATE_COPIES_BESIDE_THE_STEP = 2
 # On the CPU backend the device's memory is the host's, which also holds JAX's runtime, the
-# compiled programs, the data and the evaluation networks: ~1.6 GB peak RSS for configs/test.py,
-# whose state is under 1 MB.
-CPU_RUNTIME_BYTES = 1.5e9
+# compiled programs, the data and the evaluation networks: what configs/test.py peaks at with
+# networks of width 4, whose state is under 1 MB, and a margin for the spread between runs (the
+# measurements are in tests/test_memory_limit.py).
+CPU_RUNTIME_BYTES = 1.7e9
 
 
-def check_memory(config: ml_collections.ConfigDict, method) -> None:
-  """Refuses networks whose state, in the copies training really holds (``STATE_COPIES``, and
-  the runtime on the CPU backend), exceeds the device's memory, and a ``sample.num`` whose
-  images exceed half of it, before anything is allocated or written (sizes from
-  ``jax.eval_shape``); ``method``: the run's ``base.LifelongMethod``. The kernel would
-  otherwise kill the run without a word, mid-save."""
-  memory = memory_bytes()
+def _heaviest_step_candidates(method, num_tasks: int) -> list:
+  """The distinct variants of the last step of a call in each task (the one that also updates
+  the generators, ``method.plan.variant``): which phase holds the most is not known before
+  XLA has counted (the first task's joint step holds more than the later distillation steps
+  for the GANs)."""
+  plan = method.plan
+  last = plan.steps_per_call - 1
+  return list(dict.fromkeys(plan.variant(task, last) for task in range(num_tasks)))
+
+
+def step_peak_bytes(config: ml_collections.ConfigDict, method, num_tasks: int) -> int:
+  """XLA's own count of what one training step holds at once, for one seed, the most over the
+  tasks' steps (``_heaviest_step_candidates``): its inputs (the state and a batch [B, H, W, C]
+  uint8), its outputs less those that reuse a donated input, and its temporaries (activations,
+  gradients, the optimiser's updates). Each step is compiled for shapes (``jax.eval_shape``)
+  and not run, so nothing the size of the state is allocated."""
   shapes = jax.eval_shape(method.init_state, jax.random.key(0))
-  state = config.train.num_seeds * sum(leaf.size * leaf.dtype.itemsize
-                                       for leaf in jax.tree_util.tree_leaves(shapes))
-  copies = STATE_COPIES + (0 if method.plan.donate_state else 1)
+  data = config.data
+  batch = jax.ShapeDtypeStruct((config.train.batch_size, data.image_size, data.image_size,
+                                data.channels), jnp.uint8)
+  donated = 0 if method.plan.donate_state else ()
+  peaks = []
+  for variant in _heaviest_step_candidates(method, num_tasks):
+    step = method.plan.step(variant, None)
+    analysis = jax.jit(step, donate_argnums=donated).lower(
+        shapes, batch, jax.random.key(0)).compile().memory_analysis()
+    peaks.append(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+                 - analysis.alias_size_in_bytes + analysis.temp_size_in_bytes)
+  return max(peaks)
+
+
+# Bytes of activations and gradients a training step holds per value of one batch at every
+# network's width, [B, H, W, sum of widths]: more than twice what XLA counts for our networks
+# (``tests/test_memory_limit.py`` checks the margin), so that a run this bound lets start
+# without XLA's count is one that count would have let start too.
+ACTIVATION_BYTES_PER_BATCH_VALUE = 32 * 4
+
+
+def activation_bound(config: ml_collections.ConfigDict) -> int:
+  """A cheap upper bound on one training step's activations and gradients, every seed's."""
+  data, model = config.data, config.model
+  widths = model.generator_width + model.critic_width + config.vae.width
+  values = config.train.batch_size * data.image_size ** 2 * widths
+  return config.train.num_seeds * ACTIVATION_BYTES_PER_BATCH_VALUE * values
+
+
+def held_bytes(config: ml_collections.ConfigDict, method, num_tasks: Optional[int]
+               ) -> Tuple[int, int]:
+  """(the state's bytes, what a run holds at its peak): every seed's training step
+  (``step_peak_bytes``; seeds stepped one after the other on the CPU hold one step's
+  temporaries at a time, but counting each seed's keeps the bound simple and safe), or with
+  ``num_tasks`` None (the evaluate and sample modes, which train nothing) the state alone; the
+  state's other copies (``STATE_COPIES_BESIDE_THE_STEP``) and, on the CPU backend, the
+  runtime."""
+  shapes = jax.eval_shape(method.init_state, jax.random.key(0))
+  seeds = config.train.num_seeds
+  state = seeds * sum(leaf.size * leaf.dtype.itemsize
+                      for leaf in jax.tree_util.tree_leaves(shapes))
   runtime = CPU_RUNTIME_BYTES if jax.default_backend() == 'cpu' else 0
-  _require(copies * state + runtime <= memory,
-           f'The networks of this config hold {_gigabytes(state)} of parameters and optimiser '
-           f'state, and training holds about {_gigabytes(copies * state + runtime)} with its '
-           'copies (restore target, step outputs, checkpoint host copy) and the runtime, more '
-           f'than the {_gigabytes(memory)} of memory here; lower train.num_seeds, '
-           'model.generator_width, model.critic_width, vae.width or the latent sizes.')
+  step = (state if num_tasks is None
+          else seeds * step_peak_bytes(config, method, num_tasks))
+  held = step + STATE_COPIES_BESIDE_THE_STEP * state + runtime
+  return state, int(held)
+
+
+def check_memory(config: ml_collections.ConfigDict, method,
+                 num_tasks: Optional[int] = None) -> None:
+  """Refuses networks for which training (or, without ``num_tasks``, evaluating) holds more
+  than the memory here (``held_bytes`` against ``memory_limit.memory``: the device's, or on
+  the CPU the host's or its cgroup's limit), and a ``sample.num`` whose images exceed half of
+  it, before anything is written; ``method``: the run's ``base.LifelongMethod``,
+  ``num_tasks``: its tasks, when it trains. The kernel would otherwise kill the run without a
+  word, mid-save."""
+  memory, source = memory_limit.memory()
+  # Without a step the state is counted once more: a step holds at least the state it takes
+  # in. Networks that do not fit even so are refused without compiling their steps.
+  state, held = held_bytes(config, method, None)
+  # XLA's count costs a compile of every task's step before training; a run that fits with room
+  # to spare even under a generous bound on its activations (``activation_bound``) starts
+  # without it.
+  counts_step = (num_tasks is not None and held <= memory
+                 and held + activation_bound(config) > memory / 2)
+  if counts_step:
+    state, held = held_bytes(config, method, num_tasks)
+  parts = [f"the networks' parameters and optimiser state, {_gigabytes(state)}",
+           'two more copies of them',
+           "a training step's activations and gradients" if counts_step else
+           'the state a step takes in' if num_tasks else 'the restored state']
+  if jax.default_backend() == 'cpu':
+    parts.append('the runtime')
+  _require(held <= memory,
+           f'This run would hold about {_gigabytes(held)} at its peak ({", ".join(parts)}), '
+           f'more than the {_gigabytes(memory)} of {source}; lower '
+           'train.num_seeds, train.batch_size, model.generator_width, model.critic_width, '
+           'vae.width or the latent sizes.')
   image = config.data.image_size ** 2 * config.data.channels
   samples = 4 * 4 * config.sample.num * image  # float32 images, host copies and the grid
   _require(2 * samples <= memory,

@@ -97,7 +97,7 @@ def _checked_run(config: ml_collections.ConfigDict, workdir: str):
   method = registry.build(config, backend.conv)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   config_validation.check_task_steps(config, task_steps)
-  config_validation.check_memory(config, method)
+  config_validation.check_memory(config, method, len(tasks))
   config_validation.check_workdir(config, workdir)
   resume.check_checkpoint_shapes(config, workdir)  # config.json may be gone
   # A damaged report.json stops the run here, not after a task (with seeds: each seed's).

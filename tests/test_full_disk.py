@@ -72,6 +72,32 @@ def test_disk_full_at_the_first_tensorboard_event_ends_the_run(small_disk):
   assert not os.path.exists(workdir / 'feature_net.msgpack')
 
 
+def test_disk_full_while_pictures_are_logged_raises_at_once(small_disk):
+  """A run's pictures and scalars through ``TensorboardWriter`` onto a disk they overfill, in a
+  subprocess that a hang cannot outlive: tensorboardX's writer thread died at the first event
+  that did not fit, and the caller blocked for ever once ten more were queued (in a run: deaf to
+  SIGTERM, holding the lock). Now the write that does not fit raises its OSError, naming the
+  file, in the caller's thread."""
+  folder = small_disk(64)
+  script = ('import numpy as np\n'
+            'from ltgans_jax.run import writers\n'
+            f'writer = writers.TensorboardWriter({str(folder / "tensorboard")!r})\n'
+            'rng = np.random.default_rng(0)\n'
+            'try:\n'
+            '  for step in range(40):\n'
+            '    writer.write_images(step, {"task1/samples": rng.integers(\n'
+            '        0, 256, (1, 64, 64, 3), dtype=np.uint8)})\n'
+            '    writer.write_scalars(step, {f"eval/fid/{k}": 1.0 for k in range(10)})\n'
+            'except OSError as e:\n'
+            '  print("raised", e.errno, e.filename, flush=True)\n')
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=env, check=False,
+                          capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert re.fullmatch(r'raised 28 .*/tensorboard/events\.out\.tfevents\.\S+\n',
+                      result.stdout), result.stdout + result.stderr[-3000:]
+
+
 def test_disk_full_at_the_first_checkpoint_ends_the_run_before_evaluating(small_disk):
   """Orbax reports a full disk as a ValueError('RESOURCE_EXHAUSTED ...') from its threads,
   after ~1000 lines of tracebacks; the run used to hang there (or evaluate on and end in a

@@ -462,10 +462,11 @@ def test_inception_weights_missing_or_damaged(test_config, tmp_path):
 # Sizes that cannot fit in memory: measured with jax.eval_shape, refused before allocating.
 
 @pytest.mark.parametrize('key, value, pattern', [
-    ('model.generator_width', 10 ** 6, r'The networks of this config hold .* GB of parameters '
-                                       r'and optimiser state, and training holds about .* GB '
-                                       r'with its copies .* more than the .* GB of memory here'),
-    ('vae.width', 10 ** 6, r'The networks of this config hold .* GB'),
+    ('model.generator_width', 10 ** 6, r"This run would hold about .* GB at its peak \(the "
+                                       r"networks' parameters and optimiser state, .* GB, .*\), "
+                                       r"more than the .* GB of (the host's RAM|this process's "
+                                       r'cgroup memory limit); lower '),
+    ('vae.width', 10 ** 6, r'This run would hold about .* GB at its peak'),
     ('sample.num', 10 ** 12, r'sample.num=1000000000000 needs about .* GB for its images'),
 ], ids=['generator_width', 'vae_width', 'sample_num'])
 def test_sizes_that_cannot_fit_in_memory(test_config, tmp_path, key, value, pattern):
@@ -653,15 +654,21 @@ def test_a_sample_killed_mid_write_leaves_no_npz(tmp_path, boundary_workdir):
   assert not [name for name in os.listdir(workdir) if 'samples_' in name]
 
 
-def test_a_state_that_fits_only_without_its_copies_is_refused(test_config, monkeypatch):
-  """Used to pass any state under half the memory; training holds ~4 copies of it (and the
-  runtime on the CPU), and the kernel killed the run mid-save without a word."""
+def test_a_run_that_fits_only_without_its_step_s_temporaries_is_refused(test_config,
+                                                                        monkeypatch):
+  """Used to count 4 copies of the state and a fixed runtime, nothing for a step's activations
+  and gradients; now XLA's own count of the heaviest step is added (more than the state it
+  takes in), and a memory one byte short of the total is refused in one sentence."""
+  from ltgans_jax import memory_limit  # pylint: disable=g-import-not-at-top
   method = registry.build(test_config)
-  shapes = jax.eval_shape(method.init_state, jax.random.key(0))
-  state = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))
+  state, held = config_validation.held_bytes(test_config, method, 2)
   runtime = config_validation.CPU_RUNTIME_BYTES if jax.default_backend() == 'cpu' else 0
-  monkeypatch.setattr(config_validation, 'memory_bytes', lambda: int(3 * state + runtime))
-  with pytest.raises(ConfigError, match=r'training holds about .* GB with its copies'):
-    config_validation.check_memory(test_config, method)
-  monkeypatch.setattr(config_validation, 'memory_bytes', lambda: int(4 * state + runtime))
-  config_validation.check_memory(test_config, method)
+  assert held > (config_validation.STATE_COPIES_BESIDE_THE_STEP + 1) * state + runtime
+  monkeypatch.setattr(memory_limit, 'memory', lambda: (held - 1, "the host's RAM"))
+  with pytest.raises(ConfigError, match=r'^This run would hold about .* GB at its peak \(.*a '
+                                        r"training step's activations and gradients.*\), more "
+                                        r"than the .* GB of the host's RAM; lower "
+                                        r'train.num_seeds, train.batch_size, .*\.$'):
+    config_validation.check_memory(test_config, method, 2)
+  monkeypatch.setattr(memory_limit, 'memory', lambda: (held, "the host's RAM"))
+  config_validation.check_memory(test_config, method, 2)

@@ -127,7 +127,11 @@ class TensorboardWriter:
 
   def _write_event(self, **fields) -> None:
     from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-    self._file.write(event_pb2.Event(wall_time=time.time(), **fields).SerializeToString())
+    event = event_pb2.Event(wall_time=time.time(), **fields).SerializeToString()
+    try:
+      self._file.write(event)
+    except OSError as e:  # an event larger than the file's buffer is written at once: name it
+      raise OSError(e.errno, e.strerror, self._file.path) from None
 
   def _write(self, step: int, summary) -> None:
     self._write_event(summary=summary, step=int(step))
