@@ -325,7 +325,7 @@ class Run:
     Returns:
       metric -> {'metric': its title, 'task_names': [T], 'matrix': float [R, T] (row i: after
       task i; column j: on task j; NaN above the diagonal), 'summary': the forgetting
-      measures (``evaluation.forgetting_summary``)}.
+      measures (``matrices.forgetting_summary``)}.
     """
     inspect_run.evaluate_workdir(self.config, self.workdir)
     return _read_matrices(os.path.join(self.workdir, inspect_run.EVALUATE_FOLDER))
@@ -352,7 +352,7 @@ def _task_index(task: Union[int, str], names: List[str]) -> int:
 
 
 def _read_matrices(folder: str) -> Dict[str, dict]:
-  """metric -> the record ``evaluation.save_forgetting`` wrote in ``folder``, its matrix as a
+  """metric -> the record ``matrices.save_forgetting`` wrote in ``folder``, its matrix as a
   float array with NaN for the missing entries."""
   if not os.path.isdir(folder):
     return {}

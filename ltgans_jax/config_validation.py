@@ -3,6 +3,7 @@ sentence naming the value and what is accepted."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -12,16 +13,23 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ltgans_jax import config_base, losses, memory_limit, models
+from ltgans_jax import config_base, files, losses, memory_limit, models
 from ltgans_jax.cpu import backend
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.methods import ltgans_steps, network_state, registry
-from ltgans_jax.run import writers
 
 
 def _require(condition: bool, message: str) -> None:
   if not condition:
     raise ConfigError(message)
+
+
+def wandb_missing(project: str) -> Optional[str]:
+  """The error sentence for ``log.wandb_project`` set without wandb installed, else None."""
+  if project and importlib.util.find_spec('wandb') is None:
+    return (f"log.wandb_project={project!r} needs wandb, which is not installed; pip install "
+            "'ltgans-jax[wandb]', or set --config.log.wandb_project=''.")
+  return None
 
 
 def _numbers(config):
@@ -140,7 +148,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'error + KL per image).')
   for name in ('expansion_steps', 'min_steps_between_expansions'):
     _require(curl[name] >= 0, f'curl.{name}={curl[name]}; it must be >= 0.')
-  missing_wandb = writers.wandb_missing(config.log.wandb_project)
+  missing_wandb = wandb_missing(config.log.wandb_project)
   _require(missing_wandb is None, missing_wandb)
   for name in ('num_examples', 'iwae_samples', 'feature_net_steps', 'grid_rows'):
     _require(config.eval[name] >= 1, f'eval.{name}={config.eval[name]}; it must be >= 1.')
@@ -303,7 +311,7 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, 'config.json')
   if jax.process_index() != 0 or (os.path.exists(path) and _has_checkpoints(workdir)):
     return
-  writers.write_atomically(path, json.dumps(
+  files.write_atomically(path, json.dumps(
       {'resume_keys': _resume_values(config),
        'config': json.loads(config.to_json_best_effort())}, indent=1))
 

@@ -23,10 +23,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from ltgans_jax import config_base, config_validation, durations, multihost
+from ltgans_jax import config_base, config_validation, durations, files, multihost
 from ltgans_jax.cpu import backend as backend_lib
 from ltgans_jax.data import batching, sequences
-from ltgans_jax.eval import figures, task_eval
+from ltgans_jax.eval import feature_net, figures, inception, matrices, task_eval
 from ltgans_jax.methods import network_state, registry
 from ltgans_jax.run import checkpointing, fused, hooks, loop as loop_lib, report, resume
 from ltgans_jax.run import seeds as seeds_lib, seeds_report, workdir_lock, writers
@@ -103,8 +103,8 @@ def _checked_run(config: ml_collections.ConfigDict, workdir: str):
   # A damaged report.json stops the run here, not after a task (with seeds: each seed's).
   for report_dir in seeds_lib.report_dirs(config, workdir):
     report.load_records(report_dir)
-  task_eval.check_feature_net_file(workdir)
-  task_eval.inception_variables(config)  # read (and checked) once, before the lock
+  feature_net.check_file(workdir)
+  inception.fid_variables(config.eval.inception_weights)  # read (and checked) once, before the lock
   return backend, tasks, method, task_steps
 
 
@@ -205,7 +205,7 @@ def _start(config, workdir: str, method, task_steps, mesh: jax.sharding.Mesh):
   # placed cannot be moved to another's).
   template = jax.device_put(seeds_lib.stack([method.init_state(jax.random.key(seed))
                                              for seed in seed_values]), replicated)
-  writers.remove_stale_temporaries(workdir)
+  files.remove_stale_temporaries(workdir)
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
   state = checkpointing.restore_latest(checkpoints, template) or template
   config_validation.record_config(config, workdir)  # the run is known to start
@@ -242,8 +242,8 @@ def _end_of_task(out: SeedOutputs, state, tasks, task_steps, trained: TrainedTas
   out.metrics_log.write_scalars(boundary,
                                 report.evaluation_scalars([t.name for t in tasks], results))
   if jax.process_index() == 0:
-    task_eval.write_matrices(os.path.join(workdir, 'eval'), [t.name for t in tasks],
-                             [r.evaluation for r in records])
+    matrices.write_matrices(os.path.join(workdir, 'eval'), [t.name for t in tasks],
+                            [r.evaluation for r in records])
     out.metrics_log.write_images(boundary, report.heatmaps(os.path.join(workdir, 'eval')))
   if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
     records[-1].pictures.update(figures.write_latent_figures(

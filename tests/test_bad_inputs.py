@@ -11,11 +11,11 @@ import sys
 import jax
 import pytest
 
-from ltgans_jax import config_validation, train
+from ltgans_jax import config_validation, files, train
 from ltgans_jax.data import local
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.methods import registry
-from ltgans_jax.run import checkpointing, writers
+from ltgans_jax.run import checkpointing
 from tests.conftest import ROOT
 from tests.helpers import set_config_value as _set, tree_equal, write_mnist_folder
 
@@ -244,12 +244,12 @@ def test_a_failed_start_does_not_block_the_right_command(test_config, tmp_path):
 def test_metadata_is_written_atomically(tmp_path, monkeypatch):
   """A write that fails mid-way (a full disk) leaves the old file whole and no temporary."""
   path = tmp_path / 'report.json'
-  writers.write_atomically(str(path), '{"old": 1}')
+  files.write_atomically(str(path), '{"old": 1}')
 
   def disk_full(_):
     raise OSError(28, 'No space left on device')
-  monkeypatch.setattr(writers.os, 'fsync', disk_full)
+  monkeypatch.setattr(files.os, 'fsync', disk_full)
   with pytest.raises(OSError, match='No space left'):
-    writers.write_atomically(str(path), '{"new": 2}')
+    files.write_atomically(str(path), '{"new": 2}')
   assert path.read_text() == '{"old": 1}'
   assert os.listdir(tmp_path) == ['report.json']

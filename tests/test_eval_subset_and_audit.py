@@ -9,7 +9,7 @@ import numpy as np
 
 from ltgans_jax.data import sequences
 from ltgans_jax.data.local import SplitArrays
-from ltgans_jax.eval import audit, eval_subset, task_eval
+from ltgans_jax.eval import audit, eval_subset, metric_names, task_eval
 from ltgans_jax.methods import registry
 
 
@@ -125,7 +125,7 @@ def test_audit_of_a_generator_of_task_one_test_images(test_config, tmp_path):
   rows = evaluator.audit(None, task=1)
   assert rows['audit_share_teacher'] == [1.0, 0.0]
   assert rows['audit_classes_teacher'] == [10.0, 0.0]
-  assert rows[task_eval.AUDIT_ACCURACY] == [1.0, 1.0]
+  assert rows[metric_names.AUDIT_ACCURACY] == [1.0, 1.0]
 
 
 def test_run_reports_the_audit_and_the_protocol(reference_run):

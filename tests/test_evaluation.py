@@ -15,7 +15,8 @@ from PIL import Image
 
 from ltgans_jax import losses, pixels
 from ltgans_jax.data import local, preprocess
-from ltgans_jax.eval import evaluation, feature_net, inception, task_eval, torch_pickle
+from ltgans_jax.eval import evaluation, feature_net, inception, matrices, metric_names
+from ltgans_jax.eval import torch_pickle
 from ltgans_jax.methods import registry
 from ltgans_jax.run import report
 
@@ -193,48 +194,48 @@ MATRIX = [[10.0, None, None],
 
 
 def test_forgetting_summary_of_a_hand_made_matrix():
-  summary = evaluation.forgetting_summary(MATRIX)
+  summary = matrices.forgetting_summary(MATRIX)
   assert summary['final_average'] == pytest.approx((15 + 22 + 30) / 3)
   assert summary['diagonal_average'] == pytest.approx(20.0)
   assert summary['forgetting'] == pytest.approx([5.0, 2.0, 0.0])
   assert summary['mean_forgetting'] == pytest.approx(3.5)
   # Two of three tasks learnt; NaN works like None.
-  partial = evaluation.forgetting_summary(np.array([[1.0, np.nan, np.nan], [4.0, 2.0, np.nan]]))
+  partial = matrices.forgetting_summary(np.array([[1.0, np.nan, np.nan], [4.0, 2.0, np.nan]]))
   assert partial['final_average'] == pytest.approx(3.0)
   assert partial['forgetting'] == pytest.approx([3.0, 0.0])
-  assert evaluation.forgetting_summary([[7.0]])['mean_forgetting'] is None
+  assert matrices.forgetting_summary([[7.0]])['mean_forgetting'] is None
   with pytest.raises(ValueError, match='diagonal has missing'):
-    evaluation.forgetting_summary([[None, None], [2.0, 3.0]])
+    matrices.forgetting_summary([[None, None], [2.0, 3.0]])
 
 
 def test_max_based_forgetting_and_backward_transfer_by_direction():
   """Chaudhry et al.'s forgetting takes the best earlier value, not the just-learnt one;
   backward transfer is positive for improvement whatever the metric's direction."""
   lower = [[10.0, None, None], [8.0, 20.0, None], [15.0, 22.0, 30.0]]  # an NLL: 10 -> 8 -> 15
-  summary = evaluation.forgetting_summary(lower, lower_is_better=True)
+  summary = matrices.forgetting_summary(lower, lower_is_better=True)
   assert summary['forgetting'] == pytest.approx([5.0, 2.0, 0.0])
   assert summary['max_forgetting'] == pytest.approx([7.0, 2.0, 0.0])  # 15 - min(10, 8)
   assert summary['mean_max_forgetting'] == pytest.approx(4.5)
   assert summary['backward_transfer'] == pytest.approx(-3.5)
   higher = [[0.9, None, None], [0.95, 0.8, None], [0.7, 0.6, 0.9]]  # an accuracy
-  summary = evaluation.forgetting_summary(higher, lower_is_better=False)
+  summary = matrices.forgetting_summary(higher, lower_is_better=False)
   assert summary['max_forgetting'] == pytest.approx([0.25, 0.2, 0.0])  # max(0.9, 0.95) - 0.7
   assert summary['mean_max_forgetting'] == pytest.approx(0.225)
   assert summary['backward_transfer'] == pytest.approx(-0.2)
-  one_task = evaluation.forgetting_summary([[3.0]], lower_is_better=True)
+  one_task = matrices.forgetting_summary([[3.0]], lower_is_better=True)
   assert one_task['mean_max_forgetting'] is None and one_task['backward_transfer'] is None
-  assert 'max_forgetting' not in evaluation.forgetting_summary(higher)  # no direction given
-  assert task_eval.lower_is_better('nll_paper') and task_eval.lower_is_better('kid_own')
-  assert task_eval.lower_is_better('audit_share_teacher') is False
-  assert task_eval.lower_is_better('density_own') is None
-  line = task_eval.forgetting_line(evaluation.forgetting_summary(lower, lower_is_better=True))
+  assert 'max_forgetting' not in matrices.forgetting_summary(higher)  # no direction given
+  assert metric_names.lower_is_better('nll_paper') and metric_names.lower_is_better('kid_own')
+  assert metric_names.lower_is_better('audit_share_teacher') is False
+  assert metric_names.lower_is_better('density_own') is None
+  line = report.forgetting_line(matrices.forgetting_summary(lower, lower_is_better=True))
   assert 'max-based forgetting' in line and '4.5' in line and '-3.5' in line
 
 
 def test_save_forgetting_writes_json_and_heatmap(tmp_path):
   names = ['MNIST', 'SVHN', 'Fashion']
-  summary = evaluation.save_forgetting(str(tmp_path / 'f.json'), str(tmp_path / 'plots/f.png'),
-                                       MATRIX, names, 'paper NLL')
+  summary = matrices.save_forgetting(str(tmp_path / 'f.json'), str(tmp_path / 'plots/f.png'),
+                                     MATRIX, names, 'paper NLL')
   record = json.loads((tmp_path / 'f.json').read_text())
   assert record['metric'] == 'paper NLL' and record['task_names'] == names
   assert record['matrix'] == MATRIX
@@ -259,25 +260,23 @@ def _evaluation_row(task, with_sample_metrics=True):
 
 def test_sample_metrics_are_the_generative_metrics_of_the_same_features():
   from ltgans_jax.eval import generative_metrics
-  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   real, fake = rng.normal(size=(30, 6)), rng.normal(size=(20, 6))
-  got = task_eval.sample_metrics(real, fake)
+  got = generative_metrics.sample_metrics(real, fake)
   assert got == {'kid': generative_metrics.kid(real, fake),
                  **generative_metrics.prdc(real, fake, generative_metrics.NEAREST_K)}
-  assert task_eval.sample_metrics(real, fake, with_prdc=False) == {'kid': got['kid']}
-  titles = task_eval.matrix_titles(_evaluation_row(1))
+  assert generative_metrics.sample_metrics(real, fake, with_prdc=False) == {'kid': got['kid']}
+  titles = metric_names.matrix_titles(_evaluation_row(1))
   assert set(titles) == {'nll_paper', 'fid_own', 'kid_own', 'precision_own', 'recall_own',
                          'density_own', 'coverage_own'}  # the *_all values are no matrices
 
 
 def test_write_matrices_skips_metrics_the_earlier_rows_lack(tmp_path):
-  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
   old_then_new = [_evaluation_row(0, with_sample_metrics=False), _evaluation_row(1)]
-  summaries = task_eval.write_matrices(str(tmp_path / 'a'), ['A', 'B'], old_then_new)
+  summaries = matrices.write_matrices(str(tmp_path / 'a'), ['A', 'B'], old_then_new)
   assert set(summaries) == {'nll_paper', 'fid_own'}
-  summaries = task_eval.write_matrices(str(tmp_path / 'b'), ['A', 'B'],
-                                       [_evaluation_row(0), _evaluation_row(1)])
+  summaries = matrices.write_matrices(str(tmp_path / 'b'), ['A', 'B'],
+                                      [_evaluation_row(0), _evaluation_row(1)])
   assert summaries['coverage_own']['final_average'] == pytest.approx(0.755)
   with open(tmp_path / 'b' / 'kid_own.json') as f:
     assert json.load(f)['matrix'] == [[0.0123456, None], [0.0123456, 0.0223456]]
@@ -285,7 +284,6 @@ def test_write_matrices_skips_metrics_the_earlier_rows_lack(tmp_path):
 
 def test_report_shows_the_sample_metrics_with_their_provenance(test_config, tmp_path):
   from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
-  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
   tasks = [SimpleNamespace(name=n, train=SimpleNamespace(labels=np.arange(3))) for n in 'AB']
   setting = report.evaluation_setting(test_config, 'protocol')
   records = [report.TaskRecord(name, 4, 1.0, {}, _evaluation_row(j, with_sample_metrics=j > 0),
@@ -294,8 +292,8 @@ def test_report_shows_the_sample_metrics_with_their_provenance(test_config, tmp_
   report.write_report(test_config, str(tmp_path), tasks, records, 'the Assistant', [4, 4],
                       'protocol', provenance=provenance)
   text = (tmp_path / 'report.md').read_text()
-  assert task_eval.KID_NOTE in text and provenance[0] in text
-  assert 'the FID is not' in task_eval.KID_NOTE
+  assert report.KID_NOTE in text and provenance[0] in text
+  assert 'the FID is not' in report.KID_NOTE
   assert '### KID (own features)\n\n| after \\ on | A | B |\n|---|---|---|\n| A |  |  |\n' \
       '| B | 0.01235 | 0.02235 |' in text  # 4 significant digits; the older row left blank
   assert '| B | 0.75 | 0.76 |' in text  # coverage, 2 decimals

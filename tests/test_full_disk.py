@@ -18,7 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from ltgans_jax.run import checkpointing, writers
+from ltgans_jax import files
+from ltgans_jax.run import checkpointing
 from tests.conftest import ROOT
 
 
@@ -110,7 +111,7 @@ def test_disk_full_at_the_first_checkpoint_ends_the_run_before_evaluating(small_
                        r'rerun the same command: it resumes from the start, as no checkpoint is '
                        r'complete yet\.')
   assert len(result.stderr.splitlines()) < 80, result.stderr[-3000:]
-  evaluated = [f for _, _, files in os.walk(workdir / 'eval') for f in files]
+  evaluated = [f for _, _, names in os.walk(workdir / 'eval') for f in names]
   assert not evaluated, f'evaluated after a failed save: {evaluated}'
 
 
@@ -138,7 +139,7 @@ def test_atomic_writes_respect_the_umask(tmp_path):
   """``mkstemp`` made 0600 files: a colleague could not read report.md or config.json."""
   old = os.umask(0o022)
   try:
-    writers.write_atomically(str(tmp_path / 'report.md'), 'text')
+    files.write_atomically(str(tmp_path / 'report.md'), 'text')
   finally:
     os.umask(old)
   assert (tmp_path / 'report.md').stat().st_mode & 0o777 == 0o644
@@ -147,9 +148,9 @@ def test_atomic_writes_respect_the_umask(tmp_path):
 def test_a_killed_atomic_write_leaves_a_temporary_the_next_start_removes(tmp_path):
   """A real SIGKILL between the write and the rename; a live process's temporary stays."""
   script = ('import os, signal\n'
-            'from ltgans_jax.run import writers\n'
+            'from ltgans_jax import files\n'
             'os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n'
-            f'writers.write_atomically({str(tmp_path / "report.md")!r}, "text")\n')
+            f'files.write_atomically({str(tmp_path / "report.md")!r}, "text")\n')
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
   killed = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=env, check=False)
   assert killed.returncode == -9
@@ -157,5 +158,5 @@ def test_a_killed_atomic_write_leaves_a_temporary_the_next_start_removes(tmp_pat
   live = tmp_path / 'eval' / f'.matrix.json.{os.getpid()}.0123abcd.tmp'
   live.parent.mkdir()
   live.write_text('being written')
-  assert writers.remove_stale_temporaries(str(tmp_path)) == [str(tmp_path / left)]
+  assert files.remove_stale_temporaries(str(tmp_path)) == [str(tmp_path / left)]
   assert os.listdir(tmp_path) == ['eval'] and live.exists()

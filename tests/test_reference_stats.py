@@ -14,7 +14,8 @@ import pytest
 from ltgans_jax import rng
 from ltgans_jax.data import sequences
 from ltgans_jax.data.local import SplitArrays
-from ltgans_jax.eval import evaluation, reference_stats, task_eval
+from ltgans_jax.eval import evaluation, generative_metrics, metric_names, reference_stats
+from ltgans_jax.eval import task_eval
 from ltgans_jax.methods import registry
 from ltgans_jax.run import inspect as inspect_run
 from tests.helpers import import_torchvision
@@ -301,7 +302,7 @@ def test_the_students_samples_get_their_own_rows_in_the_gan_methods(test_config,
   state = method.init_state(jax.random.key(0))
   evaluator = task_eval.TaskEvaluator(test_config, method, tasks, str(tmp_path))
   rows = evaluator.evaluate(state, 1)
-  student_rows = {m for m in rows if task_eval.STUDENT_ROWS in m and not m.startswith('audit_')}
+  student_rows = {m for m in rows if metric_names.STUDENT_ROWS in m and not m.startswith('audit_')}
   if method_name == 'lgm':
     assert not student_rows
     return
@@ -312,10 +313,10 @@ def test_the_students_samples_get_their_own_rows_in_the_gan_methods(test_config,
   features = evaluation.compute_features(evaluator.features['fid_own'], samples)
   for j in (0, 1):
     reference = evaluator.references.task('fid_own', j)
-    expected = task_eval.sample_metrics(reference.features, features, evaluator.with_prdc)
+    expected = generative_metrics.sample_metrics(reference.features, features, evaluator.with_prdc)
     assert rows['kid_own_student'][j] == pytest.approx(expected['kid'], rel=1e-6)
     assert rows['fid_own_student'][j] == pytest.approx(evaluation.frechet_distance(
         *evaluation.feature_statistics(features), reference.mu, reference.sigma), rel=1e-6)
   # The Assistant's rows are another network's: the two differ.
   assert rows['fid_own_student'] != rows['fid_own']
-  assert task_eval.METRIC_NAMES['kid_own_student'] == 'KID (own features), Student samples'
+  assert metric_names.METRIC_NAMES['kid_own_student'] == 'KID (own features), Student samples'

@@ -124,7 +124,7 @@ def test_training_hands_the_wandb_project_to_the_metrics_log(test_config, tmp_pa
       made[-1][2].append(('closed',))
 
   monkeypatch.setattr(writers, 'WandbWriter', RecordingWriter)
-  monkeypatch.setattr(writers, 'wandb_missing', lambda project: None)
+  monkeypatch.setattr(config_validation, 'wandb_missing', lambda project: None)
   test_config.train.steps_per_task = 2
   test_config.log.wandb_project = 'ltgans-test'
   train.train_and_evaluate(test_config, str(tmp_path / 'run'))
@@ -137,7 +137,7 @@ def test_training_hands_the_wandb_project_to_the_metrics_log(test_config, tmp_pa
 
 def test_a_wandb_project_without_wandb_installed_stops_before_training(test_config,
                                                                        monkeypatch):
-  monkeypatch.setattr(writers.importlib.util, 'find_spec',
+  monkeypatch.setattr(config_validation.importlib.util, 'find_spec',
                       lambda name: None if name == 'wandb' else object())
   test_config.log.wandb_project = 'ltgans-test'
   with pytest.raises(ConfigError, match=r"needs wandb, which is not installed; pip install "

@@ -123,16 +123,16 @@ def _seed_matrix(report: Mapping, seed: int, metric: str) -> List[List[Optional[
 
 
 def seed_summaries(workdir: str, metric: str) -> Optional[List[dict]]:
-  """Each seed's forgetting summary of ``metric`` (``evaluation.forgetting_summary`` of the
+  """Each seed's forgetting summary of ``metric`` (``matrices.forgetting_summary`` of the
   seed's own matrix, from report.json's ``evaluation_per_seed``); None for a one-seed run or
   when a seed's matrix lacks entries."""
   report = load_report(workdir) or {'records': []}
   records = report['records']
   if not records or 'evaluation_per_seed' not in records[-1]:
     return None
-  from ltgans_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.eval import matrices  # pylint: disable=g-import-not-at-top
   try:
-    return [evaluation.forgetting_summary(_seed_matrix(report, s, metric))
+    return [matrices.forgetting_summary(_seed_matrix(report, s, metric))
             for s in range(len(records[-1]['evaluation_per_seed']))]
   except (KeyError, IndexError, ValueError):
     return None

@@ -101,5 +101,5 @@ def runs_section(results: Sequence[RunResult], out: Optional[str] = None) -> str
 
 
 def metric_description(metric: str) -> str:
-  from ltgans_jax.eval import task_eval  # pylint: disable=g-import-not-at-top
-  return task_eval.METRIC_NAMES.get(metric, metric)
+  from ltgans_jax.eval import metric_names  # pylint: disable=g-import-not-at-top
+  return metric_names.METRIC_NAMES.get(metric, metric)

@@ -8,21 +8,25 @@ scale), so it must be reported as ``FID_NAME``, never as "FID".
 
 ``train_feature_net(images, labels, num_classes, steps, key) -> params`` and
 ``features_fn(params)`` (uint8 [B, H, W, C] -> [B, D], for ``evaluation.fid``). The network's
-sizes are read back from ``params``, so the parameters are all that needs keeping.
+sizes are read back from ``params``, so the parameters are all that needs keeping: one run
+trains it once and keeps it in ``workdir/FILE_NAME`` (``trained_params``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable, Tuple
 
 import flax.linen as nn
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ltgans_jax import pixels
+from ltgans_jax import files, pixels
+from ltgans_jax.errors import CheckpointError
 
 FID_NAME = 'FID (own features)'
 FEATURE_DIM = 128
@@ -140,3 +144,69 @@ def accuracy(params, images: np.ndarray, labels: np.ndarray, batch_size: int = 5
     _, logits = apply(images[start:start + batch_size])
     correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start:start + batch_size]))
   return correct / len(images)
+
+
+# ------------------------------------------------------------------------------------------
+# The trained network, kept in the workdir: trained once per run, read back on resume and by
+# ``--mode=evaluate``.
+
+FILE_NAME = 'feature_net.msgpack'
+
+
+def _read_state_dict(path: str):
+  """The state dict in ``path``; CheckpointError if the file is damaged."""
+  try:
+    with open(path, 'rb') as f:
+      return flax.serialization.msgpack_restore(f.read())
+  except Exception as e:  # pylint: disable=broad-except  # msgpack raises many kinds
+    raise CheckpointError(f'{path} is damaged ({type(e).__name__}: {str(e)[:80]}); delete it '
+                          'and the run trains the FID feature network afresh (same seed, same '
+                          'images).') from None
+
+
+def check_file(workdir: str) -> None:
+  """Raises CheckpointError if the workdir's feature network file exists but is damaged."""
+  path = os.path.join(workdir, FILE_NAME)
+  if os.path.isfile(path):
+    _read_state_dict(path)
+
+
+def _read_params(path: str, template):
+  """The parameters in ``path`` in the structure and shapes of ``template``; CheckpointError
+  if the file is damaged or holds a network of other sizes."""
+  stored = _read_state_dict(path)
+  try:
+    params = flax.serialization.from_state_dict(template, stored)
+    fits = (jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(template)
+            and all(np.shape(a) == b.shape for a, b in zip(
+                jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(template))))
+  except (ValueError, KeyError, TypeError):
+    fits = False
+  if not fits:
+    raise CheckpointError(f'{path} holds a feature network of other sizes than this '
+                          'sequence needs; delete it and the run trains it afresh.')
+  return params
+
+
+def trained_params(workdir: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
+                   steps: int, key: jax.Array) -> Any:
+  """The classifier of ``train_feature_net(images, labels, num_classes, steps, key)``, read
+  back from ``workdir`` where an earlier process trained it, else trained and written there
+  (by process 0, whole or not at all: a full disk leaves no damaged file).
+
+  Args:
+    images: [N, H, W, C] uint8, every task's training images.
+    labels: [N] class labels in [0, num_classes), unique per (task, class).
+  """
+  path = os.path.join(workdir, FILE_NAME)
+  if os.path.exists(path):
+    return _read_params(path, jax.eval_shape(
+        lambda: train_feature_net(images[:2], labels[:2], num_classes, 0, key)))
+  logging.info('Training the FID feature network on %d images of %d (task, class) pairs.',
+               len(images), num_classes)
+  params = train_feature_net(images, labels, num_classes, steps, key)
+  logging.info('Feature network accuracy on the training images: %.3f',
+               accuracy(params, images[:2000], labels[:2000]))
+  if jax.process_index() == 0:
+    files.write_atomically(path, flax.serialization.to_bytes(params))
+  return params

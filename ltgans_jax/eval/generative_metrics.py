@@ -17,6 +17,7 @@ they cost a few matrix products on features already computed.
   computed as the authors' ``prdc`` package (``compute_prdc``) computes them: Euclidean
   distances, a point's radius is the distance to its k-th nearest neighbour other than itself,
   and "inside a ball" is a strict ``<``.
+* ``sample_metrics``: both, as every evaluation row beside an FID reads them.
 
 Everything is numpy, in float64.
 """
@@ -161,3 +162,14 @@ def prdc(real_features, fake_features, nearest_k: int = NEAREST_K) -> Dict[str, 
       'density': float(in_real_balls.sum(axis=0).mean() / nearest_k),
       'coverage': float((distances.min(axis=1) < real_radii).mean()),
   }
+
+
+def sample_metrics(real_features: np.ndarray, sample_features: np.ndarray,
+                   with_prdc: bool = True) -> Dict[str, float]:
+  """KID, and precision / recall / density / coverage (``with_prdc``), of samples [M, D]
+  against real images' features [N, D]: {'kid', 'precision', 'recall', 'density', 'coverage'}.
+  """
+  values = {'kid': kid(real_features, sample_features)}
+  if with_prdc:
+    values.update(prdc(real_features, sample_features))
+  return values

@@ -13,7 +13,8 @@ is ``params['Mixed_5b']['branch1x1']['conv']['kernel']``), with batch norm kept 
 ``nn.BatchNorm`` in inference mode (eps = 0.001) so that every tensor of the file has one place.
 
 ``load_fid_inception_params(path)`` reads pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``
-without torch (``torch_pickle.read_torch_state_dict``) and maps its names onto the Flax tree.
+without torch (``torch_pickle.read_torch_state_dict``) and maps its names onto the Flax tree;
+``fid_variables(path)`` reads them once per process, for the runs' evaluation.
 ``tests/test_inception_parity.py`` checks the whole network against pytorch-fid's own.
 
 This project never downloads the weights: put the file somewhere and pass its path.
@@ -21,8 +22,11 @@ This project never downloads the weights: put the file somewhere and pass its pa
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+import pickle
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+import zipfile
 
 import flax.linen as nn
 import jax
@@ -30,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltgans_jax import pixels
+from ltgans_jax.errors import ConfigError
 from ltgans_jax.eval.torch_pickle import read_torch_state_dict, TorchFormatError
 
 FID_NAME = 'FID'  # the name of an FID computed with these features (pytorch-fid's)
@@ -314,3 +319,20 @@ def load_fid_inception_params(path: str, include_fc: bool = False) -> Dict[str, 
     raise FileNotFoundError(f'{path}: no such file; the FID Inception weights are pytorch-fid\'s '
                             f'{WEIGHTS_FILE} (this project does not download them).')
   return flax_variables_from_state_dict(read_torch_state_dict(path), include_fc)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_fid_variables(path: str) -> Dict[str, Any]:
+  try:
+    return load_fid_inception_params(path)
+  except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError,
+          zipfile.BadZipFile) as e:  # the torch reader's own errors are ValueErrors
+    raise ConfigError(f'eval.inception_weights={path!r} cannot be read ({type(e).__name__}: '
+                      f'{str(e)[:100]}); use pytorch-fid\'s {WEIGHTS_FILE}, or leave '
+                      'eval.inception_weights empty.') from None
+
+
+def fid_variables(path: str) -> Optional[Dict[str, Any]]:
+  """The variables of ``eval.inception_weights`` = ``path`` (None when it is empty), read once
+  per process; ConfigError if the file is not the FID Inception weights."""
+  return _read_fid_variables(path) if path else None

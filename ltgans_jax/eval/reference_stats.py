@@ -37,8 +37,8 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
+from ltgans_jax import files
 from ltgans_jax.eval import evaluation
-from ltgans_jax.run import writers
 
 # Part of every fingerprint: bump it when what a feature extractor computes changes without its
 # parameters changing (a resize, a normalisation), so that every cached file is recomputed.
@@ -118,7 +118,7 @@ def write_reference(path: str, stats: ReferenceStats, fingerprint_: str) -> None
   buffer = io.BytesIO()
   np.savez(buffer, mu=stats.mu, sigma=stats.sigma, features=_compact(stats.features),
            fingerprint=np.array(fingerprint_))
-  writers.write_atomically(path, buffer.getvalue())
+  files.write_atomically(path, buffer.getvalue())
 
 
 def _checked(path: str, features, mu, sigma, num_images: int) -> Optional[ReferenceStats]:

@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from ltgans_jax import durations
+from ltgans_jax.errors import CheckpointError
 
 State = Any  # a method's state: any pytree of arrays (``methods.base.LifelongMethod``)
 
@@ -56,10 +57,6 @@ def save(manager: ocp.CheckpointManager, step: int, state: State) -> None:
         f'checkpoint {step} was not written: {manager.directory} already holds step '
         f'{manager.latest_step()}; move that folder away, or resume with the config that '
         'wrote it.')
-
-
-class CheckpointError(RuntimeError):
-  """No checkpoint in the workdir can be restored; the message says what to do."""
 
 
 # A write that failed because of the disk, not the program: the run can go on once it is fixed.

@@ -25,14 +25,13 @@ import os
 import jax
 import numpy as np
 
-from ltgans_jax import config_validation, durations, pixels as pixel_lib, viz
+from ltgans_jax import config_validation, durations, files, pixels as pixel_lib, viz
 from ltgans_jax.cpu import backend
 from ltgans_jax.data import sequences
-from ltgans_jax.errors import ConfigError
-from ltgans_jax.eval import figures, task_eval
+from ltgans_jax.errors import CheckpointError, ConfigError
+from ltgans_jax.eval import feature_net, figures, matrices, task_eval
 from ltgans_jax.methods import registry
-from ltgans_jax.run import checkpointing, report, resume, writers
-from ltgans_jax.run.checkpointing import CheckpointError
+from ltgans_jax.run import checkpointing, report, resume
 
 EVALUATE_FOLDER = 'evaluate'  # everything --mode=evaluate writes, inside the workdir
 
@@ -46,7 +45,7 @@ def open_workdir(config, workdir):
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise CheckpointError(f'{workdir} holds no checkpoints; train first with --mode=train.')
   config_validation.check_workdir(config, workdir)
-  writers.remove_stale_temporaries(workdir)
+  files.remove_stale_temporaries(workdir)
   if config.train.num_seeds > 1:
     raise ConfigError(
         f'{workdir} trained train.num_seeds={config.train.num_seeds} seeds together; '
@@ -55,7 +54,7 @@ def open_workdir(config, workdir):
   tasks = sequences.build_sequence(config)
   method = registry.build(config, backend.resolve(config).conv)
   config_validation.check_memory(config, method)
-  task_eval.check_feature_net_file(workdir)
+  feature_net.check_file(workdir)
   template = _restore_target(method, config.seed)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   return (tasks, method, template, task_steps,
@@ -106,13 +105,13 @@ def evaluate_workdir(config, workdir: str) -> dict:
   for task, state in enumerate(states):
     rows.append(evaluator.evaluate(state, task))
     logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
-  summaries = task_eval.write_matrices(out, [t.name for t in tasks], rows)
+  summaries = matrices.write_matrices(out, [t.name for t in tasks], rows)
   seen = len(states)
   figure_files = figures.write_latent_figures(
       method.vae_view(states[-1]), [t.name for t in tasks[:seen]], evaluator.test_images[:seen],
       out)
-  _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, evaluator.protocol,
-                       evaluator.provenance())
+  report.write_evaluation_md(config, out, tasks, rows, summaries, figure_files,
+                             evaluator.protocol, evaluator.provenance())
   return summaries
 
 
@@ -128,31 +127,6 @@ def restore_boundary(manager, step: int, template, task: int):
     raise CheckpointError(f'The checkpoint at the end of task {task + 1} (step {step}) cannot '
                           f'be restored ({type(e).__name__}: {str(e)[:120]}); the matrix needs '
                           'every one: restore that step folder from a backup.') from None
-
-
-def _write_evaluation_md(config, out, tasks, rows, summaries, figure_files, protocol,
-                         provenance=()):
-  """``out/evaluation.md``: the matrices and figures of ``evaluate_workdir``; ``provenance``:
-  one line per generative metric (``TaskEvaluator.provenance``)."""
-  names = [t.name for t in tasks]
-  lines = ['# Evaluation', '', f'{protocol}; IWAE with '
-           f'{config.eval.iwae_samples} samples ({config.vae.likelihood} likelihood). '
-           f'{task_eval.DIRECTIONS}']
-  if any(m.startswith('kid_') for m in rows[-1]):
-    lines += ['', task_eval.KID_NOTE]
-  if provenance:
-    lines += ['', 'What each generative metric was measured on:', ''] + list(provenance)
-  for metric, title in task_eval.matrix_titles(rows[0]).items():
-    lines += ['', f'## {title}', '']
-    lines += report.matrix_table(metric, names, names[:len(rows)], [row[metric] for row in rows])
-    s = summaries[metric]
-    lines += ['', f'Final-row average {s["final_average"]:.4g}; diagonal average '
-              f'{s["diagonal_average"]:.4g}. '
-              + (task_eval.forgetting_line(s) or 'No forgetting measures after one task.'),
-              f'![{metric}]({metric}.png)']
-  lines += ['', '## Student latent space (after the last finished task)', '']
-  lines += [f'- {name}: ![{name}]({path})' for name, path in figure_files.items()]
-  writers.write_atomically(os.path.join(out, 'evaluation.md'), '\n'.join(lines) + '\n')
 
 
 def sample(config, workdir: str) -> str:
@@ -177,7 +151,7 @@ def sample(config, workdir: str) -> str:
   path = os.path.join(workdir, f'samples_{network}.npz')
   buffer = io.BytesIO()  # a kill or a full disk mid-write leaves no half .npz behind
   np.savez_compressed(buffer, images=pixels)
-  writers.write_atomically(path, buffer.getvalue())
+  files.write_atomically(path, buffer.getvalue())
   rows = max(r for r in range(1, int(np.sqrt(len(pixels))) + 1) if len(pixels) % r == 0)
   viz.save_png(path.replace('.npz', '.png'), viz.image_grid(np.asarray(images), rows), scale=2)
   manager.close()

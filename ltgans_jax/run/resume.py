@@ -22,10 +22,10 @@ from typing import Dict, Iterable, Optional, Tuple
 import jax
 import ml_collections
 
-from ltgans_jax import models
+from ltgans_jax import files, models
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.methods import registry
-from ltgans_jax.run import checkpointing, writers
+from ltgans_jax.run import checkpointing
 
 Shapes = Dict[str, Tuple[int, ...]]  # leaf name ('student.params.Dense_0.kernel') -> shape
 
@@ -150,7 +150,7 @@ def settle_metrics(workdir: str, restored_step: int) -> None:
   if dropped or not (lines == kept and _ends_in_newline(path)):
     logging.info('metrics.jsonl: dropped %d rows after step %d or cut short; the resumed run '
                  'logs those steps again.', dropped, restored_step)
-    writers.write_atomically(path, ''.join(line + '\n' for line in kept))
+    files.write_atomically(path, ''.join(line + '\n' for line in kept))
 
 
 def _ends_in_newline(path: str) -> bool:

@@ -7,8 +7,9 @@ this module reads them back and writes into the workdir itself:
   over seeds, ``forgetting`` of the mean matrices), so readers of one-seed reports read means,
   plus, per record, ``evaluation_std``, ``evaluation_ci95`` (half-width of the 95% interval of
   the mean, Student's t) and ``evaluation_per_seed``, and the list of ``seeds``;
-* ``eval/<metric>.json`` and heatmaps of the mean matrices (``task_eval.write_matrices``);
-* ``report.md``: each matrix as mean +- 95% interval, with the seeds' values below it.
+* ``eval/<metric>.json`` and heatmaps of the mean matrices (``matrices.write_matrices``);
+* ``report.md``: each matrix as mean +- 95% interval, with the seeds' values below it
+  (``report.seeds_markdown``).
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ import os
 import shutil
 from typing import Dict, List, Sequence
 
-import jax
 import numpy as np
 
-from ltgans_jax.eval import task_eval
-from ltgans_jax.run import seeds as seeds_lib, writers
+from ltgans_jax import files
+from ltgans_jax.eval import feature_net, matrices
+from ltgans_jax.run import report as report_lib, seeds as seeds_lib
 
 
 def share_feature_net(first_seed_dir: str, seed_dir: str) -> None:
   """Copies the FID feature network of the first seed into another seed's folder, unless it
-  has one (``task_eval.FEATURE_NET_FILE``)."""
-  source = os.path.join(first_seed_dir, task_eval.FEATURE_NET_FILE)
-  target = os.path.join(seed_dir, task_eval.FEATURE_NET_FILE)
+  has one (``feature_net.FILE_NAME``)."""
+  source = os.path.join(first_seed_dir, feature_net.FILE_NAME)
+  target = os.path.join(seed_dir, feature_net.FILE_NAME)
   if os.path.exists(source) and not os.path.exists(target):
     shutil.copyfile(source, target + '.tmp')
     os.replace(target + '.tmp', target)
@@ -70,53 +71,18 @@ def summarise(reports: Sequence[dict]) -> dict:
   return {'tasks': tasks, 'records': records}
 
 
-def _cell(metric: str, mean: float, ci95: float) -> str:
-  if np.isfinite(ci95):
-    return f'{task_eval.format_value(metric, mean)} ± {task_eval.format_value(metric, ci95)}'
-  return task_eval.format_value(metric, mean)
-
-
-def markdown(config, summary: dict, seed_values: Sequence[int]) -> str:
-  names, records = summary['tasks'], summary['records']
-  lines = [f'# Run report: method `{config.method}`, {len(seed_values)} seeds', '',
-           f'Sequence `{config.data.sequence}`: {" -> ".join(names)}; seeds '
-           f'{", ".join(str(s) for s in seed_values)} trained together in one process '
-           '(`train.num_seeds`). Each seed\'s own report, pictures and matrices: '
-           + ', '.join(f'[`seed{s}/`](seed{s}/report.md)' for s in range(len(seed_values)))
-           + '.', '',
-           f'Trained on devices: {jax.device_count()} x {jax.devices()[0].device_kind}.', '',
-           'Cells: mean over seeds ± half-width of the 95% interval of the mean (Student\'s t, '
-           f'n - 1 = {len(seed_values) - 1} degrees of freedom). Row: after learning that task; '
-           f'column: test set of that task. {task_eval.DIRECTIONS}']
-  for metric, title in task_eval.METRIC_NAMES.items():
-    if not records or metric not in records[-1]['evaluation']:
-      continue
-    lines += ['', f'### {title}', '', '| after \\ on | ' + ' | '.join(names) + ' |',
-              '|---' * (len(names) + 1) + '|']
-    for r in records:
-      cells = [_cell(metric, m, c) for m, c in zip(r['evaluation'][metric],
-                                                    r['evaluation_ci95'][metric])]
-      lines.append(f'| {r["name"]} | ' + ' | '.join(cells + [''] * (len(names) - len(cells)))
-                   + ' |')
-    last = records[-1]
-    lines += ['', f'After {last["name"]}, per seed: ' + '; '.join(
-        f'seed {seed}: ' + ', '.join(task_eval.format_value(metric, v) for v in row[metric])
-        for seed, row in zip(seed_values, last['evaluation_per_seed']))]
-  return '\n'.join(lines) + '\n'
-
-
 def write(workdir: str, config, seed_dirs: Sequence[str]) -> Dict[str, List[float]]:
   """Writes the workdir's report.md, report.json and eval/ from the seeds' reports; returns
   the newest evaluation's means over seeds (metric -> values on the tasks seen)."""
   summary = summarise([_read(d) for d in seed_dirs])
   seed_values = seeds_lib.seed_values(config)
   rows = [r['evaluation'] for r in summary['records']]
-  summary['forgetting'] = task_eval.write_matrices(os.path.join(workdir, 'eval'),
-                                                   summary['tasks'], rows)
+  summary['forgetting'] = matrices.write_matrices(os.path.join(workdir, 'eval'),
+                                                  summary['tasks'], rows)
   summary['seeds'] = seed_values
-  writers.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(summary, indent=1))
-  writers.write_atomically(os.path.join(workdir, 'report.md'),
-                           markdown(config, summary, seed_values))
+  files.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(summary, indent=1))
+  files.write_atomically(os.path.join(workdir, 'report.md'),
+                         report_lib.seeds_markdown(config, summary, seed_values))
   return rows[-1] if rows else {}
 
 
