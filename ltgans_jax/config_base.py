@@ -264,20 +264,20 @@ def get_cpu_scale_config(sequence: str, image_size: int = 28,
 # What the embedded demo changes in our CPU-scale setting: tasks short enough for a laptop's
 # few minutes, and evaluation sized to the digits' small test sets.
 DEMO_VALUES = {
-    'train.steps_per_task': 600,
+    'train.steps_per_task': 500,
     'train.log_every': 100,
-    'train.checkpoint_every': 300,
+    'train.checkpoint_every': 500,
     'eval.num_examples': 500,
-    'eval.feature_net_steps': 300,
+    'eval.feature_net_steps': 150,
 }
 
 
 def get_config() -> ml_collections.ConfigDict:
   """The embedded demo (``python -m ltgans_jax.main`` without ``--config``; ``configs/demo.py``):
-  scikit-learn's digits, 0-4 then 5-9, at 32x32x1 in our CPU-scale setting
-  (``cpu_scale_values``: the GAN of ``CPU_GAN_SETTING``, task 1 learnt by one twin and copied)
-  with ``DEMO_VALUES``' shorter tasks."""
-  config = get_cpu_scale_config('digits_split', image_size=32)
+  scikit-learn's digits, 0-4 then 5-9, in our CPU-scale setting (``cpu_scale_values``: 28x28x1,
+  the GAN of ``CPU_GAN_SETTING``, task 1 learnt by one twin and copied) with ``DEMO_VALUES``'
+  shorter tasks."""
+  config = get_cpu_scale_config('digits_split')
   return apply_values(config, DEMO_VALUES)
 
 
