@@ -1,5 +1,5 @@
 """``configs/msfo_offline.py`` at our CPU scale (``config_base.get_cpu_scale_config``: 28x28x1, the GAN
-setting chosen by ``experiments/gan_speed.py``): what runs on a laptop; ``configs/msfo_offline.py`` is
+setting chosen in ``experiments/results/gan_speed/``): what runs on a laptop; ``configs/msfo_offline.py`` is
 the accelerator-scale one."""
 
 from ltgans_jax import config_base

@@ -2,7 +2,7 @@
 
 from ltgans_jax import config_base
 
-# What differs from ``config_base.get_config()``.
+# What differs from ``config_base.get_base_config()``.
 OVERRIDES = {
     'data.image_size': 28, 'data.num_tasks': 2,
     'model.latent_dim': 8, 'model.generator_width': 4, 'model.critic_width': 4,
@@ -16,6 +16,6 @@ OVERRIDES = {
 
 
 def get_config():
-  config = config_base.get_config()
+  config = config_base.get_base_config()
   config.update_from_flattened_dict(OVERRIDES)
   return config

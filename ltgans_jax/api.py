@@ -109,7 +109,7 @@ def _override(config: ml_collections.ConfigDict, dotted: str, value: Any) -> Non
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was started with, from ``workdir/config.json``, locked.
 
-  The values are set on ``config_base.get_config()``, so the types (tuples, floats) are the
+  The values are set on ``config_base.get_base_config()``, so the types (tuples, floats) are the
   config's own, and keys added to the code since the run keep their defaults.
 
   Raises:
@@ -125,7 +125,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ConfigError(f'{path} cannot be read ({type(e).__name__}: {str(e)[:80]}); pass the '
                       'config that trained the run with config=.') from None
-  config = config_base.get_config()
+  config = config_base.get_base_config()
   _set_nested(config, values)
   config.lock()
   return config

@@ -7,9 +7,11 @@ mixed-domain sequences, beta = 4 for Fig. 3), what the authors' public TF1 code 
 per task, the Student by Adam(2e-4, beta1 0.5) with 100 latent dimensions), and what we chose
 (everything else, e.g. Adam for the GANs, the widths, the pixel-shuffle networks).
 
-``get_config()`` is also the embedded default that ``python -m ltgans_jax.main`` runs when no
-``--config`` is given: scikit-learn's handwritten digits (shipped with the package, no download)
-split into two tasks, small networks, a few minutes on 2 CPU cores.
+``get_base_config()`` holds every field at our default; every config in ``configs/`` changes a
+few of them. ``get_config()`` is the embedded demo that ``python -m ltgans_jax.main`` runs when no
+``--config`` is given (``configs/demo.py``): scikit-learn's handwritten digits (shipped with the
+package, no download) split into two tasks, at our CPU-scale setting with short tasks (its wall
+time and sample grids: ``experiments/results/demo/``).
 """
 
 from typing import Any, Dict, Mapping
@@ -31,7 +33,8 @@ def flat_items(config: Any, prefix: str = '') -> Dict[str, Any]:
   return flat
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_base_config() -> ml_collections.ConfigDict:
+  """Every field of a config, at our defaults (the GAN: Adam, 2 critic steps, twins on task 1)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.method = 'ltgans'
@@ -186,7 +189,7 @@ def get_paper_scale_config(sequence: str) -> ml_collections.ConfigDict:
   dimensions. ``authors_code_settings`` turns it into the authors' code's optimisers and
   schedule.
   """
-  config = get_config()
+  config = get_base_config()
   config.data.sequence = sequence
   config.update_from_flattened_dict({
       'data.channels': 3, 'model.generator_width': 64, 'model.critic_width': 64,
@@ -197,11 +200,11 @@ def get_paper_scale_config(sequence: str) -> ml_collections.ConfigDict:
   return config
 
 
-# Our CPU-scale GAN setting (laptops, 2-core machines). Chosen by experiments/gan_speed.py, which
-# trains one WGAN-GP per setting on MNIST for a fixed wall-clock budget on a 2-core CPU
-# (results and the reasoning: experiments/results/gan_speed/).
-# The winner there: widths 16 with the authors' optimiser and schedule (RMSProp 2e-4, one
-# critic update per generator update); RMSProp's TF1 constants are the base config's.
+# Our CPU-scale GAN setting (laptops, 2-core machines): the setting that learnt MNIST fastest
+# per CPU-second among the WGAN-GP settings trained for one wall-clock budget each on a 2-core
+# CPU (the study, its numbers and the commit to rerun it: experiments/results/gan_speed/):
+# widths 16 with the authors' optimiser and schedule (RMSProp 2e-4, one critic update per
+# generator update); RMSProp's TF1 constants are the base config's.
 CPU_GAN_SETTING = {
     'model.generator_width': 16,
     'model.critic_width': 16,
@@ -215,15 +218,14 @@ def cpu_scale_values(image_size: int = 28, channels: int = 1) -> dict:
   """Dotted config key -> value of our CPU-scale setting (``get_cpu_scale_config``; the
   experiment scripts' ``--size=cpu``). The GAN from ``CPU_GAN_SETTING``; images 28x28x1 for the
   grey offline sequences (ours; the paper's mixed-domain sequences are 32x32x3); the Student at
-  widths 16 with 32 latents; task 1 learnt by one twin and copied (``gan.first_task``); a task
-  length for which MNIST -> Fashion runs in about half an hour on 2 cores; evaluation on 1000
-  test images per task."""
+  widths 16 with 32 latents; task 1 learnt by one twin and copied (``gan.first_task``); 6000
+  steps per task; evaluation on 1000 test images per task."""
   return {
       'data.image_size': image_size,
       'data.channels': channels,
       **CPU_GAN_SETTING,
-      # Twins trained apart on task 1 split MNIST's digits between them at this scale (each
-      # covered 7-8 of 10; experiments/results/evidence_mnist_fashion/): one learns, one copies.
+      # Twins trained apart on task 1 split MNIST's digits between them at this scale
+      # (experiments/results/evidence_mnist_fashion/): one learns, one copies.
       'gan.first_task': 'copy',
       'vae.width': 16,
       'vae.latent_dim': 32,
@@ -254,9 +256,29 @@ def get_cpu_scale_config(sequence: str, image_size: int = 28,
                          channels: int = 1) -> ml_collections.ConfigDict:
   """Our CPU-scale setting for ``sequence`` (``cpu_scale_values``): what runs on a laptop.
   ``get_paper_scale_config`` is the accelerator-scale one."""
-  config = get_config()
+  config = get_base_config()
   config.data.sequence = sequence
   return apply_values(config, cpu_scale_values(image_size, channels))
+
+
+# What the embedded demo changes in our CPU-scale setting: tasks short enough for a laptop's
+# few minutes, and evaluation sized to the digits' small test sets.
+DEMO_VALUES = {
+    'train.steps_per_task': 500,
+    'train.log_every': 100,
+    'train.checkpoint_every': 500,
+    'eval.num_examples': 500,
+    'eval.feature_net_steps': 150,
+}
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The embedded demo (``python -m ltgans_jax.main`` without ``--config``; ``configs/demo.py``):
+  scikit-learn's digits, 0-4 then 5-9, in our CPU-scale setting (``cpu_scale_values``: 28x28x1,
+  the GAN of ``CPU_GAN_SETTING``, task 1 learnt by one twin and copied) with ``DEMO_VALUES``'
+  shorter tasks."""
+  config = get_cpu_scale_config('digits_split')
+  return apply_values(config, DEMO_VALUES)
 
 
 def get_class_split_config(dataset: str, cpu_scale: bool = False) -> ml_collections.ConfigDict:

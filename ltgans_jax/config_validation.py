@@ -288,7 +288,7 @@ def _differing_resume_values(written: dict, config) -> list:
   """(key, recorded value, this config's value) of every resume key the method reads whose
   values differ; a key missing from the record (written before the key existed) counts as
   recorded at its default."""
-  current, defaults = _resume_values(config), _resume_values(config_base.get_config())
+  current, defaults = _resume_values(config), _resume_values(config_base.get_base_config())
   differing = []
   for key in resume_keys_read_by(written.get('method', config.method),
                                  written.get('data.sequence', config.data.sequence)):
