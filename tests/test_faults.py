@@ -62,26 +62,3 @@ def test_nan_stops_before_any_save_and_keeps_the_last_good_checkpoint(test_confi
                      match=r'Non-finite critic/loss \(critic\) at task digits\[5-9\], step 3'):
     train.train_and_evaluate(test_config, workdir)
   assert _latest(workdir) == 6  # the rolling checkpoint after task 2's second step
-
-
-def test_stop_before_the_last_figures_redoes_them_on_resume(test_config, tmp_path, monkeypatch,
-                                                           reference_run):
-  """Everything a task owes is written before its boundary checkpoint: a run killed while
-  drawing the last task's latent figures resumes, redraws them and ends identical."""
-  _, reference = reference_run
-  workdir = str(tmp_path / 'run')
-
-  def killed(*args, **kwargs):
-    raise KeyboardInterrupt('killed while drawing the latent figures')
-  monkeypatch.setattr(train.figures, 'write_latent_figures', killed)
-  with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(test_config, workdir)
-  assert _latest(workdir) < 8  # the final checkpoint is not written
-  monkeypatch.undo()
-  resumed = train.train_and_evaluate(test_config, workdir)
-  assert tree_equal(resumed, reference)
-  assert _latest(workdir) == 8
-  for name in ('interpolation_same_task', 'interpolation_across_tasks'):
-    assert os.path.getsize(os.path.join(workdir, 'figures', f'final_{name}.png')) > 0
-  with open(os.path.join(workdir, 'report.md')) as f:
-    assert 'figures/final_interpolation_same_task.png' in f.read()

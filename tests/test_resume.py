@@ -17,7 +17,7 @@ from ltgans_jax.errors import ConfigError
 from ltgans_jax.eval import figures, task_eval
 from ltgans_jax.methods import registry
 from ltgans_jax.run import checkpointing, inspect as inspect_run, seeds, writers
-from tests.helpers import write_mnist_folder
+from tests.helpers import tree_equal, write_mnist_folder
 
 TIMINGS = ('seconds', 'timed_steps', 'steps_per_sec')  # wall-clock fields: free to differ
 
@@ -55,8 +55,9 @@ def test_kill_and_resume_writes_the_uninterrupted_report_and_metrics(test_config
                                                                      monkeypatch, reference_run):
   """Killed while drawing the last figures: task 2's steps 7-8 and its evaluation rows are in
   metrics.jsonl, its last checkpoint is step 6. Used to report 2 steps for task 2 and to
-  repeat the rows of steps 7-8."""
-  reference_dir, _ = reference_run
+  repeat the rows of steps 7-8. Everything a task owes is written before its boundary
+  checkpoint, so the resumed run redraws the figures and ends with the reference's state."""
+  reference_dir, reference = reference_run
   workdir = str(tmp_path / 'run')
 
   def killed(*args, **kwargs):
@@ -65,8 +66,9 @@ def test_kill_and_resume_writes_the_uninterrupted_report_and_metrics(test_config
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(test_config, workdir)
   monkeypatch.undo()
-  assert _steps_on_disk(workdir)[-1] == 6
-  train.train_and_evaluate(test_config, workdir)
+  assert _steps_on_disk(workdir)[-1] == 6  # the final checkpoint is not written
+  resumed = train.train_and_evaluate(test_config, workdir)
+  assert tree_equal(resumed, reference)
   assert _report(workdir) == _report(reference_dir)
   assert _metrics(workdir) == _metrics(reference_dir)
 
