@@ -12,6 +12,9 @@ OVERRIDES = {
     'train.checkpoint_every': 2,
     'eval.num_examples': 16, 'eval.grid_rows': 2, 'eval.iwae_samples': 3,
     'eval.feature_net_steps': 5,
+    # The heatmaps are matplotlib time in every run; the reference run (tests/conftest.py)
+    # draws them for the tests that read them.
+    'eval.heatmaps': False,
 }
 
 

@@ -166,6 +166,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # evaluation (the same values, more time: experiments/results/eval_cache_timing/).
   config.eval.cache_reference_stats = True
   config.eval.grid_rows = 8
+  # Each forgetting matrix also drawn as a heatmap (workdir/eval/<metric>.png and TensorBoard)
+  # at every task boundary (matplotlib, one figure per metric: the evaluation's slowest part in
+  # a tiny run); the JSON matrices are written either way.
+  config.eval.heatmaps = True
 
   # Where metrics go besides <workdir>/metrics.jsonl and TensorBoard (<workdir>/tensorboard).
   config.log = ml_collections.ConfigDict()

@@ -203,7 +203,9 @@ def _start(config, workdir: str, method, task_steps, mesh: jax.sharding.Mesh):
   # Placed before the restore, which reads each array straight into the template's placement:
   # with several processes, into every process's devices (a restored array that one process
   # placed cannot be moved to another's).
-  template = jax.device_put(seeds_lib.stack([method.init_state(jax.random.key(seed))
+  # Jitted: one program for every initialiser, not one dispatch per operation.
+  init_state = jax.jit(method.init_state)
+  template = jax.device_put(seeds_lib.stack([init_state(jax.random.key(seed))
                                              for seed in seed_values]), replicated)
   files.remove_stale_temporaries(workdir)
   checkpoints = checkpointing.make_manager(config, workdir, task_steps)
@@ -243,8 +245,9 @@ def _end_of_task(out: SeedOutputs, state, tasks, task_steps, trained: TrainedTas
                                 report.evaluation_scalars([t.name for t in tasks], results))
   if jax.process_index() == 0:
     matrices.write_matrices(os.path.join(workdir, 'eval'), [t.name for t in tasks],
-                            [r.evaluation for r in records])
-    out.metrics_log.write_images(boundary, report.heatmaps(os.path.join(workdir, 'eval')))
+                            [r.evaluation for r in records], config.eval.heatmaps)
+    if config.eval.heatmaps:
+      out.metrics_log.write_images(boundary, report.heatmaps(os.path.join(workdir, 'eval')))
   if task == len(tasks) - 1:  # Figs. 2-3: the Student's latent space after the last task.
     records[-1].pictures.update(figures.write_latent_figures(
         method.vae_view(state), [t.name for t in tasks], evaluator.test_images, workdir))

@@ -29,10 +29,12 @@ def test_config():
 
 @pytest.fixture(scope='session')
 def reference_run(tmp_path_factory):
-  """One uninterrupted 2-task run of the test config: (workdir, final state). Tests copy the
-  workdir before changing anything in it."""
+  """One uninterrupted 2-task run of the test config, heatmaps drawn: (workdir, final state).
+  Tests copy the workdir before changing anything in it."""
   from configs import test as test_config_module  # pylint: disable=g-import-not-at-top
   from ltgans_jax import train  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp('reference') / 'run')
-  final = train.train_and_evaluate(test_config_module.get_config(), workdir)
+  config = test_config_module.get_config()
+  config.eval.heatmaps = True
+  final = train.train_and_evaluate(config, workdir)
   return workdir, final

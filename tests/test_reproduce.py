@@ -156,6 +156,22 @@ def test_an_interrupted_plan_resumes_and_reuses_the_finished_run(interrupted_the
   assert '2 runs: 2 finished (reused), 0 to run or resume' in capsys.readouterr().out
 
 
+def test_committed_per_seed_files_stand_for_runs_whose_workdirs_are_gone(
+    interrupted_then_resumed, capsys):
+  """A fresh machine has the committed per-seed files and no workdirs: nothing is retrained,
+  batched or not; other settings are."""
+  tmp, argv, _, _, _ = interrupted_then_resumed
+  elsewhere = [f'--workdir_root={tmp}/gone', f'--results={tmp}/res', '--artefacts=tiny']
+  for extra in (['--batch_seeds'], []):
+    runs, _ = reproduce.plan([TINY], reproduce.parse_args(elsewhere + extra), {})
+    assert {r.status for r in runs} == {'recorded'}, [(r.name, r.status) for r in runs]
+  assert reproduce.main(elsewhere, ARTEFACTS) == 0
+  assert '3 runs: 3 finished (reused), 0 to run or resume' in capsys.readouterr().out
+  assert not os.path.exists(tmp / 'gone')
+  runs, _ = reproduce.plan([TINY], reproduce.parse_args(elsewhere + ['--steps_per_task=3']), {})
+  assert {r.status for r in runs} == {'to run'}
+
+
 def test_the_report_comes_from_the_per_seed_files(interrupted_then_resumed):
   from scipy import stats  # pylint: disable=g-import-not-at-top
   tmp, argv, runs, _, _ = interrupted_then_resumed

@@ -91,11 +91,12 @@ def train_feature_net(images: np.ndarray, labels: np.ndarray, num_classes: int, 
   # Jitted: one compilation for all initialisers instead of one per parameter shape.
   params = jax.jit(model.init)(init_key, jnp.zeros((1,) + images.shape[1:], jnp.float32))['params']
   optimizer = optax.adam(learning_rate)
-  # The dataset stays on the device; each step gathers its batch there.
+  # The dataset stays on the device, an argument of the step (a closed-over array would be
+  # compiled into the program as a constant); each step gathers its batch there.
   images_device, labels_device = jnp.asarray(images), jnp.asarray(labels)
 
   @jax.jit
-  def step(params, opt_state, step_key):
+  def step(params, opt_state, step_key, images_device, labels_device):
     index = jax.random.randint(step_key, (batch_size,), 0, images_device.shape[0])
 
     def loss_fn(params):
@@ -106,9 +107,10 @@ def train_feature_net(images: np.ndarray, labels: np.ndarray, num_classes: int, 
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  opt_state = optimizer.init(params)
+  opt_state = jax.jit(optimizer.init)(params)
   for i in range(steps):
-    params, opt_state, loss = step(params, opt_state, jax.random.fold_in(data_key, i))
+    params, opt_state, loss = step(params, opt_state, jax.random.fold_in(data_key, i),
+                                   images_device, labels_device)
     if (i + 1) % max(steps // 10, 1) == 0 or i + 1 == steps:
       logging.info('feature net step %d/%d: cross-entropy %.4f', i + 1, steps, float(loss))
   return params

@@ -21,15 +21,17 @@ def _decode(vae, z):
 
 
 def _encode_mean(vae, images_uint8):
+  """uint8 [N, H, W, C] -> the posterior means [N, L], on the host."""
   mean, _ = vae.encode(pixels.from_uint8(jnp.asarray(images_uint8)))
-  return mean
+  return np.asarray(mean)
 
 
 def interpolation_grid(vae, pairs, steps: int = 8) -> np.ndarray:
   """One row per (image_a, image_b) pair of uint8 [H, W, C] images: a, the decoded points
   of the straight line between their posterior means, b. -> uint8 grid."""
   rows = []
-  weights = jnp.linspace(0.0, 1.0, steps)[:, None]
+  # The latents are built on the host: a few small arrays, not a compiled program each.
+  weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
   for a, b in pairs:
     z = _encode_mean(vae, np.stack([a, b]))
     line = _decode(vae, (1 - weights) * z[0] + weights * z[1])
@@ -45,10 +47,11 @@ def traversal_grid(vae, image_uint8, num_dims: int = 8, steps: int = 9,
   variable swept over [-span, span], the others at the image's posterior mean. -> uint8 grid."""
   mean, log_var = vae.encode(pixels.from_uint8(jnp.asarray(image_uint8[None])))
   dims = np.argsort(np.asarray(log_var[0]))[:num_dims]
-  values = jnp.linspace(-span, span, steps)
+  values = np.linspace(-span, span, steps, dtype=np.float32)
   rows = []
   for d in dims:
-    z = jnp.repeat(mean, steps, axis=0).at[:, d].set(values)
+    z = np.repeat(np.asarray(mean), steps, axis=0)
+    z[:, d] = values
     rows.append(np.asarray(_decode(vae, z)))
   return viz.image_grid(np.concatenate(rows), len(dims))
 

@@ -80,7 +80,7 @@ def forgetting_summary(matrix, lower_is_better: Optional[bool] = None) -> Dict[s
   return summary
 
 
-def save_forgetting(path_json: str, path_png: str, matrix, task_names: Sequence[str],
+def save_forgetting(path_json: str, path_png: Optional[str], matrix, task_names: Sequence[str],
                     metric_name: str, lower_is_better: Optional[bool] = None
                     ) -> Dict[str, object]:
   """Writes the matrix and its ``forgetting_summary`` as JSON and as an annotated heatmap.
@@ -88,7 +88,8 @@ def save_forgetting(path_json: str, path_png: str, matrix, task_names: Sequence[
   Args:
     path_json: output JSON (metric name, task names, the matrix with null for missing entries,
       the summary).
-    path_png: output PNG: rows "after learning task i", columns "evaluated on task j".
+    path_png: output PNG: rows "after learning task i", columns "evaluated on task j"; None
+      draws none.
     matrix: [R, T], as for ``forgetting_summary``.
     task_names: T names.
     metric_name: e.g. 'paper NLL' or 'FID (own features)'; titles the plot.
@@ -106,10 +107,11 @@ def save_forgetting(path_json: str, path_png: str, matrix, task_names: Sequence[
       'matrix': [[float(v) if np.isfinite(v) else None for v in row] for row in m],
       'summary': summary,
   }
-  for path in (path_json, path_png):
+  for path in (path_json, path_png or path_json):
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   files.write_atomically(path_json, json.dumps(record, indent=2))
-  _heatmap(path_png, m, task_names, metric_name, summary)
+  if path_png:
+    _heatmap(path_png, m, task_names, metric_name, summary)
   return summary
 
 
@@ -162,16 +164,19 @@ def matrix_summaries(task_names: Sequence[str], rows_per_task) -> Dict[str, dict
   return summaries
 
 
-def write_matrices(folder: str, task_names: Sequence[str], rows_per_task) -> Dict[str, dict]:
-  """Saves each metric's forgetting matrix (the audit's included) as JSON and a heatmap in
-  ``folder`` (a training run's ``workdir/eval/``); returns {metric: summary}."""
+def write_matrices(folder: str, task_names: Sequence[str], rows_per_task,
+                   heatmaps: bool = True) -> Dict[str, dict]:
+  """Saves each metric's forgetting matrix (the audit's included) as JSON, and as a heatmap
+  when ``heatmaps`` (``config.eval.heatmaps``), in ``folder`` (a training run's
+  ``workdir/eval/``); returns {metric: summary}."""
   summaries = {}
   os.makedirs(folder, exist_ok=True)
   for metric, title in metric_names.matrix_titles(rows_per_task[-1]).items():
     if not all(metric in row for row in rows_per_task):
       continue  # a metric added since the earlier rows were measured (a resumed run)
     summaries[metric] = save_forgetting(
-        os.path.join(folder, f'{metric}.json'), os.path.join(folder, f'{metric}.png'),
+        os.path.join(folder, f'{metric}.json'),
+        os.path.join(folder, f'{metric}.png') if heatmaps else None,
         _padded(task_names, rows_per_task, metric), task_names, title,
         metric_names.lower_is_better(metric))
   return summaries

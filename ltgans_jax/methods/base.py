@@ -12,6 +12,7 @@ are listed in ``registry``, the only module that names them all.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, Hashable, NamedTuple, Optional, Tuple
 
 import jax
@@ -130,13 +131,27 @@ class LifelongMethod:
 
 class StudentEvaluation:
   """NLL measures and Figs. 2-3 for methods whose model is a ``StudentVAE`` at ``state.student``.
-  Needs ``self.config`` and ``self.student`` (the ``models.StudentVAE``)."""
+  Needs ``self.config`` and ``self.student`` (the ``models.StudentVAE``).
+
+  Every network pass here is jitted with the method static (one compiled program per pass and
+  shape): run eagerly, flax's ``apply`` dispatches (and looks up a compiled program for) every
+  operation on its own, hundreds per evaluation.
+  """
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def _encode(self, params, images):
+    """images [N, H, W, C] in [-1, 1] -> (mean [N, L], log_var [N, L])."""
+    return self.student.apply({'params': params}, images, method='encode')
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def _decode(self, params, z):
+    """latents [N, L] -> logits [N, H, W, C]."""
+    return self.student.apply({'params': params}, z, method='decode')
 
   def vae_view(self, state) -> VAEView:
-    student, params = self.student, state.student.params
-    return VAEView(
-        encode=lambda images: student.apply({'params': params}, images, method='encode'),
-        decode=lambda z: student.apply({'params': params}, z, method='decode'))
+    params = state.student.params
+    return VAEView(encode=functools.partial(self._encode, params),
+                   decode=functools.partial(self._decode, params))
 
   def nll_paper(self, state, images, key):
     return evaluation.paper_nll(self.student, state.student.params, images, key)
@@ -147,6 +162,10 @@ class StudentEvaluation:
                                vae.likelihood, vae.decoder_std).nll
 
   def student_samples(self, state, key, num):
+    """[num, H, W, C] mean images in [-1, 1] of the Student's decoder, z ~ N(0, I)."""
+    return self._student_samples(state.student.params, key, num)
+
+  @functools.partial(jax.jit, static_argnums=(0, 3))
+  def _student_samples(self, params, key, num):
     z = jax.random.normal(key, (num, self.config.vae.latent_dim))
-    logits = self.student.apply({'params': state.student.params}, z, method='decode')
-    return pixels.from_logits(logits)
+    return pixels.from_logits(self.student.apply({'params': params}, z, method='decode'))

@@ -337,6 +337,7 @@ class CurlMethod(base.LifelongMethod):
             'paper': expect(squared_error + kl_z) + kl_y,
             'log_q_y': log_q_y, 'recon': recon, 'kl_z': kl_z}
 
+  @functools.partial(jax.jit, static_argnums=(0, 4))
   def _generate(self, params, active, key, num, components=None):
     """[num, H, W, C] mean images in [-1, 1]: y uniform over ``active`` (or ``components``
     [num]), z ~ p(z|y)."""
@@ -485,19 +486,24 @@ class CurlMethod(base.LifelongMethod):
         rng.stream_key(self.config.seed, rng.STUDENT_GRID_LATENTS), num, components)}
 
   def vae_view(self, state):
+    """The encoder of each image's most probable active component, and the decoder."""
     params = state.model.params
+    return base.VAEView(encode=functools.partial(self._encode_best, params, int(state.active)),
+                        decode=functools.partial(self._decode, params))
 
-    num_active = int(state.active)
+  @functools.partial(jax.jit, static_argnums=(0, 2))
+  def _encode_best(self, params, num_active, images):
+    """images [N, H, W, C] -> (mean [N, L], log_var [N, L]) of each image's most probable
+    component among the first ``num_active``."""
+    y_logits, mean, log_var = self.model.apply({'params': params}, images, method='encode')
+    best = jnp.argmax(y_logits[:, :num_active], axis=-1)[:, None, None]
+    return (jnp.take_along_axis(mean, best, axis=1)[:, 0],
+            jnp.take_along_axis(log_var, best, axis=1)[:, 0])
 
-    def encode(images):
-      y_logits, mean, log_var = self.model.apply({'params': params}, images, method='encode')
-      best = jnp.argmax(y_logits[:, :num_active], axis=-1)[:, None, None]
-      return (jnp.take_along_axis(mean, best, axis=1)[:, 0],
-              jnp.take_along_axis(log_var, best, axis=1)[:, 0])
-
-    return base.VAEView(
-        encode=encode,
-        decode=lambda z: self.model.apply({'params': params}, z, method='decode'))
+  @functools.partial(jax.jit, static_argnums=0)
+  def _decode(self, params, z):
+    """latents [N, L] -> logits [N, H, W, C]."""
+    return self.model.apply({'params': params}, z, method='decode')
 
   @functools.partial(jax.jit, static_argnums=(0, 2))
   def _paper_batch(self, params, num_active, batch_uint8, key):

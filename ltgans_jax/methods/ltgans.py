@@ -118,8 +118,14 @@ class GanMethod(base.StudentEvaluation, base.LifelongMethod):
   def sample(self, state, network, key, num):
     if network == 'student':
       return self.student_samples(state, key, num)
+    return self._generate(getattr(state, network).params, key, num)
+
+  @functools.partial(jax.jit, static_argnums=(0, 3))
+  def _generate(self, params, key, num):
+    """[num, H, W, C] images in [-1, 1] of the generator with ``params``, z ~ N(0, I); jitted
+    (see ``base.StudentEvaluation``)."""
     z = jax.random.normal(key, (num, self.config.model.latent_dim))
-    return self.networks.generator.apply({'params': getattr(state, network).params}, z)
+    return self.networks.generator.apply({'params': params}, z)
 
   def picture_grids(self, state, num):
     grids = {}

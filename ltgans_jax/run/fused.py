@@ -93,10 +93,10 @@ def _in_order(tree, dependency, sequence: bool):
   return schedule.after(tree, dependency) if sequence else tree
 
 
-def _one_seed_steps(plan: StepPlan, variants: tuple, static, sequence: bool):
+def _one_seed_steps(steps: list, sequence: bool):
   """``(seed, state, batches [n, B, ...], task, accumulator) -> (state, accumulator)`` for
-  one seed's state: one step of each of ``variants`` from its ``task_step``."""
-  steps = [plan.step(variant, static) for variant in variants]
+  one seed's state: one step of each of ``steps`` (``(state, batch, key) -> (state,
+  metrics)``) from its ``task_step``."""
 
   def run(seed, state, batches, task, accumulator):
     first_step = state.task_step  # the state counts its steps: nothing to send per call
@@ -139,7 +139,7 @@ class FusedSteps:
 
   def __init__(self, plan: StepPlan, backend, seed_values: List[int]):
     self.plan, self.backend, self.seed_values = plan, backend, list(seed_values)
-    self.calls, self.zero_calls = {}, {}
+    self.calls, self.zero_calls, self.steps = {}, {}, {}
     self._task_index = {}
 
   @property
@@ -158,20 +158,29 @@ class FusedSteps:
       self._task_index[task] = jnp.asarray(task, jnp.int32)
     return self._call(variants, statics)(state, batches, self._task_index[task], accumulator)
 
+  def _step(self, variant, static):
+    """The plan's step ``variant`` with ``static``, jitted once and kept: the fused calls and
+    the accumulator's shapes then trace it once between them (a jitted function is traced
+    once per input shapes; nested in a call, XLA inlines it when it compiles the call)."""
+    if (variant, static) not in self.steps:
+      self.steps[variant, static] = jax.jit(self.plan.step(variant, static))
+    return self.steps[variant, static]
+
   def _call(self, variants: tuple, statics):
     """The jitted ``(state, batches, task, accumulator) -> (state, accumulator)`` running one
     step of each of ``variants``."""
     if (variants, statics) in self.calls:
       return self.calls[variants, statics]
     plan, sequence = self.plan, self.backend.sequence_steps
+    steps = lambda static: [self._step(variant, static) for variant in variants]
     if self.num_seeds == 1:
-      run = _one_seed_steps(plan, variants, statics[0] if statics else None, sequence)
+      run = _one_seed_steps(steps(statics[0] if statics else None), sequence)
       call = functools.partial(run, self.seed_values[0])
     elif plan.vmappable and self.backend.seed_batching == 'vmap':
-      run = _one_seed_steps(plan, variants, None, sequence)
+      run = _one_seed_steps(steps(None), sequence)
       call = functools.partial(_call_vmapped, run, jnp.asarray(self.seed_values, jnp.uint32))
     else:
-      runs = [_one_seed_steps(plan, variants, statics[s] if statics else None, sequence)
+      runs = [_one_seed_steps(steps(statics[s] if statics else None), sequence)
               for s in range(self.num_seeds)]
       call = functools.partial(_call_seed_by_seed, runs, self.seed_values, sequence)
     self.calls[variants, statics] = jax.jit(
@@ -203,9 +212,8 @@ class FusedSteps:
     batch = jax.ShapeDtypeStruct(batch_shape, jnp.uint8)
     shapes = {}
     for variant in variants:
-      step = self.plan.step(variant, static)
-      shapes.update(jax.eval_shape(lambda s, b: step(s, b, jax.random.key(0))[1], one_state,
-                                   batch))
+      step = self._step(variant, static)
+      shapes.update(jax.eval_shape(step, one_state, batch, jax.random.key(0))[1])
     if self.num_seeds > 1:
       shapes = {k: jax.ShapeDtypeStruct((self.num_seeds,) + v.shape, v.dtype)
                 for k, v in shapes.items()}

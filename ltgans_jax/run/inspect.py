@@ -105,7 +105,7 @@ def evaluate_workdir(config, workdir: str) -> dict:
   for task, state in enumerate(states):
     rows.append(evaluator.evaluate(state, task))
     logging.info('Evaluated the state after task %d: %s', task + 1, rows[-1])
-  summaries = matrices.write_matrices(out, [t.name for t in tasks], rows)
+  summaries = matrices.write_matrices(out, [t.name for t in tasks], rows, config.eval.heatmaps)
   seen = len(states)
   figure_files = figures.write_latent_figures(
       method.vae_view(states[-1]), [t.name for t in tasks[:seen]], evaluator.test_images[:seen],

@@ -78,7 +78,8 @@ def write(workdir: str, config, seed_dirs: Sequence[str]) -> Dict[str, List[floa
   seed_values = seeds_lib.seed_values(config)
   rows = [r['evaluation'] for r in summary['records']]
   summary['forgetting'] = matrices.write_matrices(os.path.join(workdir, 'eval'),
-                                                  summary['tasks'], rows)
+                                                  summary['tasks'], rows,
+                                                  config.eval.heatmaps)
   summary['seeds'] = seed_values
   files.write_atomically(os.path.join(workdir, 'report.json'), json.dumps(summary, indent=1))
   files.write_atomically(os.path.join(workdir, 'report.md'),
