@@ -13,8 +13,11 @@ What it does, in order:
 1. **Plans**: every run of the chosen artefacts (one ``python -m ltgans_jax.main`` per method
    and seed, or per method with ``--batch_seeds``: ``--config.train.num_seeds=S`` holds S seeds
    in one run, each seed's report in ``workdir/seed<s>/``, what a GPU wants), its steps, its
-   estimated CPU time, and whether its workdir (``<workdir_root>/<size>/<artefact>/<run>``)
-   already holds a finished run (``report.json`` with a record for every task), which is reused.
+   estimated CPU time, and whether it is done: its workdir
+   (``<workdir_root>/<size>/<artefact>/<run>``) holds a finished run (``report.json`` with a
+   record for every task), or ``<results>`` already holds every seed's file of it at the same
+   setting and overrides (a run finished on another machine, or whose workdir is gone, once
+   its per-seed files are committed); either is reused.
    The estimate is seconds per step x steps x seeds, the seconds per step measured: by the
    committed per-seed files of earlier runs of this driver (``<results>/*/*.json``, same config
    and method), else by the ``--size=cpu`` runs committed by the scripts it replaced
@@ -59,6 +62,7 @@ DEFAULT_WORKDIRS = os.path.join(common.REPO_ROOT, 'workdirs', 'paper')
 SIZES = ('cpu', 'paper')
 DRIVER_RECORD = 'reproduce_run.json'  # in a workdir: the commit and wall time that made it
 VERDICTS = ('reproduced', 'not reproduced', 'not runnable here', 'not yet run')
+DONE = ('finished', 'recorded')  # statuses of a run that is not trained again
 
 
 # ----------------------------------------------------------------------------- planning
@@ -74,7 +78,8 @@ class PlannedRun:
   config: str
   overrides: Dict[str, object]
   steps: int  # per seed, all tasks
-  status: str = 'to run'  # 'finished' (reused), 'to resume', 'to run'
+  status: str = 'to run'  # 'finished' (reused), 'recorded' (its per-seed files reused),
+  #                         'to resume', 'to run'
   estimate_s: Optional[float] = None
 
   @property
@@ -145,6 +150,37 @@ def run_status(run: PlannedRun) -> str:
   return 'to run'
 
 
+def seed_file(results: str, run: PlannedRun, seed: int) -> str:
+  return os.path.join(results, run.artefact, f'{run.spec.name}_seed{seed}.json')
+
+
+# What says which seeds a run holds, not how they were trained (batched or one per run).
+SEED_KEYS = ('data.data_dir', 'seed', 'train.num_seeds')
+
+
+def _training_overrides(overrides: Mapping[str, object]) -> dict:
+  return json.loads(json.dumps({k: v for k, v in overrides.items() if k not in SEED_KEYS},
+                               sort_keys=True))
+
+
+def is_recorded(run: PlannedRun, args) -> bool:
+  """Whether ``args.results`` holds every seed's file of ``run`` made with this invocation's
+  setting, config and overrides (seeds batched or not: their numbers are the same), so that
+  the run needs neither training nor its workdir."""
+  wanted = _training_overrides(run.overrides)
+  for seed in run.seeds:
+    path = seed_file(args.results, run, seed)
+    if not os.path.exists(path):
+      return False
+    with open(path) as f:
+      record = json.load(f)
+    if (record.get('seed') != seed or record.get('setting') != setting_label(args)
+        or record.get('config') != run.config
+        or _training_overrides(record.get('overrides', {})) != wanted):
+      return False
+  return True
+
+
 def plan(artefacts: Sequence[paper_specs.Artefact], args,
          rates: Mapping[Tuple[str, str], Tuple[float, str]]) -> Tuple[List[PlannedRun],
                                                                       List[str]]:
@@ -183,8 +219,10 @@ def plan(artefacts: Sequence[paper_specs.Artefact], args,
           raise SystemExit(f'error: {run.workdir} was trained with other settings '
                            f'({"; ".join(conflicts)}); use another --workdir_root or remove it.')
         run.status = run_status(run)
+        if run.status == 'to run' and is_recorded(run, args):
+          run.status = 'recorded'
         rate = rates.get((setting.config, spec.method)) or rates.get(('*', spec.method))
-        if run.status != 'finished' and rate:
+        if run.status not in DONE and rate:
           run.estimate_s = rate[0] * steps * len(group)
         runs.append(run)
   return runs, skipped
@@ -245,10 +283,11 @@ def format_plan(runs: Sequence[PlannedRun], skipped: Sequence[str], args,
            f'workdirs under {args.workdir_root}/{args.size}/',
            f'{"artefact":9} {"run":24} {"seeds":7} {"steps/seed":>10}  {"status":20} est. CPU']
   for r in runs:
-    status = 'finished: reused' if r.status == 'finished' else r.status
+    status = {'finished': 'finished: reused', 'recorded': 'recorded: reused'}.get(r.status,
+                                                                                r.status)
     lines.append(f'{r.artefact:9} {r.name:24} {",".join(map(str, r.seeds)):7} {r.steps:>10}  '
-                 f'{status:20} {"-" if r.status == "finished" else duration(r.estimate_s)}')
-  todo = [r for r in runs if r.status != 'finished']
+                 f'{status:20} {"-" if r.status in DONE else duration(r.estimate_s)}')
+  todo = [r for r in runs if r.status not in DONE]
   known = [r.estimate_s for r in todo if r.estimate_s is not None]
   lines.append(f'{len(runs)} runs: {len(runs) - len(todo)} finished (reused), {len(todo)} to '
                f'run or resume; estimated CPU time {duration(sum(known)) if known else "unknown"}'
@@ -338,7 +377,7 @@ def collect(run: PlannedRun, artefact: paper_specs.Artefact, args) -> List[str]:
     extra = {'mse': error['mse'], 'sse': error['sse']}
   paths = []
   for i, seed in enumerate(run.seeds):
-    path = os.path.join(args.results, run.artefact, f'{run.spec.name}_seed{seed}.json')
+    path = seed_file(args.results, run, seed)
     common.write_json(path, seed_record(run, i, args, extra))
     paths.append(path)
   copy_grids(run, artefact, args.results)
@@ -352,6 +391,8 @@ def execute(runs: Sequence[PlannedRun], artefacts: Mapping[str, paper_specs.Arte
   trained = 0
   for run in runs:
     artefact = artefacts[run.artefact]
+    if run.status == 'recorded':
+      continue  # its per-seed files are already in --results
     if run.status != 'finished':
       if args.max_runs is not None and trained >= args.max_runs:
         logging.info('--max_runs=%d reached; rerun the command to go on.', args.max_runs)
