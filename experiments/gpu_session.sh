@@ -7,7 +7,7 @@
 #  1. facts: the device and the versions (OUT/device.txt);
 #  2. the bare full step against the fused training loop, steps/s, at the accelerator config
 #     (configs/mnist_fashion.py) and at the CPU-scale config (mnist_fashion_cpu), and 1 against
-#     3 seeds batched with vmap at the CPU-scale config (experiments/loop_overhead.py:
+#     3 seeds batched with vmap at the CPU-scale config (benchmarks/loop_overhead.py:
 #     OUT/loop/README.md); the goal is a loop at >= 90% of its bare step;
 #  3. a whole configs/mnist_fashion_cpu.py run, training, the feature network and every
 #     evaluation, and its wall time (OUT/runs.txt, OUT/mnist_fashion_cpu/);
@@ -27,7 +27,7 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 
 if [ "${GPU_SESSION_DRY:-0}" = 1 ]; then  # tiny sizes, every command line as on the day
   LOOP_ARGS=(--part1=test --part2=test --steps=4 --demo_steps=4 --rounds=1
-             --per_step_loop=off --seed_batching=vmap --test_critic_steps=1)
+             --seed_batching=vmap --test_critic_steps=1)
   TINY=(--config.train.steps_per_task=4 --config.train.log_every=2 --config.train.batch_size=8
         --config.train.checkpoint_every=2 --config.model.generator_width=4
         --config.model.critic_width=4 --config.vae.width=4 --config.eval.num_examples=16
@@ -36,7 +36,7 @@ if [ "${GPU_SESSION_DRY:-0}" = 1 ]; then  # tiny sizes, every command line as on
   REPRODUCE_ARGS=(--artefacts=fig4b --seeds=1 --quick --max_runs=1)
 else
   LOOP_ARGS=(--part1=mnist_fashion,mnist_fashion_cpu --part2=mnist_fashion_cpu --steps=300
-             --demo_steps=200 --rounds=2 --per_step_loop=off --seed_batching=vmap)
+             --demo_steps=200 --rounds=2 --seed_batching=vmap)
   TINY=()
   REPRODUCE_ARGS=(--artefacts=table3,fig4b --seeds=3 --batch_seeds)
 fi
@@ -49,7 +49,7 @@ fi
 } | tee "$OUT/device.txt"
 
 # 2. The loop against its bare step, and 3 seeds against 1.
-timeout --signal=TERM "$(left)" "$PYTHON" experiments/loop_overhead.py "${LOOP_ARGS[@]}" \
+timeout --signal=TERM "$(left)" "$PYTHON" benchmarks/loop_overhead.py "${LOOP_ARGS[@]}" \
   --out "$OUT/loop" > "$OUT/loop.log" 2>&1
 echo "loop_overhead: exit $?, $(( $(date +%s) - START )) s since the start" | tee -a "$OUT/runs.txt"
 

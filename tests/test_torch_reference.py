@@ -1,4 +1,4 @@
-"""The PyTorch reference used by experiments/benchmark.py mirrors the Flax networks and losses.
+"""The PyTorch reference used by benchmarks/benchmark.py mirrors the Flax networks and losses.
 
 Skipped where torch is not installed (it is an optional dependency: ``pip install
 torch==2.13.0``).
@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from experiments import torch_reference as tr  # pylint: disable=g-import-not-at-top
+from benchmarks import torch_reference as tr  # pylint: disable=g-import-not-at-top
 from ltgans_jax import losses, models  # pylint: disable=g-import-not-at-top
 
 WIDTH, LATENT, STUDENT_LATENT = 4, 8, 5

@@ -27,7 +27,7 @@ On other backends (GPU, TPU) the networks get plain ``nn.Conv``: there the trans
 the problem, and a loop whose trip count depends on data makes the host read its predicate
 back (reasoned, not measured). ``Conv`` has ``nn.Conv``'s parameters (names, shapes,
 initialisers) and computes the same function, so checkpoints move freely between backends.
-Measured: ``experiments/benchmark_cpu_choices.py --setting conv_gradients``, results and the
+Measured: ``benchmarks/benchmark_cpu_choices.py --setting conv_gradients``, results and the
 per-layer timings behind these rules in ``experiments/results/benchmark/cpu_epyc/``.
 """
 

@@ -1,5 +1,5 @@
 """The implementations the benchmark times: the JAX steps of ``ltgans_jax`` and the PyTorch
-reference (``experiments/torch_reference.py``), each holding one state, one batch and one replay
+reference (``benchmarks/torch_reference.py``), each holding one state, one batch and one replay
 batch, with ``step(kind)`` and ``sync(kind)`` for ``measure``.
 
 Every use of ``ltgans_jax``'s internals by the benchmark is in this file (the LT-GANs method
@@ -186,7 +186,7 @@ class TorchImpl:
 
   def __init__(self, config, variant: str, device: str, try_full_compile: bool):
     import torch  # pylint: disable=g-import-not-at-top
-    from experiments import torch_reference  # pylint: disable=g-import-not-at-top
+    from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
     self.torch, self.framework, self.variant = torch, 'torch', variant
     self.device = torch.device(device)
     compile_mode = None

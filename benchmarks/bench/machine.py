@@ -8,7 +8,7 @@ import platform
 import subprocess
 from typing import Dict, List
 
-import common
+from experiments import common
 
 ROOT = common.REPO_ROOT
 

@@ -8,8 +8,8 @@ import os
 import statistics
 from typing import Dict, List, Optional
 
-from bench.measure import QUIET, paired_ratio
-from bench.settings import KIND_NAMES, KINDS
+from benchmarks.bench.measure import QUIET, paired_ratio
+from benchmarks.bench.settings import KIND_NAMES, KINDS
 
 
 def fmt_bytes(n) -> str:

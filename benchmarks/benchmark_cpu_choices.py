@@ -19,7 +19,7 @@ timed in alternating windows (A B, B A, ...), so that a slow spell of the machin
 the ratio is the median of the per-round ratios. At the paper's sizes (batch 64, z=100,
 widths 64), on the CPU backend.
 
-    python experiments/benchmark_cpu_choices.py --setting conv_gradients [--sizes 32,64]
+    python benchmarks/benchmark_cpu_choices.py --setting conv_gradients [--sizes 32,64]
         [--rounds 8] [--window_s 3] [--out experiments/results/benchmark/cpu_epyc/conv_gradients.md]
 """
 
@@ -33,14 +33,15 @@ import sys
 import time
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The repository root, as benchmarks/benchmark.py puts it first.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import common
+from experiments import common
 
-common.setup()  # as experiments/benchmark.py does, before jax
-# The step benchmark's parts (experiments/bench/): its implementations, timing and sizes.
-from bench import machine, measure, settings
-from bench.impls import JaxImpl, make_config
+common.setup()  # as benchmarks/benchmark.py does, before jax
+# The step benchmark's parts (benchmarks/bench/): its implementations, timing and sizes.
+from benchmarks.bench import machine, measure, settings
+from benchmarks.bench.impls import JaxImpl, make_config
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # setting -> (config section, key, (baseline value, the package's CPU value))
@@ -90,7 +91,7 @@ def main():
       f'- Machine: {machine.cpu_model()}, {os.cpu_count()} logical cores;'
       f' XLA_FLAGS: `{os.environ.get("XLA_FLAGS", "(unset)")}` (plus what `import ltgans_jax`'
       ' adds).',
-      f'- Run: `python experiments/benchmark_cpu_choices.py --setting {args.setting} --sizes '
+      f'- Run: `python benchmarks/benchmark_cpu_choices.py --setting {args.setting} --sizes '
       f'{args.sizes} --rounds {args.rounds} --window_s {args.window_s:g}'
       f'{" --quick" if args.quick else ""}` started {started}, git {machine.git_commit()}, '
       f'{(time.time() - start) / 60:.1f} min; batch {sizes["batch"]}, z={sizes["latent"]}, '

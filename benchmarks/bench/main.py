@@ -12,12 +12,12 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-import bench
-import common
-from bench import machine, sections, workers
-from bench.measure import loadavg, max_rss_bytes
-from bench.report import fmt_bytes, save_figure, write_report
-from bench.settings import FULL, QUICK
+from benchmarks import bench
+from experiments import common
+from benchmarks.bench import machine, sections, workers
+from benchmarks.bench.measure import loadavg, max_rss_bytes
+from benchmarks.bench.report import fmt_bytes, save_figure, write_report
+from benchmarks.bench.settings import FULL, QUICK
 
 ROOT = common.REPO_ROOT
 
@@ -158,7 +158,7 @@ def final_notes(report: Dict, torch) -> None:
   notes = report['notes']
   if torch is not None:
     notes.append(
-        'The PyTorch side is experiments/torch_reference.py: the same layers and parameter '
+        'The PyTorch side is benchmarks/torch_reference.py: the same layers and parameter '
         'counts (table above; tests/test_torch_reference.py also checks that with the same '
         'weights both compute the same function), NCHW, fused Adam, '
         f'torch.set_num_threads({os.cpu_count()}), no_grad for the frozen Teacher and the '

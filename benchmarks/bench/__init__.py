@@ -6,7 +6,7 @@ Student latent 64) and 64x64x3 (CelebA size, same widths):
 * three steps: the LAKD critic + Assistant update (``impls.component_steps(...)
   ['adversarial']``), the Student update (``['student']``) and the full LAKD step
   (``GanMethod.train_steps()['lakd']`` with ``update_generators=True``);
-* for JAX in both resample modes at 32 px, and for PyTorch (``experiments/torch_reference.py``)
+* for JAX in both resample modes at 32 px, and for PyTorch (``benchmarks/torch_reference.py``)
   eager in both modes, eager with channels_last and eager with one thread (32 px, CPU), and
   ``torch.compile`` (of the parts that compile);
 * the first call (JAX: trace + compile + run; torch.compile: compile + run), steps/s as the
@@ -27,9 +27,9 @@ before JAX starts).
 Writes ``results.md`` and ``results.json`` (and ``steps_per_sec.png`` when matplotlib is
 installed) into ``--out`` (default ``experiments/results/benchmark/<platform>``).
 
-  python experiments/benchmark.py            # the full run (tens of minutes on 2 CPU cores)
-  python experiments/benchmark.py --quick    # a smoke run at tiny sizes
-  python experiments/benchmark.py --skip_torch
+  python benchmarks/benchmark.py            # the full run (tens of minutes on 2 CPU cores)
+  python benchmarks/benchmark.py --quick    # a smoke run at tiny sizes
+  python benchmarks/benchmark.py --skip_torch
 
 Needs jax, flax, optax, chex and ml_collections; torch is optional (``--skip_torch`` or not
 installed: JAX only). No TensorFlow.
@@ -39,5 +39,5 @@ and the sizes), ``impls`` (the implementations timed; the one module that uses `
 internals), ``measure`` (timing, load, memory), ``sections`` (the in-process measurements),
 ``workers`` (the ones in fresh subprocesses), ``machine`` and ``report``. Importing it changes
 nothing but what ``import ltgans_jax`` does (``impls``: the XLA:CPU flags, before JAX starts);
-``experiments/benchmark.py`` is its command and calls ``common.setup()`` first.
+``benchmarks/benchmark.py`` is its command and calls ``experiments.common.setup()`` first.
 """

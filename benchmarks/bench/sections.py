@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import gc
 
-from bench.impls import JaxImpl, TorchImpl, jax_param_counts, lifelong_state_sizes, make_config
-from bench.measure import loadavg, measure_interleaved
-from bench.settings import KINDS, SHORT_MODE, impl_name
+from benchmarks.bench.impls import (JaxImpl, TorchImpl, jax_param_counts, lifelong_state_sizes,
+                                    make_config)
+from benchmarks.bench.measure import loadavg, measure_interleaved
+from benchmarks.bench.settings import KINDS, SHORT_MODE, impl_name
 
 
 def torch_device(platform_name: str) -> str:

@@ -12,12 +12,12 @@ import sys
 import time
 from typing import Dict
 
-from bench.impls import JaxImpl, TorchImpl, make_config, xla_flags
-from bench.measure import measure_interleaved, proc_status_kb, reset_peak_rss, rss_bytes
-from bench.report import fmt_bytes
-from bench.settings import FULL, KINDS, QUICK, impl_name
+from benchmarks.bench.impls import JaxImpl, TorchImpl, make_config, xla_flags
+from benchmarks.bench.measure import measure_interleaved, proc_status_kb, reset_peak_rss, rss_bytes
+from benchmarks.bench.report import fmt_bytes
+from benchmarks.bench.settings import FULL, KINDS, QUICK, impl_name
 
-# What a worker runs: the command line's entry point (``experiments/benchmark.py``).
+# What a worker runs: the command line's entry point (``benchmarks/benchmark.py``).
 LAUNCHER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         'benchmark.py')
 

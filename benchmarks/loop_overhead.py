@@ -1,30 +1,30 @@
-"""The training loop against its bare step, and what extra seeds cost (issue 20).
+"""The training loop against its bare step, and what extra seeds cost (issue 20); the accelerator
+session (``experiments/gpu_session.sh``) runs it.
 
-    python experiments/loop_overhead.py [--steps 300] [--rounds 3] [--out DIR]
+    python benchmarks/loop_overhead.py [--steps 300] [--rounds 3] [--out DIR]
 
 Part 1, at the test config's tiny sizes (``configs/test.py``: 28 px, widths 4, batch 8), where
 the host's per-step work shows: steps/s of
 
 * ``bare``: the LAKD step jitted alone (``method.train_steps()``), called in a Python loop on
   one batch already on the device with one key; nothing read back;
-* ``per-step loop``: the loop as it was up to 5611a4f, reproduced here (``per_step_loop``):
-  per step a host batch placed, a key drawn on the host, one jitted step, and the previous
-  step's metrics read back and checked;
-* ``fused loop``: ``loop.run_task`` as training runs it now (one call per generator update,
+* ``fused loop``: ``loop.run_task`` as training runs it (one call per generator update,
   batches stacked and placed once, metrics accumulated on the device and read every
   ``log_every``), with ``gan.critic_steps`` 1 (the CPU config's) and 5 (the paper's).
 
-The three alternate within each round, in one process; the table gives the median over rounds
-and each loop's ratio to the bare step.
+The two alternate within each round, in one process; the table gives the median over rounds
+and the loop's ratio to the bare step. (Up to git 0f8a85e a third row timed the per-step loop
+of 5611a4f, which the fused loop replaced; its figures, run at afa9ca0:
+``experiments/results/loop_overhead/``.)
 
 Part 2, at the demo's sizes (``configs/demo.py``): steps/s of ``loop.run_task`` with
 ``train.num_seeds`` 1, and 3 with ``train.seed_batching`` 'vmap' and 'loop' (alternating),
-and the cost of 3 seeds relative to 1.
+and the cost of 3 seeds relative to 1: what ``seed_batching='auto'`` chooses from
+(``ltgans_jax/cpu/backend.py``).
 
 Other configs (``experiments/gpu_session.sh`` on an accelerator): ``--part1=mnist_fashion,
 mnist_fashion_cpu`` runs part 1 at each named config with its own critic steps, and
-``--part2=mnist_fashion_cpu --seed_batching=vmap`` part 2 at that config; ``--per_step_loop
-=off`` leaves out the loop of 5611a4f.
+``--part2=mnist_fashion_cpu --seed_batching=vmap`` part 2 at that config.
 """
 
 from __future__ import annotations
@@ -93,34 +93,6 @@ def bare_step(config, num_steps: int) -> float:
   return num_steps / (time.perf_counter() - started)
 
 
-def per_step_loop(config, num_steps: int) -> float:
-  """The loop of ``train.train_task`` up to 5611a4f: one jitted step per loop iteration, the
-  previous step's metrics fetched and checked after the next one is dispatched."""
-  method = registry.build(config, backend.resolve(config).conv)
-  step = method.train_steps()['lakd']
-  sharding = _mesh_sharding()
-  batches = batching.TaskBatches(_images(config), config.train.batch_size, config.seed, 1)
-  warm_batch = jax.make_array_from_process_local_data(sharding, batches.process_slice(0, 0, 1))
-  state = _warm_up(step, _placed_state(method, config), warm_batch,
-                   rng.step_key(config.seed, 1, 0))
-  pending, sums = None, {}
-  started = time.perf_counter()
-  for task_step in range(num_steps):
-    batch = jax.make_array_from_process_local_data(sharding,
-                                                   batches.process_slice(task_step, 0, 1))
-    state, metrics = step(state, batch, rng.step_key(config.seed, 1, task_step),
-                          update_generators=(task_step + 1) % config.gan.critic_steps == 0)
-    if pending is not None:
-      values = jax.device_get(pending)
-      assert all(np.all(np.isfinite(v)) for v in values.values())
-      for name, value in values.items():
-        sums[name] = sums.get(name, 0.0) + float(value)
-    pending = metrics
-  jax.device_get(pending)
-  jax.block_until_ready(state)
-  return num_steps / (time.perf_counter() - started)
-
-
 def fused_loop(config, num_steps: int) -> float:
   """``loop.run_task`` on task 2 for ``num_steps`` steps, after one warm-up run."""
   method = registry.build(config, backend.resolve(config).conv)
@@ -154,8 +126,6 @@ def _configure(name: str, **values):
 def part1(names, args):
   """Bare step against the loops at each config: (table lines, {(label, name): [rates]})."""
   loops = [('bare step', bare_step), ('fused loop', fused_loop)]
-  if args.per_step_loop == 'on':
-    loops.insert(1, ('per-step loop (5611a4f)', per_step_loop))
   settings = []  # (label, config name, overrides)
   for name in names:
     if name == 'test':  # the tiny config at the CPU's and the paper's critic steps
@@ -219,7 +189,6 @@ def main():
   parser.add_argument('--part2', default='demo', help='the config of part 2')
   parser.add_argument('--seeds', type=int, default=3, help='seeds against one (part 2)')
   parser.add_argument('--seed_batching', default='vmap,loop', help='modes of part 2')
-  parser.add_argument('--per_step_loop', choices=('on', 'off'), default='on')
   parser.add_argument('--test_critic_steps', default='1,5',
                       help='critic steps per generator update of the test config (part 1)')
   parser.add_argument('--out', default=None, help='folder for README.md (else stdout only)')
