@@ -80,7 +80,7 @@ def _warm_up(step, state, batch, key):
 
 
 def bare_step(config, num_steps: int) -> float:
-  method = registry.build(config, backend.resolve(config).conv)
+  method = registry.build(config, backend.resolve(config).layers)
   step = method.train_steps()['lakd']
   batch = jax.device_put(_images(config)[:config.train.batch_size], _mesh_sharding())
   key = rng.step_key(config.seed, 1, 0)
@@ -96,7 +96,7 @@ def bare_step(config, num_steps: int) -> float:
 def per_step_loop(config, num_steps: int) -> float:
   """The loop of ``train.train_task`` up to 5611a4f: one jitted step per loop iteration, the
   previous step's metrics fetched and checked after the next one is dispatched."""
-  method = registry.build(config, backend.resolve(config).conv)
+  method = registry.build(config, backend.resolve(config).layers)
   step = method.train_steps()['lakd']
   sharding = _mesh_sharding()
   batches = batching.TaskBatches(_images(config), config.train.batch_size, config.seed, 1)
@@ -123,7 +123,7 @@ def per_step_loop(config, num_steps: int) -> float:
 
 def fused_loop(config, num_steps: int) -> float:
   """``loop.run_task`` on task 2 for ``num_steps`` steps, after one warm-up run."""
-  method = registry.build(config, backend.resolve(config).conv)
+  method = registry.build(config, backend.resolve(config).layers)
   config.train.checkpoint_every = 10 ** 9
   loop = loop_lib.headless(config, method, (num_steps, num_steps), _mesh_sharding())
   images = _images(config)

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ltgans_jax import models
+
 Padding = Tuple[Tuple[int, int], Tuple[int, int]]
 # At most this many output channels (and more inputs): the matrix-product path below.
 FEW_CHANNELS = 4
@@ -210,16 +212,93 @@ def _add_channel_bias_bwd(_, output_grad):
 add_channel_bias.defvjp(_add_channel_bias_fwd, _add_channel_bias_bwd)
 
 
+def space_to_depth_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
+  """The 2x2 kernel on space-to-depth pixels that computes a 4x4 stride-2 correlation:
+  [4, 4, C_in, C_out] -> [2, 2, 4*C_in, C_out].
+
+  With the input padded by one pixel on each side, output pixel i reads padded pixels
+  2i .. 2i+3, which are blocks i and i+1 of the space-to-depth image: tap (2b + r) of the
+  4x4 kernel is tap b of the 2x2 one at in-block offset r (channel order of
+  ``models.space_to_depth``: offset row, offset column, channel).
+  """
+  kh, kw, c_in, c_out = kernel.shape
+  taps = kernel.reshape(kh // 2, 2, kw // 2, 2, c_in, c_out)  # (b_h, r_h, b_w, r_w, ...)
+  return taps.transpose(0, 2, 1, 3, 4, 5).reshape(kh // 2, kw // 2, 4 * c_in, c_out)
+
+
+def subpixel_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
+  """The 2x2 kernel whose 4 output phases, after depth-to-space, are a 4x4 stride-2
+  transposed convolution with ``kernel`` (flax's convention, ``transpose_kernel=False``: the
+  zero-upsampled input, padded by 2, correlated with the kernel as it is):
+  [4, 4, C_in, C_out] -> [2, 2, C_in, 4*C_out].
+
+  Output pixel 2i + p reads input pixels i - 1 + p and i + p with taps 1 - p and 3 - p; as a
+  2x2 correlation of the input padded by one pixel, producing at block i + 1 the phase p
+  (cropped by one pixel after depth-to-space), that is tap (2b + 1 - p) at tap b.
+  """
+  kh, kw, c_in, c_out = kernel.shape
+  taps = kernel.reshape(kh // 2, 2, kw // 2, 2, c_in, c_out)  # (b_h, 1-p_h, b_w, 1-p_w, ...)
+  phases = jnp.flip(taps, (1, 3))  # (b_h, p_h, b_w, p_w, ...)
+  return phases.transpose(0, 2, 4, 1, 3, 5).reshape(kh // 2, kw // 2, c_in, 4 * c_out)
+
+
+def _check_strided(kernel_size, strides) -> None:
+  if tuple(strides) != (2, 2) or tuple(kernel_size) != (4, 4):
+    raise ValueError(f'kernel_size={tuple(kernel_size)}, strides={tuple(strides)}: the CPU '
+                     "layers' strided forms are 4x4 with stride 2 (the networks' own).")
+
+
+def strided_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+  """``nn.Conv(..., (4, 4), strides=(2, 2), padding='SAME')``'s correlation as a stride-1 one:
+  pad by one pixel, space-to-depth, a 2x2 'VALID' convolution (``barriered_conv``).
+  [N, H, W, C_in] (H, W even), [4, 4, C_in, C_out] -> [N, H/2, W/2, C_out]."""
+  blocks = models.space_to_depth(_pad_spatial(x, ((1, 1), (1, 1))))
+  return barriered_conv(blocks, space_to_depth_kernel(kernel), ((0, 0), (0, 0)))
+
+
+def transposed_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+  """``nn.ConvTranspose(..., (4, 4), strides=(2, 2), padding='SAME')``'s function as a
+  stride-1 convolution: a 2x2 correlation of the input padded by one pixel
+  (``barriered_conv``) to 4 phases, depth-to-space, one pixel cropped from each side.
+  [N, H, W, C_in], [4, 4, C_in, C_out] -> [N, 2H, 2W, C_out]."""
+  phases = barriered_conv(x, subpixel_kernel(kernel), ((1, 1), (1, 1)))  # [N, H+1, W+1, 4C]
+  return models.depth_to_space(phases)[:, 1:-1, 1:-1]
+
+
 class Conv(nn.Module):
-  """``nn.Conv(features, kernel_size, padding='SAME')`` with the CPU gradients above:
-  [N, H, W, C_in] -> [N, H, W, features]. (Named ``Conv`` so that its parameters are named as
+  """``nn.Conv(features, kernel_size, strides, padding='SAME')`` with the CPU gradients above:
+  [N, H, W, C_in] -> [N, H/s, W/s, features]. Stride 1 (any kernel) or 2 (a 4x4 kernel, even
+  H and W: ``strided_conv``). (Named ``Conv`` so that its parameters are named as
   ``nn.Conv``'s: ``Conv_0``, ``Conv_1``, ...)"""
   features: int
   kernel_size: Tuple[int, int]
+  strides: Tuple[int, int] = (1, 1)
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         tuple(self.kernel_size) + (x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    return add_channel_bias(barriered_conv(x, kernel, same_padding(self.kernel_size)), bias)
+    if tuple(self.strides) == (1, 1):
+      y = barriered_conv(x, kernel, same_padding(self.kernel_size))
+    else:
+      _check_strided(self.kernel_size, self.strides)
+      y = strided_conv(x, kernel)
+    return add_channel_bias(y, bias)
+
+
+class ConvTranspose(nn.Module):
+  """``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME')`` (flax's kernel
+  convention) as ``transposed_conv``, with the CPU gradients above:
+  [N, H, W, C_in] -> [N, 2H, 2W, features]. (Named as flax's, so are its parameters.)"""
+  features: int
+  kernel_size: Tuple[int, int]
+  strides: Tuple[int, int]
+
+  @nn.compact
+  def __call__(self, x):
+    _check_strided(self.kernel_size, self.strides)
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        tuple(self.kernel_size) + (x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return add_channel_bias(transposed_conv(x, kernel), bias)
