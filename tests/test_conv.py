@@ -214,3 +214,13 @@ def test_input_major_kernel_grad_equals_xla(kernel_size, padding):
   ours = conv.input_major_kernel_grad(x, output_grad, kernel.shape, padding)
   assert ours.shape == kernel.shape
   assert _relative_error(ours, vjp(output_grad)[0]) < 1e-5
+
+
+def test_weight_gradients_padded_beyond_same_are_input_major():
+  """The strided layers' 2x2 convolutions: padded beyond 'SAME' (the transposed layer's) the
+  input-major weight gradient, short of it (the strided layer's) XLA's, at 'SAME' the rule of
+  channel counts."""
+  assert conv.uses_input_major_kernel_grad((2, 2, 8, 32), ((1, 1), (1, 1)))
+  assert not conv.uses_input_major_kernel_grad((2, 2, 32, 8), ((0, 0), (0, 0)))
+  assert conv.uses_input_major_kernel_grad((2, 2, 32, 8), ((0, 1), (0, 1)))
+  assert not conv.uses_input_major_kernel_grad((3, 3, 8, 32), ((1, 1), (1, 1)))

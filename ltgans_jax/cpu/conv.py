@@ -1,7 +1,18 @@
-"""The stride-1 'SAME' convolution layer for the CPU: ``nn.Conv``'s function and parameters,
-with gradients XLA:CPU runs well. ``cpu.backend.resolve`` hands it to the networks.
+"""The convolution layers for the CPU: ``Conv`` (``nn.Conv``'s function and parameters, 'SAME',
+stride 1 or 4x4 stride 2) and ``ConvTranspose`` (``nn.ConvTranspose``'s, 4x4 stride 2), with
+gradients XLA:CPU runs well. ``cpu.backend.resolve`` hands them to the networks.
 
-Why: XLA:CPU computes a convolution's weight gradient as another convolution in which the
+The strided layers are written as stride-1 convolutions: XLA:CPU computes the weight gradient
+of a transposed (lhs-dilated) convolution, and of a strided one, far more slowly than those of
+stride-1 ones, and these gradients sit in the generators' backward pass and in the gradient
+penalty's double backward. A 4x4 stride-2 convolution is a 2x2 stride-1 one on the
+space-to-depth image (``strided_conv``); a 4x4 stride-2 transposed convolution is a 2x2
+stride-1 one to the 4 output phases, then depth-to-space (``transposed_conv``): no
+multiplication by an inserted zero, and the same parameters (``space_to_depth_kernel`` and
+``subpixel_kernel`` rearrange the 4x4 kernel inside the computation). Both go through the
+stride-1 convolution below.
+
+Why the stride-1 convolution is differentiated as it is: XLA:CPU computes a convolution's weight gradient as another convolution in which the
 batch and channel axes swap roles, so it transposes both operands ([N, H, W, C] ->
 [C, H, W, N]). It fuses those transposes into the element-wise work that produced the
 operands (the leaky ReLU's backward, depth-to-space), and a fused transpose runs far below
@@ -23,12 +34,14 @@ reduce-window. XLA:CPU's convolutions with very few output channels are also slo
 * the input gradient is again this convolution (flipped, in/out-swapped kernel), so these rules
   hold at every order of differentiation (the penalty differentiates through them twice).
 
-On other backends (GPU, TPU) the networks get plain ``nn.Conv``: there the transposes are not
+On other backends (GPU, TPU) the networks get plain ``nn.Conv`` and ``nn.ConvTranspose``: there the transposes are not
 the problem, and a loop whose trip count depends on data makes the host read its predicate
-back (reasoned, not measured). ``Conv`` has ``nn.Conv``'s parameters (names, shapes,
-initialisers) and computes the same function, so checkpoints move freely between backends.
-Measured: ``experiments/benchmark_cpu_choices.py --setting conv_gradients``, results and the
-per-layer timings behind these rules in ``experiments/results/benchmark/cpu_epyc/``.
+back (reasoned, not measured). ``Conv`` and ``ConvTranspose`` have flax's
+parameters (names, shapes, initialisers) and compute the same functions, so checkpoints move
+freely between backends. Measured: ``experiments/benchmark_cpu_choices.py --setting
+conv_gradients``, results and the per-layer timings behind these rules in
+``experiments/results/benchmark/cpu_epyc/``; the strided layers' forms in
+``experiments/results/benchmark/strided_layers/``.
 """
 
 from __future__ import annotations
@@ -160,6 +173,29 @@ def input_major_kernel_grad(x: jnp.ndarray, output_grad: jnp.ndarray, kernel_sha
   return jnp.flip(reversed_taps, (1, 2)).transpose(1, 2, 3, 0)
 
 
+def padding_beyond_kernel(kernel_shape, padding: Padding) -> int:
+  """How far a convolution's padding exceeds 'SAME''s (kernel size - 1 in all, per axis),
+  summed over the axes: > 0 for the strided layers' 2x2 convolutions padded by one pixel on
+  each side (``transposed_conv``), < 0 for their unpadded ones (``strided_conv``)."""
+  return sum(lo + hi - (k - 1) for (lo, hi), k in zip(padding, kernel_shape[:2]))
+
+
+def uses_input_major_kernel_grad(kernel_shape, padding: Padding) -> bool:
+  """Whether the weight gradient is ``input_major_kernel_grad`` (or else XLA's own form).
+
+  XLA:CPU runs a weight-gradient convolution padded beyond 'SAME' far more slowly than any
+  other (``experiments/results/benchmark/strided_layers/``); XLA's own form pads as the
+  forward convolution, the input-major one as its transpose (``transposed_padding``), so a
+  convolution padded beyond 'SAME' takes the input-major form and one padded short of it
+  XLA's. At 'SAME' padding, the input-major form when there are more input than output
+  channels (see the module docstring).
+  """
+  beyond = padding_beyond_kernel(kernel_shape, padding)
+  if beyond:
+    return beyond > 0
+  return kernel_shape[2] > kernel_shape[3]
+
+
 def _cpu_conv(x, kernel, padding):
   return (few_outputs_conv if has_few_outputs(kernel) else _lax_conv)(x, kernel, padding)
 
@@ -183,7 +219,7 @@ def _barriered_conv_bwd(padding, residuals, output_grad):
   input_grad = barriered_conv(output_grad, flipped, transposed_padding(kernel.shape, padding))
   if has_few_outputs(kernel):
     return input_grad, few_outputs_kernel_grad(x, output_grad, kernel.shape, padding)
-  if kernel.shape[2] > kernel.shape[3]:
+  if uses_input_major_kernel_grad(kernel.shape, padding):
     return input_grad, input_major_kernel_grad(x, output_grad, kernel.shape, padding)
   token = kernel.reshape(-1)[0]
   _, weight_vjp = jax.vjp(lambda k: _lax_conv(fusion_barrier(x, token), k, padding), kernel)
