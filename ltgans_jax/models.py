@@ -15,7 +15,8 @@ Resolution changes are written in two interchangeable ways (``config.model.resam
   including the critic's double backward through the gradient penalty, is then a stride-1
   convolution, which XLA:CPU runs many times faster than the weight gradient of an
   lhs-dilated (transposed) convolution (``experiments/results/benchmark/``, "Resample
-  modes").
+  modes"); on the CPU the strided layers below are computed as stride-1 convolutions too,
+  and run a little slower (``experiments/results/benchmark/strided_layers/``).
 * ``'strided'``: a 4x4 stride-2 transposed convolution (flax's ``ConvTranspose``) / a 4x4
   stride-2 convolution, the textbook DCGAN layers of the authors' networks.
 
@@ -23,7 +24,7 @@ Every convolution is the module's ``conv`` field (called as ``nn.Conv``, strided
 for the transposed one, its ``conv_transpose`` field (called as ``nn.ConvTranspose``):
 ``nn.Conv`` and ``nn.ConvTranspose`` unless the builder injects others with the same
 parameters and function (flax's ``examples/imagenet`` pattern). A run hands in its backend's
-(``cpu.backend.resolve(config)``, through ``methods.registry.build``), which on the CPU are
+(``cpu.backend.resolve(config).layers``, through ``methods.registry.build``), on the CPU
 ``cpu.conv.Conv`` and ``cpu.conv.ConvTranspose``: there the strided layers too are computed
 as stride-1 convolutions. The networks never ask which backend they run on.
 """
@@ -45,6 +46,7 @@ class Layers(NamedTuple):
   ``conv_transpose`` fields); a run's come from its backend (``cpu.backend.Backend.layers``)."""
   conv: ModuleDef = nn.Conv
   conv_transpose: ModuleDef = nn.ConvTranspose
+
 
 # Spatial size of the first (generator) / last (critic) feature map for each image size.
 BASE_RESOLUTION = {28: 7, 32: 4, 64: 4}
