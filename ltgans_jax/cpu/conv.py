@@ -2,10 +2,10 @@
 stride 1 or 4x4 stride 2) and ``ConvTranspose`` (``nn.ConvTranspose``'s, 4x4 stride 2), with
 gradients XLA:CPU runs well. ``cpu.backend.resolve`` hands them to the networks.
 
-The strided layers are written as stride-1 convolutions: XLA:CPU computes the weight gradient
-of a transposed (lhs-dilated) convolution, and of a strided one, far more slowly than those of
-stride-1 ones, and these gradients sit in the generators' backward pass and in the gradient
-penalty's double backward. A 4x4 stride-2 convolution is a 2x2 stride-1 one on the
+The strided layers are written as stride-1 convolutions: XLA:CPU computes the gradients of a
+transposed (lhs-dilated) convolution, and the second-order ones of a strided convolution, far
+more slowly than those of stride-1 ones, and these gradients sit in the generators' backward
+pass and in the gradient penalty's double backward. A 4x4 stride-2 convolution is a 2x2 stride-1 one on the
 space-to-depth image (``strided_conv``); a 4x4 stride-2 transposed convolution is a 2x2
 stride-1 one to the 4 output phases, then depth-to-space (``transposed_conv``): no
 multiplication by an inserted zero, and the same parameters (``space_to_depth_kernel`` and
