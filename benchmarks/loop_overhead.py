@@ -80,7 +80,7 @@ def _warm_up(step, state, batch, key):
 
 
 def bare_step(config, num_steps: int) -> float:
-  method = registry.build(config, backend.resolve(config).conv)
+  method = registry.build(config, backend.resolve(config).layers)
   step = method.train_steps()['lakd']
   batch = jax.device_put(_images(config)[:config.train.batch_size], _mesh_sharding())
   key = rng.step_key(config.seed, 1, 0)
@@ -95,7 +95,7 @@ def bare_step(config, num_steps: int) -> float:
 
 def fused_loop(config, num_steps: int) -> float:
   """``loop.run_task`` on task 2 for ``num_steps`` steps, after one warm-up run."""
-  method = registry.build(config, backend.resolve(config).conv)
+  method = registry.build(config, backend.resolve(config).layers)
   config.train.checkpoint_every = 10 ** 9
   loop = loop_lib.headless(config, method, (num_steps, num_steps), _mesh_sharding())
   images = _images(config)

@@ -72,9 +72,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.generator_width = 16
   config.model.critic_width = 16
   config.model.resample = 'pixel_shuffle'
-  # How the stride-1 convolutions are differentiated (same function and parameters either way):
-  # 'auto' = 'barriered' on the CPU backend (gradients XLA:CPU runs well, ltgans_jax/cpu/conv.py),
-  # 'xla' (flax's nn.Conv) elsewhere; resolved when a method is built (ltgans_jax/cpu/backend.py).
+  # How the convolutions are computed and differentiated (same function and parameters either
+  # way): 'auto' = 'barriered' on the CPU backend (gradients XLA:CPU runs well, and the strided
+  # layers of resample='strided' as stride-1 convolutions: ltgans_jax/cpu/conv.py), 'xla'
+  # (flax's nn.Conv, nn.ConvTranspose) elsewhere; resolved when a method is built
+  # (ltgans_jax/cpu/backend.py).
   config.model.conv_gradients = 'auto'
 
   # WGAN-GP and LAKD (eqs. 2-3).

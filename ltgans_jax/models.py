@@ -15,27 +15,38 @@ Resolution changes are written in two interchangeable ways (``config.model.resam
   including the critic's double backward through the gradient penalty, is then a stride-1
   convolution, which XLA:CPU runs many times faster than the weight gradient of an
   lhs-dilated (transposed) convolution (``experiments/results/benchmark/``, "Resample
-  modes").
-* ``'strided'``: Flax's ``ConvTranspose`` / strided ``Conv`` with 4x4 kernels, the textbook
-  DCGAN layers, kept for comparison and for accelerators where both are fast.
+  modes"); on the CPU the strided layers below are computed as stride-1 convolutions too,
+  and run a little slower (``experiments/results/benchmark/strided_layers/``).
+* ``'strided'``: a 4x4 stride-2 transposed convolution (flax's ``ConvTranspose``) / a 4x4
+  stride-2 convolution, the textbook DCGAN layers of the authors' networks.
 
-Every stride-1 convolution is the module's ``conv`` field, ``nn.Conv`` unless the builder
-injects another with the same parameters and function (flax's ``examples/imagenet`` pattern):
-a run hands in its backend's (``cpu.backend.resolve(config).conv``, through
-``methods.registry.build``), which on the CPU is ``cpu.conv.Conv``. The networks never ask
-which backend they run on.
+Every convolution is the module's ``conv`` field (called as ``nn.Conv``, strided or not) or,
+for the transposed one, its ``conv_transpose`` field (called as ``nn.ConvTranspose``):
+``nn.Conv`` and ``nn.ConvTranspose`` unless the builder injects others with the same
+parameters and function (flax's ``examples/imagenet`` pattern). A run hands in its backend's
+(``cpu.backend.resolve(config).layers``, through ``methods.registry.build``), on the CPU
+``cpu.conv.Conv`` and ``cpu.conv.ConvTranspose``: there the strided layers too are computed
+as stride-1 convolutions. The networks never ask which backend they run on.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-ModuleDef = Any  # a Flax module class (or partial) called as conv(features, kernel_size)
+ModuleDef = Any  # a Flax module class (or partial), called as nn.Conv / nn.ConvTranspose are
+
+
+class Layers(NamedTuple):
+  """The convolution layers a builder hands the networks (their ``conv`` and
+  ``conv_transpose`` fields); a run's come from its backend (``cpu.backend.Backend.layers``)."""
+  conv: ModuleDef = nn.Conv
+  conv_transpose: ModuleDef = nn.ConvTranspose
+
 
 # Spatial size of the first (generator) / last (critic) feature map for each image size.
 BASE_RESOLUTION = {28: 7, 32: 4, 64: 4}
@@ -80,12 +91,13 @@ class Upsample(nn.Module):
   features: int
   mode: str = 'pixel_shuffle'
   conv: ModuleDef = nn.Conv
+  conv_transpose: ModuleDef = nn.ConvTranspose
 
   @nn.compact
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
       return depth_to_space(self.conv(4 * self.features, (2, 2))(x))
-    return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
+    return self.conv_transpose(self.features, (4, 4), strides=(2, 2))(x)
 
 
 class Downsample(nn.Module):
@@ -98,7 +110,7 @@ class Downsample(nn.Module):
   def __call__(self, x):
     if self.mode == 'pixel_shuffle':
       return self.conv(self.features, (2, 2))(space_to_depth(x))
-    return nn.Conv(self.features, (4, 4), strides=(2, 2), padding='SAME')(x)
+    return self.conv(self.features, (4, 4), strides=(2, 2))(x)
 
 
 class Generator(nn.Module):
@@ -113,6 +125,7 @@ class Generator(nn.Module):
   resample: str = 'pixel_shuffle'
   output: str = 'tanh'
   conv: ModuleDef = nn.Conv
+  conv_transpose: ModuleDef = nn.ConvTranspose
 
   @nn.compact
   def __call__(self, z):
@@ -122,7 +135,8 @@ class Generator(nn.Module):
     x = nn.Dense(base * base * features)(z).reshape(z.shape[0], base, base, features)
     x = nn.relu(pixel_norm(x))
     for i in range(steps):
-      x = Upsample(self.width * 2 ** max(steps - 2 - i, 0), self.resample, self.conv)(x)
+      x = Upsample(self.width * 2 ** max(steps - 2 - i, 0), self.resample, self.conv,
+                   self.conv_transpose)(x)
       x = nn.relu(pixel_norm(x))
     x = self.conv(self.channels, (3, 3))(x)
     return jnp.tanh(x) if self.output == 'tanh' else x
@@ -191,12 +205,14 @@ class StudentVAE(nn.Module):
   latent_dim: int
   resample: str = 'pixel_shuffle'
   conv: ModuleDef = nn.Conv
+  conv_transpose: ModuleDef = nn.ConvTranspose
 
   def setup(self):
     self.encoder = Encoder(self.image_size, self.width, self.latent_dim, self.resample,
                            self.conv)
     self.decoder = Generator(self.image_size, self.channels, self.width, self.resample,
-                             output='logits', conv=self.conv)
+                             output='logits', conv=self.conv,
+                             conv_transpose=self.conv_transpose)
 
   def __call__(self, x, noise):
     mean, log_var = self.encoder(x)

@@ -1,7 +1,7 @@
 """The lifelong training loop: ``train_and_evaluate(config, workdir)``.
 
 The backend's choices are resolved once (``cpu.backend.resolve``) and handed down: the
-convolution layer to the method, the rest to the loop. For each task: move the state to the
+convolution layers to the method, the rest to the loop. For each task: move the state to the
 task (``method.begin_next_task``; LT-GANs swaps the twins' roles), run its steps
 (``run.loop.run_task``; ``durations.task_steps``: ``train.steps_per_task`` or
 ``train.epochs_per_task``) on deterministic batches, then evaluate every task seen so far
@@ -60,7 +60,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                            checkpoints, metrics_log,
                            hooks.ProgressLine(sum(task_steps), config.train.log_every), stop)
       outputs = _seed_outputs(config, workdir, tasks, method, metrics_log, first_task,
-                              backend.conv)
+                              backend.layers)
       metrics_logs[:0] = [o.metrics_log for o in outputs if o.metrics_log is not metrics_log]
       for task in range(first_task, len(tasks)):
         if seeds_lib.counter(state.task) < task:
@@ -94,7 +94,7 @@ def _checked_run(config: ml_collections.ConfigDict, workdir: str):
   config_validation.check_workdir_name(workdir)
   backend = backend_lib.resolve(config)  # once: handed down to the method and the loop
   tasks = sequences.build_sequence(config)
-  method = registry.build(config, backend.conv)
+  method = registry.build(config, backend.layers)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   config_validation.check_task_steps(config, task_steps)
   config_validation.check_memory(config, method, len(tasks))
@@ -136,7 +136,7 @@ class SeedOutputs:
   records: List[report.TaskRecord] = dataclasses.field(default_factory=list)
 
 
-def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int, conv
+def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int, layers
                   ) -> List[SeedOutputs]:
   """One ``SeedOutputs`` per seed, with the report rows of its finished tasks. All seeds
   measure with seed 0's FID feature network (trained once, copied into the other seeds'
@@ -149,7 +149,7 @@ def _seed_outputs(config, workdir, tasks, method, metrics_log, first_task: int, 
       os.makedirs(seed_dir, exist_ok=True)
       seed_config = seeds_lib.seed_config(config, s)
       seed_config.log.wandb_project = ''  # one W&B run per workdir: the top-level one
-      outputs.append(SeedOutputs(seed_config, registry.build(seed_config, conv), seed_dir,
+      outputs.append(SeedOutputs(seed_config, registry.build(seed_config, layers), seed_dir,
                                  writers.MetricsLog(seed_dir, jax.process_index() == 0, ''),
                                  label=f' seed {seed_config.seed}'))
   for s, out in enumerate(outputs):

@@ -21,6 +21,16 @@ from ltgans_jax.cpu import xla_flags  # pylint: disable=g-import-not-at-top,wron
 xla_flags.apply_defaults()
 
 
+# The tests that start real processes take minutes each: run first, they overlap the rest
+# instead of leaving one xdist worker alone at the end.
+SLOW_FIRST = ('test_two_processes.py', 'test_gpu_session.py', 'test_parallel.py',
+              'test_reproduce.py')
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+  items.sort(key=lambda item: item.path.name not in SLOW_FIRST)  # stable: order kept within
+
+
 @pytest.fixture
 def test_config():
   from configs import test as test_config_module  # pylint: disable=g-import-not-at-top

@@ -12,8 +12,8 @@ from ltgans_jax.methods import registry
 
 
 def build_method(config):
-  """``config``'s method with the backend's convolution layer, as a run builds it."""
-  return registry.build(config, backend.resolve(config).conv)
+  """``config``'s method with the backend's convolution layers, as a run builds it."""
+  return registry.build(config, backend.resolve(config).layers)
 
 
 def build(config):

@@ -168,6 +168,7 @@ def test_command_line_missing_path_names_the_packaged_configs(tmp_path):
 # Run: reading a workdir.
 
 def test_config_read_back_from_the_workdir(workdir, test_config):
+  test_config.eval.heatmaps = True  # as the reference run trained (tests/conftest.py)
   assert api.read_config(str(workdir)).to_dict() == test_config.to_dict()
 
 

@@ -1,5 +1,6 @@
-"""cpu.conv.Conv: nn.Conv's parameters and function, and exact gradients of every order;
-and the layer ``cpu.backend.conv_layer`` hands the networks."""
+"""cpu.conv.Conv and cpu.conv.ConvTranspose: nn.Conv's and nn.ConvTranspose's parameters and
+function (stride 1, and the 4x4 stride-2 layers as stride-1 convolutions), and exact gradients
+of every order; and the layers ``cpu.backend`` hands the networks."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ltgans_jax import losses
+from ltgans_jax import losses, models
 from ltgans_jax.cpu import backend, conv
 
 
@@ -28,6 +29,27 @@ def test_conv_has_nn_conv_parameters_and_function(kernel_size):
   params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
   np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x),
                              rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('ours, flax_layer', [
+    (conv.Conv(7, (4, 4), (2, 2)), nn.Conv(7, (4, 4), strides=(2, 2), padding='SAME')),
+    (conv.ConvTranspose(7, (4, 4), (2, 2)),
+     nn.ConvTranspose(7, (4, 4), strides=(2, 2), padding='SAME'))])
+def test_strided_layers_have_flax_parameters_function_and_gradients(ours, flax_layer):
+  """The 4x4 stride-2 layers written as stride-1 convolutions: flax's parameters (names,
+  shapes, initial values), outputs and first-order gradients."""
+  x = jax.random.normal(jax.random.key(0), (3, 6, 8, 5))
+  params = ours.init(jax.random.key(1), x)
+  flax_params = flax_layer.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, flax_params)
+  np.testing.assert_array_equal(params['params']['kernel'], flax_params['params']['kernel'])
+  params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
+  out, vjp = jax.vjp(ours.apply, params, x)
+  flax_out, flax_vjp = jax.vjp(flax_layer.apply, params, x)
+  assert out.shape == flax_out.shape
+  np.testing.assert_allclose(out, flax_out, rtol=1e-6, atol=1e-6)
+  output_grad = jax.random.normal(jax.random.key(2), out.shape)
+  assert _relative_error(vjp(output_grad), flax_vjp(output_grad)) < 1e-5
 
 
 class _TwoLayerCritic(nn.Module):
@@ -56,7 +78,22 @@ class _ThreeLayerCritic(nn.Module):
     return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
 
 
-@pytest.mark.parametrize('critic_class', [_TwoLayerCritic, _ThreeLayerCritic])
+class _StridedCritic(nn.Module):
+  """[B, 8, 8, 3] -> [B] through the strided layers: a 4x4 stride-2 convolution, a transposed
+  one back to 8x8 and another strided one (3 -> 8 -> 6 -> 12 channels)."""
+  gradients: str
+
+  @nn.compact
+  def __call__(self, x):
+    layer = backend.conv_layer(self.gradients)
+    transposed = backend.conv_transpose_layer(self.gradients)
+    h = nn.leaky_relu(layer(8, (4, 4), strides=(2, 2))(x), 0.2)
+    h = nn.leaky_relu(transposed(6, (4, 4), strides=(2, 2))(h), 0.2)
+    h = layer(12, (4, 4), strides=(2, 2))(h)
+    return jnp.sum(jnp.tanh(h), axis=(1, 2, 3))
+
+
+@pytest.mark.parametrize('critic_class', [_TwoLayerCritic, _ThreeLayerCritic, _StridedCritic])
 def test_barriered_gradients_match_xla_to_all_orders(critic_class):
   """First-order and gradient-penalty (second-order) gradients equal XLA's own."""
   real = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
@@ -95,8 +132,30 @@ def test_gradient_modes():
                                         else nn.Conv)
   assert backend.conv_layer('xla') is nn.Conv
   assert backend.conv_layer('barriered') is conv.Conv
+  assert backend.conv_transpose_layer('xla') is nn.ConvTranspose
+  assert backend.conv_transpose_layer('barriered') is conv.ConvTranspose
   with pytest.raises(ValueError, match='use one of'):
     backend.conv_layer('fast')
+
+
+@pytest.mark.parametrize('size', [28, 32])
+def test_strided_networks_have_the_same_parameters_and_function_with_the_cpu_layers(size):
+  """With ``resample='strided'``, the CPU's layers give the networks flax's parameter trees
+  (the same initial values: checkpoints move between backends) and outputs."""
+  images = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  z = jax.random.normal(jax.random.key(1), (2, 5))
+  cpu_layers = models.Layers(conv.Conv, conv.ConvTranspose)
+  for network, inputs in ((lambda l: models.Generator(size, 3, 4, 'strided', conv=l.conv,
+                                                        conv_transpose=l.conv_transpose), z),
+                          (lambda l: models.Critic(size, 4, 'strided', conv=l.conv), images)):
+    ours, flax_network = network(cpu_layers), network(models.Layers())
+    params = ours.init(jax.random.key(2), inputs)
+    flax_params = flax_network.init(jax.random.key(2), inputs)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, flax_params)
+    for leaf, flax_leaf in zip(jax.tree.leaves(params), jax.tree.leaves(flax_params)):
+      np.testing.assert_array_equal(leaf, flax_leaf)
+    np.testing.assert_allclose(ours.apply(params, inputs), flax_network.apply(params, inputs),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_training_steps_agree_under_both_gradient_rules(test_config):
@@ -155,3 +214,13 @@ def test_input_major_kernel_grad_equals_xla(kernel_size, padding):
   ours = conv.input_major_kernel_grad(x, output_grad, kernel.shape, padding)
   assert ours.shape == kernel.shape
   assert _relative_error(ours, vjp(output_grad)[0]) < 1e-5
+
+
+def test_weight_gradients_padded_beyond_same_are_input_major():
+  """The strided layers' 2x2 convolutions: padded beyond 'SAME' (the transposed layer's) the
+  input-major weight gradient, short of it (the strided layer's) XLA's, at 'SAME' the rule of
+  channel counts."""
+  assert conv.uses_input_major_kernel_grad((2, 2, 8, 32), ((1, 1), (1, 1)))
+  assert not conv.uses_input_major_kernel_grad((2, 2, 32, 8), ((0, 0), (0, 0)))
+  assert conv.uses_input_major_kernel_grad((2, 2, 32, 8), ((0, 1), (0, 1)))
+  assert not conv.uses_input_major_kernel_grad((3, 3, 8, 32), ((1, 1), (1, 1)))

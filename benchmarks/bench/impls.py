@@ -40,10 +40,10 @@ def make_config(sizes: Dict, image_size: int, resample: str, batch: Optional[int
 
 def lt_gans(config):
   """The LT-GANs method of ``config`` (its networks, optimisers, steps), built as a run builds
-  it: with the backend's convolution layer."""
+  it: with the backend's convolution layers."""
   from ltgans_jax.cpu import backend  # pylint: disable=g-import-not-at-top
   from ltgans_jax.methods import registry  # pylint: disable=g-import-not-at-top
-  return registry.build(config, backend.resolve(config).conv)
+  return registry.build(config, backend.resolve(config).layers)
 
 
 def component_steps(method) -> Dict:

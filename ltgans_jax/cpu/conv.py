@@ -1,7 +1,18 @@
-"""The stride-1 'SAME' convolution layer for the CPU: ``nn.Conv``'s function and parameters,
-with gradients XLA:CPU runs well. ``cpu.backend.resolve`` hands it to the networks.
+"""The convolution layers for the CPU: ``Conv`` (``nn.Conv``'s function and parameters, 'SAME',
+stride 1 or 4x4 stride 2) and ``ConvTranspose`` (``nn.ConvTranspose``'s, 4x4 stride 2), with
+gradients XLA:CPU runs well. ``cpu.backend.resolve`` hands them to the networks.
 
-Why: XLA:CPU computes a convolution's weight gradient as another convolution in which the
+The strided layers are written as stride-1 convolutions: XLA:CPU computes the gradients of a
+transposed (lhs-dilated) convolution, and the second-order ones of a strided convolution, far
+more slowly than those of stride-1 ones, and these gradients sit in the generators' backward
+pass and in the gradient penalty's double backward. A 4x4 stride-2 convolution is a 2x2 stride-1 one on the
+space-to-depth image (``strided_conv``); a 4x4 stride-2 transposed convolution is a 2x2
+stride-1 one to the 4 output phases, then depth-to-space (``transposed_conv``): no
+multiplication by an inserted zero, and the same parameters (``space_to_depth_kernel`` and
+``subpixel_kernel`` rearrange the 4x4 kernel inside the computation). Both go through the
+stride-1 convolution below.
+
+Why the stride-1 convolution is differentiated as it is: XLA:CPU computes a convolution's weight gradient as another convolution in which the
 batch and channel axes swap roles, so it transposes both operands ([N, H, W, C] ->
 [C, H, W, N]). It fuses those transposes into the element-wise work that produced the
 operands (the leaky ReLU's backward, depth-to-space), and a fused transpose runs far below
@@ -23,12 +34,14 @@ reduce-window. XLA:CPU's convolutions with very few output channels are also slo
 * the input gradient is again this convolution (flipped, in/out-swapped kernel), so these rules
   hold at every order of differentiation (the penalty differentiates through them twice).
 
-On other backends (GPU, TPU) the networks get plain ``nn.Conv``: there the transposes are not
+On other backends (GPU, TPU) the networks get plain ``nn.Conv`` and ``nn.ConvTranspose``: there the transposes are not
 the problem, and a loop whose trip count depends on data makes the host read its predicate
-back (reasoned, not measured). ``Conv`` has ``nn.Conv``'s parameters (names, shapes,
-initialisers) and computes the same function, so checkpoints move freely between backends.
-Measured: ``benchmarks/benchmark_cpu_choices.py --setting conv_gradients``, results and the
-per-layer timings behind these rules in ``experiments/results/benchmark/cpu_epyc/``.
+back (reasoned, not measured). ``Conv`` and ``ConvTranspose`` have flax's
+parameters (names, shapes, initialisers) and compute the same functions, so checkpoints move
+freely between backends. Measured: ``benchmarks/benchmark_cpu_choices.py --setting
+conv_gradients``, results and the per-layer timings behind these rules in
+``experiments/results/benchmark/cpu_epyc/``; the strided layers' forms in
+``experiments/results/benchmark/strided_layers/``.
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from ltgans_jax import models
 
 Padding = Tuple[Tuple[int, int], Tuple[int, int]]
 # At most this many output channels (and more inputs): the matrix-product path below.
@@ -158,6 +173,29 @@ def input_major_kernel_grad(x: jnp.ndarray, output_grad: jnp.ndarray, kernel_sha
   return jnp.flip(reversed_taps, (1, 2)).transpose(1, 2, 3, 0)
 
 
+def padding_beyond_kernel(kernel_shape, padding: Padding) -> int:
+  """How far a convolution's padding exceeds 'SAME''s (kernel size - 1 in all, per axis),
+  summed over the axes: > 0 for the strided layers' 2x2 convolutions padded by one pixel on
+  each side (``transposed_conv``), < 0 for their unpadded ones (``strided_conv``)."""
+  return sum(lo + hi - (k - 1) for (lo, hi), k in zip(padding, kernel_shape[:2]))
+
+
+def uses_input_major_kernel_grad(kernel_shape, padding: Padding) -> bool:
+  """Whether the weight gradient is ``input_major_kernel_grad`` (or else XLA's own form).
+
+  XLA:CPU runs a weight-gradient convolution padded beyond 'SAME' far more slowly than any
+  other (``experiments/results/benchmark/strided_layers/``); XLA's own form pads as the
+  forward convolution, the input-major one as its transpose (``transposed_padding``), so a
+  convolution padded beyond 'SAME' takes the input-major form and one padded short of it
+  XLA's. At 'SAME' padding, the input-major form when there are more input than output
+  channels (see the module docstring).
+  """
+  beyond = padding_beyond_kernel(kernel_shape, padding)
+  if beyond:
+    return beyond > 0
+  return kernel_shape[2] > kernel_shape[3]
+
+
 def _cpu_conv(x, kernel, padding):
   return (few_outputs_conv if has_few_outputs(kernel) else _lax_conv)(x, kernel, padding)
 
@@ -181,7 +219,7 @@ def _barriered_conv_bwd(padding, residuals, output_grad):
   input_grad = barriered_conv(output_grad, flipped, transposed_padding(kernel.shape, padding))
   if has_few_outputs(kernel):
     return input_grad, few_outputs_kernel_grad(x, output_grad, kernel.shape, padding)
-  if kernel.shape[2] > kernel.shape[3]:
+  if uses_input_major_kernel_grad(kernel.shape, padding):
     return input_grad, input_major_kernel_grad(x, output_grad, kernel.shape, padding)
   token = kernel.reshape(-1)[0]
   _, weight_vjp = jax.vjp(lambda k: _lax_conv(fusion_barrier(x, token), k, padding), kernel)
@@ -210,16 +248,93 @@ def _add_channel_bias_bwd(_, output_grad):
 add_channel_bias.defvjp(_add_channel_bias_fwd, _add_channel_bias_bwd)
 
 
+def space_to_depth_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
+  """The 2x2 kernel on space-to-depth pixels that computes a 4x4 stride-2 correlation:
+  [4, 4, C_in, C_out] -> [2, 2, 4*C_in, C_out].
+
+  With the input padded by one pixel on each side, output pixel i reads padded pixels
+  2i .. 2i+3, which are blocks i and i+1 of the space-to-depth image: tap (2b + r) of the
+  4x4 kernel is tap b of the 2x2 one at in-block offset r (channel order of
+  ``models.space_to_depth``: offset row, offset column, channel).
+  """
+  kh, kw, c_in, c_out = kernel.shape
+  taps = kernel.reshape(kh // 2, 2, kw // 2, 2, c_in, c_out)  # (b_h, r_h, b_w, r_w, ...)
+  return taps.transpose(0, 2, 1, 3, 4, 5).reshape(kh // 2, kw // 2, 4 * c_in, c_out)
+
+
+def subpixel_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
+  """The 2x2 kernel whose 4 output phases, after depth-to-space, are a 4x4 stride-2
+  transposed convolution with ``kernel`` (flax's convention, ``transpose_kernel=False``: the
+  zero-upsampled input, padded by 2, correlated with the kernel as it is):
+  [4, 4, C_in, C_out] -> [2, 2, C_in, 4*C_out].
+
+  Output pixel 2i + p reads input pixels i - 1 + p and i + p with taps 1 - p and 3 - p; as a
+  2x2 correlation of the input padded by one pixel, producing at block i + 1 the phase p
+  (cropped by one pixel after depth-to-space), that is tap (2b + 1 - p) at tap b.
+  """
+  kh, kw, c_in, c_out = kernel.shape
+  taps = kernel.reshape(kh // 2, 2, kw // 2, 2, c_in, c_out)  # (b_h, 1-p_h, b_w, 1-p_w, ...)
+  phases = jnp.flip(taps, (1, 3))  # (b_h, p_h, b_w, p_w, ...)
+  return phases.transpose(0, 2, 4, 1, 3, 5).reshape(kh // 2, kw // 2, c_in, 4 * c_out)
+
+
+def _check_strided(kernel_size, strides) -> None:
+  if tuple(strides) != (2, 2) or tuple(kernel_size) != (4, 4):
+    raise ValueError(f'kernel_size={tuple(kernel_size)}, strides={tuple(strides)}: the CPU '
+                     "layers' strided forms are 4x4 with stride 2 (the networks' own).")
+
+
+def strided_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+  """``nn.Conv(..., (4, 4), strides=(2, 2), padding='SAME')``'s correlation as a stride-1 one:
+  pad by one pixel, space-to-depth, a 2x2 'VALID' convolution (``barriered_conv``).
+  [N, H, W, C_in] (H, W even), [4, 4, C_in, C_out] -> [N, H/2, W/2, C_out]."""
+  blocks = models.space_to_depth(_pad_spatial(x, ((1, 1), (1, 1))))
+  return barriered_conv(blocks, space_to_depth_kernel(kernel), ((0, 0), (0, 0)))
+
+
+def transposed_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+  """``nn.ConvTranspose(..., (4, 4), strides=(2, 2), padding='SAME')``'s function as a
+  stride-1 convolution: a 2x2 correlation of the input padded by one pixel
+  (``barriered_conv``) to 4 phases, depth-to-space, one pixel cropped from each side.
+  [N, H, W, C_in], [4, 4, C_in, C_out] -> [N, 2H, 2W, C_out]."""
+  phases = barriered_conv(x, subpixel_kernel(kernel), ((1, 1), (1, 1)))  # [N, H+1, W+1, 4C]
+  return models.depth_to_space(phases)[:, 1:-1, 1:-1]
+
+
 class Conv(nn.Module):
-  """``nn.Conv(features, kernel_size, padding='SAME')`` with the CPU gradients above:
-  [N, H, W, C_in] -> [N, H, W, features]. (Named ``Conv`` so that its parameters are named as
+  """``nn.Conv(features, kernel_size, strides, padding='SAME')`` with the CPU gradients above:
+  [N, H, W, C_in] -> [N, H/s, W/s, features]. Stride 1 (any kernel) or 2 (a 4x4 kernel, even
+  H and W: ``strided_conv``). (Named ``Conv`` so that its parameters are named as
   ``nn.Conv``'s: ``Conv_0``, ``Conv_1``, ...)"""
   features: int
   kernel_size: Tuple[int, int]
+  strides: Tuple[int, int] = (1, 1)
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         tuple(self.kernel_size) + (x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    return add_channel_bias(barriered_conv(x, kernel, same_padding(self.kernel_size)), bias)
+    if tuple(self.strides) == (1, 1):
+      y = barriered_conv(x, kernel, same_padding(self.kernel_size))
+    else:
+      _check_strided(self.kernel_size, self.strides)
+      y = strided_conv(x, kernel)
+    return add_channel_bias(y, bias)
+
+
+class ConvTranspose(nn.Module):
+  """``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME')`` (flax's kernel
+  convention) as ``transposed_conv``, with the CPU gradients above:
+  [N, H, W, C_in] -> [N, 2H, 2W, features]. (Named as flax's, so are its parameters.)"""
+  features: int
+  kernel_size: Tuple[int, int]
+  strides: Tuple[int, int]
+
+  @nn.compact
+  def __call__(self, x):
+    _check_strided(self.kernel_size, self.strides)
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        tuple(self.kernel_size) + (x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return add_channel_bias(transposed_conv(x, kernel), bias)

@@ -4,9 +4,9 @@ methods with a ``StudentVAE`` share (``StudentEvaluation``).
 The training loop (``run.loop``) reads a method's ``StepPlan``; the task boundaries, the
 evaluator and the inspect modes talk to the ``LifelongMethod``. Each method owns its state (one
 immutable pytree with ``task`` and ``task_step`` counters), its steps and what evaluation asks
-of it. A method is built with its networks' stride-1 convolution layer ``conv`` from outside
-(``nn.Conv`` unless the caller hands in the backend's: ``cpu.backend.Backend.conv``). The methods and their names
-are listed in ``registry``, the only module that names them all.
+of it. A method is built with its networks' convolution layers from outside (``models.Layers``:
+flax's unless the caller hands in the backend's, ``cpu.backend.Backend.layers``). The methods
+and their names are listed in ``registry``, the only module that names them all.
 """
 
 from __future__ import annotations

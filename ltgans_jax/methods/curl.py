@@ -142,13 +142,15 @@ class CurlVAE(nn.Module):
   max_components: int
   resample: str = 'pixel_shuffle'
   conv: models.ModuleDef = nn.Conv
+  conv_transpose: models.ModuleDef = nn.ConvTranspose
 
   def setup(self):
     self.trunk = models.ConvTrunk(self.image_size, self.width, self.resample, conv=self.conv)
     self.cluster_head = nn.Dense(self.max_components)
     self.latent_head = nn.Dense(self.max_components * 2 * self.latent_dim)
     self.decoder = models.Generator(self.image_size, self.channels, self.width, self.resample,
-                                    output='logits', conv=self.conv)
+                                    output='logits', conv=self.conv,
+                                    conv_transpose=self.conv_transpose)
     shape = (self.max_components, self.latent_dim)
     self.prior_mean = self.param('prior_mean', nn.initializers.zeros, shape)
     self.prior_log_var = self.param('prior_log_var', nn.initializers.zeros, shape)
@@ -278,12 +280,12 @@ class CurlMethod(base.LifelongMethod):
                  'the mixture model (y uniform over the active components, z ~ p(z|y))')
 
   def __init__(self, config: ml_collections.ConfigDict, name: str = 'curl',
-               conv: models.ModuleDef = nn.Conv):
+               layers: models.Layers = models.Layers()):
     self.config, self.name = config, name
     data, vae, curl = config.data, config.vae, config.curl
     self.model = CurlVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
                          curl.max_components, config.model.resample,
-                         conv=conv)
+                         conv=layers.conv, conv_transpose=layers.conv_transpose)
     self.num_components, self.latent_dim = curl.max_components, vae.latent_dim
     self.optimizer = student_optimizer(config)
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import functools
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -77,10 +76,10 @@ class LgmMethod(base.StudentEvaluation, base.LifelongMethod):
   """See the module docstring."""
 
   def __init__(self, config: ml_collections.ConfigDict, name: str = 'lgm',
-               conv: models.ModuleDef = nn.Conv):
+               layers: models.Layers = models.Layers()):
     self.config, self.name = config, name
     vae = config.vae
-    self.student = build_student(config, conv)
+    self.student = build_student(config, layers)
     self.optimizer = student_optimizer(config)
     self.student_kwargs = dict(beta=vae.beta, likelihood=vae.likelihood,
                                decoder_std=vae.decoder_std)

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-import flax.linen as nn
 
 from ltgans_jax import models, rng
 from ltgans_jax.methods import base, ltgans_state as state_lib, ltgans_steps
@@ -51,10 +50,10 @@ class GanMethod(base.StudentEvaluation, base.LifelongMethod):
                  'the Assistant (the generator that has just learnt; after task 1 both have)')
 
   def __init__(self, config: ml_collections.ConfigDict, name: str,
-               conv: models.ModuleDef = nn.Conv):
+               layers: models.Layers = models.Layers()):
     self.config, self.name = config, name
     self.phases, self.swap_roles, self.cumulative_data = PHASES[name]
-    self.networks = state_lib.build_networks(config, conv)
+    self.networks = state_lib.build_networks(config, layers)
     self.student = self.networks.student
     self.optimizers = state_lib.build_optimizers(config)
     self.gan_steps = ltgans_steps.GanSteps.from_config(config, self.networks, self.optimizers)

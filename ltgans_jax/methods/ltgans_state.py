@@ -52,15 +52,17 @@ class LifelongState(flax.struct.PyTreeNode):
   teacher_id: jnp.ndarray  # int32 scalar, 0 or 1
 
 
-def build_networks(config: ml_collections.ConfigDict, conv: models.ModuleDef) -> Networks:
-  """The twins' generator, the critic and the Student, with ``conv`` as their stride-1
-  convolution (the backend's: ``cpu.backend.Backend.conv``)."""
+def build_networks(config: ml_collections.ConfigDict, layers: models.Layers) -> Networks:
+  """The twins' generator, the critic and the Student, with ``layers`` as their convolution
+  layers (the backend's: ``cpu.backend.Backend.layers``)."""
   data, model = config.data, config.model
   return Networks(
       generator=models.Generator(data.image_size, data.channels, model.generator_width,
-                                 model.resample, conv=conv),
-      critic=models.Critic(data.image_size, model.critic_width, model.resample, conv=conv),
-      student=build_student(config, conv),
+                                 model.resample, conv=layers.conv,
+                                 conv_transpose=layers.conv_transpose),
+      critic=models.Critic(data.image_size, model.critic_width, model.resample,
+                           conv=layers.conv),
+      student=build_student(config, layers),
   )
 
 

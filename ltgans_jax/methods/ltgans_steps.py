@@ -47,8 +47,8 @@ Where the authors' code (GitHub dtuzi123/Lifelong-Dual-GAN,
 
 The steps are plain functions: jitted with a batch sharded over a device mesh and a replicated
 state, XLA partitions them data-parallel and averages the gradients itself. Nothing here knows
-the backend: the CPU's choices are the convolution layer the networks were built with
-(handed to ``build_networks`` by whoever builds the method: ``cpu.backend.Backend.conv``) and
+the backend: the CPU's choices are the convolution layers the networks were built with
+(handed to ``build_networks`` by whoever builds the method: ``cpu.backend.Backend.layers``) and
 the barrier the training loop puts between steps (``cpu.schedule``), both from outside.
 """
 

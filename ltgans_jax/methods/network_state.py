@@ -41,13 +41,14 @@ def state_bytes(state) -> int:
   return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(state))
 
 
-def build_student(config: ml_collections.ConfigDict, conv: models.ModuleDef
+def build_student(config: ml_collections.ConfigDict, layers: models.Layers
                   ) -> models.StudentVAE:
-  """The Student VAE; the VAE-only baselines use it too (matched capacity). ``conv``: the
-  stride-1 convolution layer (the backend's: ``cpu.backend.Backend.conv``)."""
+  """The Student VAE; the VAE-only baselines use it too (matched capacity). ``layers``: the
+  convolution layers (the backend's: ``cpu.backend.Backend.layers``)."""
   data, vae = config.data, config.vae
   return models.StudentVAE(data.image_size, data.channels, vae.width, vae.latent_dim,
-                           config.model.resample, conv=conv)
+                           config.model.resample, conv=layers.conv,
+                           conv_transpose=layers.conv_transpose)
 
 
 GAN_OPTIMIZERS = ('adam', 'rmsprop')

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-import flax.linen as nn
 import ml_collections
 
 from ltgans_jax import models
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.methods import base, curl, lgm, ltgans
 
-# Name -> builder(config, name, conv) -> LifelongMethod.
+# Name -> builder(config, name, layers) -> LifelongMethod.
 METHODS: Dict[str, Callable[[ml_collections.ConfigDict, str], base.LifelongMethod]] = {
     'ltgans': ltgans.GanMethod,
     'no_lakd': ltgans.GanMethod,
@@ -35,11 +34,11 @@ def check_name(name: str) -> None:
     raise ConfigError(f'method={name!r} is not available; use one of {sorted(METHODS)}.')
 
 
-def build(config: ml_collections.ConfigDict, conv: models.ModuleDef = nn.Conv
+def build(config: ml_collections.ConfigDict, layers: models.Layers = models.Layers()
           ) -> base.LifelongMethod:
   """The method ``config.method`` names, with its networks and optimisers built from config
-  and ``conv`` as the networks' stride-1 convolution layer: a run hands in its backend's
-  (``cpu.backend.resolve(config).conv``, the CPU's ``cpu.conv.Conv`` under 'auto'), as flax
-  models take their ``conv`` from the trainer."""
+  and ``layers`` as the networks' convolution layers: a run hands in its backend's
+  (``cpu.backend.resolve(config).layers``, the CPU's ``cpu.conv`` layers under 'auto'), as
+  flax models take their ``conv`` from the trainer."""
   check_name(config.method)
-  return METHODS[config.method](config, config.method, conv)
+  return METHODS[config.method](config, config.method, layers)

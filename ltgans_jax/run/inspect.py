@@ -52,7 +52,7 @@ def open_workdir(config, workdir):
         '--mode=evaluate, sample and matrices read one-seed runs only so far: each seed\'s '
         f'report, matrices and pictures are in {workdir}/seed<k>/, written during training.')
   tasks = sequences.build_sequence(config)
-  method = registry.build(config, backend.resolve(config).conv)
+  method = registry.build(config, backend.resolve(config).layers)
   config_validation.check_memory(config, method)
   feature_net.check_file(workdir)
   template = _restore_target(method, config.seed)
@@ -131,7 +131,7 @@ def restore_boundary(manager, step: int, template, task: int):
 
 def sample(config, workdir: str) -> str:
   """Writes N samples of one network from the newest checkpoint; returns the .npz path."""
-  method = registry.build(config, backend.resolve(config).conv)
+  method = registry.build(config, backend.resolve(config).layers)
   network = config.sample.network or method.fid_network()
   if network not in method.sample_networks:
     raise ConfigError(f'sample.network={network!r}; method {config.method!r} has '
