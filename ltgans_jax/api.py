@@ -33,7 +33,7 @@ import numpy as np
 from ltgans_jax import config_base, config_validation, durations
 from ltgans_jax import named_configs, pixels, startup, train as training, viz
 from ltgans_jax.errors import ConfigError
-from ltgans_jax.run import checkpointing, inspect as inspect_run
+from ltgans_jax.run import checkpointing, inspect as inspect_run, seeds as seeds_lib
 from ltgans_jax.run.checkpointing import CheckpointError
 
 ConfigLike = Union[str, os.PathLike, ml_collections.ConfigDict]
@@ -176,13 +176,15 @@ class Run:
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, method, tasks, state,
-               step: int):
+               step: int, report_dir: Optional[str] = None):
     self.workdir, self.config, self.method = workdir, config, method
     self.tasks, self.state, self.step = tasks, state, step
+    self._report_dir = report_dir or workdir  # a seed's own folder in a several-seed workdir
 
   @classmethod
   def open(cls, workdir: str, config: Optional[ConfigLike] = None,
-           after_task: Union[int, str, None] = None) -> 'Run':
+           after_task: Union[int, str, None] = None,
+           seed_index: Optional[int] = None) -> 'Run':
     """Restores a workdir's checkpoint; reads only (a training run may go on beside it).
 
     Args:
@@ -192,9 +194,14 @@ class Run:
       after_task: None for the newest checkpoint, or a task (its index in ``task_names``,
         negative ones counting from the end, or its name) for the checkpoint at its end, e.g.
         0 to see what the networks held right after the first task.
+      seed_index: for a workdir that trained ``train.num_seeds`` = S > 1 seeds together, the
+        seed to open (0 <= k < S: seed ``config.seed + k``); the Run is then that seed's, as
+        its one-seed run would be (``config.seed`` moved on by k, ``num_seeds`` 1). None (or
+        0) for a one-seed workdir.
     Raises:
       ConfigError, CheckpointError: no such workdir, no config, no checkpoint, or one that
-        does not fit; an ``after_task`` that is neither an int nor a name.
+        does not fit; an ``after_task`` that is neither an int nor a name; a several-seed
+        workdir without a valid ``seed_index``.
     """
     startup.require_float32()
     if after_task is not None:
@@ -205,7 +212,8 @@ class Run:
                         'ltgans_jax.main).')
     config = read_config(workdir) if config is None else _as_config(config)
     # The inspect modes' own opening of a workdir (checks, restore target, checkpoint manager).
-    tasks, method, template, task_steps, manager = inspect_run.open_workdir(config, workdir)
+    tasks, method, template, task_steps, manager = inspect_run.open_workdir(
+        config, workdir, seed_index)
     try:
       if after_task is None:
         state = checkpointing.restore_latest(manager, template, move_damaged=False)
@@ -220,8 +228,14 @@ class Run:
         state = inspect_run.restore_boundary(manager, step, template, task)
     finally:
       manager.close()
+    report_dir = workdir
+    if seeds_lib.count(config) > 1:  # a leading seed axis: keep seed_index's slice
+      state = seeds_lib.unstack(state, seed_index)
+      report_dir = seeds_lib.seed_workdir(workdir, seed_index)
+      config = seeds_lib.seed_config(config, seed_index)
+      config.lock()
     step = durations.global_step(task_steps, int(state.task), int(state.task_step))
-    return cls(workdir, config, method, tasks, state, step)
+    return cls(workdir, config, method, tasks, state, step, report_dir)
 
   def __repr__(self):
     return (f'Run({self.workdir!r}, method={self.config.method!r}, tasks={self.task_names}, '
@@ -240,8 +254,9 @@ class Run:
   @property
   def report(self) -> Optional[dict]:
     """``report.json``: {'tasks', 'records' (one per finished task: steps, seconds, last
-    metrics, its evaluation row), 'forgetting' (metric -> summary)}; None before a task ends."""
-    path = os.path.join(self.workdir, 'report.json')
+    metrics, its evaluation row), 'forgetting' (metric -> summary)}; None before a task ends.
+    For one seed of a several-seed workdir, that seed's own (``workdir/seed<k>/``)."""
+    path = os.path.join(self._report_dir, 'report.json')
     if not os.path.exists(path):
       return None
     with open(path) as f:

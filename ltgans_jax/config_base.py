@@ -162,6 +162,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.subset_seed = 0
   config.eval.iwae_samples = 50  # k of the importance-weighted NLL bound (5000 is customary)
   config.eval.feature_net_steps = 300  # training steps of the FID feature classifier
+  # A folder where the feature classifier is kept for other runs on the same images with the
+  # same seed and steps (every method of one seed of a table): they read it instead of
+  # training it again. '' (default): each run trains its own (ours; feature_net.py).
+  config.eval.feature_net_cache = ''
   config.eval.inception_weights = ''  # pytorch-fid's pt_inception-*.pth, for Inception FID
   # Each task's reference features and FID statistics computed once per run and kept in
   # workdir/eval/reference/ (ltgans_jax/eval/reference_stats.py); False recomputes them at every

@@ -161,6 +161,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(not weights or os.path.isfile(weights),
            f'eval.inception_weights={weights!r}: no such file; give the path of pytorch-fid\'s '
            'pt_inception-2015-12-05-6726825d.pth, or leave it empty for no Inception FID.')
+  cache = config.eval.get('feature_net_cache', '')
+  _require(not cache or not os.path.exists(cache) or os.path.isdir(cache),
+           f'eval.feature_net_cache={cache!r} is a file; name a folder for the feature '
+           'networks, or leave it empty for none.')
   _require(config.sample.num >= 1, f'sample.num={config.sample.num}; it must be >= 1.')
   swaps = tuple(data.fuzzy_swap_classes)
   _require(all(isinstance(c, int) and 0 <= c <= 9 for c in swaps),

@@ -4,6 +4,7 @@ feature network."""
 
 import json
 import math
+import os
 import pickle
 import zipfile
 
@@ -533,3 +534,37 @@ def test_feature_net_fid():
   within = evaluation.fid(features, train.images[train.labels < 5], test.images[low])
   across = evaluation.fid(features, test.images[low], test.images[high])
   assert 0 < within < across / 3, (within, across)
+
+
+def test_feature_net_cache_serves_the_next_run_and_survives_a_damaged_file(tmp_path,
+                                                                            monkeypatch):
+  """eval.feature_net_cache: the second run on the same images, classes, steps and key reads
+  the first run's classifier instead of training; other images or another key train their
+  own; a damaged cache file is retrained and replaced, never the run's end."""
+  digits = local.load_sklearn_digits()
+  images, labels = digits['train'].images[:256], digits['train'].labels[:256]
+  cache, key = str(tmp_path / 'cache'), jax.random.key(0)
+  for run in 'abcd':
+    os.makedirs(tmp_path / run)
+  first = feature_net.trained_params(str(tmp_path / 'a'), images, labels, 10, 3, key, cache)
+  cached = feature_net.cache_file(cache, images, labels, 10, 3, key)
+  assert os.listdir(cache) == [os.path.basename(cached)]
+  trained = []
+  real_train = feature_net.train_feature_net
+  monkeypatch.setattr(feature_net, 'train_feature_net',
+                      lambda *a, **k: trained.append(a[3]) or real_train(*a, **k))
+  second = feature_net.trained_params(str(tmp_path / 'b'), images, labels, 10, 3, key, cache)
+  assert [s for s in trained if s] == []  # read, not trained (0 steps: the shape template)
+  assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(first),
+                                                    jax.tree_util.tree_leaves(second)))
+  assert os.path.exists(tmp_path / 'b' / feature_net.FILE_NAME)  # the run keeps its own copy
+  assert feature_net.cache_file(cache, images, labels, 10, 3, jax.random.key(1)) != cached
+  assert feature_net.cache_file(cache, images[::-1], labels[::-1], 10, 3, key) != cached
+  with open(cached, 'wb') as f:
+    f.write(b'not a network')
+  third = feature_net.trained_params(str(tmp_path / 'c'), images, labels, 10, 3, key, cache)
+  assert [s for s in trained if s] == [3]  # retrained once ...
+  assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(first),
+                                                    jax.tree_util.tree_leaves(third)))
+  feature_net.trained_params(str(tmp_path / 'd'), images, labels, 10, 3, key, cache)
+  assert [s for s in trained if s] == [3]  # ... and the cache file replaced

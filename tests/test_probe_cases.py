@@ -458,6 +458,13 @@ def test_inception_weights_missing_or_damaged(test_config, tmp_path):
                           "pytorch-fid's pt_inception")
 
 
+def test_a_feature_net_cache_that_is_a_file_is_refused(test_config, tmp_path):
+  (tmp_path / 'cache').write_text('a file')
+  test_config.eval.feature_net_cache = str(tmp_path / 'cache')
+  _refused_before_writing(test_config, tmp_path / 'run', ConfigError,
+                          r"eval.feature_net_cache='.*cache' is a file; name a folder")
+
+
 # ------------------------------------------------------------------------------------------
 # Sizes that cannot fit in memory: measured with jax.eval_shape, refused before allocating.
 

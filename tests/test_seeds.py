@@ -117,6 +117,26 @@ def test_two_seeds_equal_two_one_seed_runs_and_report_intervals(test_config, tmp
   assert seeds_report.intervals(summary, 'nll_paper') == last['evaluation_ci95']['nll_paper']
 
 
+def test_api_opens_each_seed_of_a_two_seed_workdir(two_seed_run):
+  from ltgans_jax import api  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  config, workdir, final = two_seed_run
+  for s in (0, 1):
+    run = api.Run.open(workdir, seed_index=s)
+    assert tree_equal(run.state, seeds.unstack(final, s))
+    assert (run.config.seed, run.config.train.num_seeds) == (config.seed + s, 1)
+    with open(os.path.join(workdir, f'seed{s}', 'report.json')) as f:
+      assert run.report == json.load(f)
+    size = config.data.image_size
+    assert run.sample(num=2).shape == (2, size, size, config.data.channels)
+  first = api.Run.open(workdir, after_task=0, seed_index=1)
+  assert int(first.state.task) == 0
+  with pytest.raises(ConfigError, match=r'api.Run.open\(workdir, seed_index=k\)'):
+    api.Run.open(workdir)
+  with pytest.raises(ConfigError, match=r'seed_index=2; .* pass 0 to 1.'):
+    api.Run.open(workdir, seed_index=2)
+
+
 def test_two_seed_run_resumes_exactly(tmp_path, two_seed_run):
   config, workdir, final = two_seed_run
   for keep_up_to in (6, 4):

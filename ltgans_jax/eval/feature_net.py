@@ -14,6 +14,7 @@ trains it once and keeps it in ``workdir/FILE_NAME`` (``trained_params``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from typing import Any, Callable, Tuple
@@ -190,25 +191,65 @@ def _read_params(path: str, template):
   return params
 
 
+def cache_file(folder: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
+               steps: int, key: jax.Array) -> str:
+  """Where ``folder`` keeps the classifier of ``train_feature_net(images, labels, num_classes,
+  steps, key)``: a file named by a digest of everything that decides it (the images and labels
+  themselves, the classes, steps, key and the network's shapes)."""
+  shapes = jax.eval_shape(lambda: train_feature_net(images[:2], labels[:2], num_classes, 0,
+                                                    key))
+  digest = hashlib.sha256()
+  for part in (np.ascontiguousarray(images), np.ascontiguousarray(labels).astype(np.int64),
+               np.asarray(jax.random.key_data(key))):
+    digest.update(str((part.shape, part.dtype)).encode())
+    digest.update(part.tobytes())
+  digest.update(repr((num_classes, steps, jax.tree_util.tree_map(
+      lambda leaf: leaf.shape, shapes))).encode())
+  return os.path.join(folder, f'feature_net_{digest.hexdigest()[:24]}.msgpack')
+
+
 def trained_params(workdir: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
-                   steps: int, key: jax.Array) -> Any:
+                   steps: int, key: jax.Array, cache_folder: str = '') -> Any:
   """The classifier of ``train_feature_net(images, labels, num_classes, steps, key)``, read
-  back from ``workdir`` where an earlier process trained it, else trained and written there
-  (by process 0, whole or not at all: a full disk leaves no damaged file).
+  back from ``workdir`` where an earlier process trained it, else from ``cache_folder`` where
+  another run trained it on the same images with the same key (``eval.feature_net_cache``:
+  the runs of one seed and sequence then share one instrument, and all but the first skip its
+  training), else trained; written to ``workdir`` (and the cache) by process 0, whole or not at
+  all: a full disk leaves no damaged file.
 
   Args:
     images: [N, H, W, C] uint8, every task's training images.
     labels: [N] class labels in [0, num_classes), unique per (task, class).
+    cache_folder: '' for no cache.
   """
   path = os.path.join(workdir, FILE_NAME)
+  template = lambda: jax.eval_shape(
+      lambda: train_feature_net(images[:2], labels[:2], num_classes, 0, key))
   if os.path.exists(path):
-    return _read_params(path, jax.eval_shape(
-        lambda: train_feature_net(images[:2], labels[:2], num_classes, 0, key)))
-  logging.info('Training the FID feature network on %d images of %d (task, class) pairs.',
-               len(images), num_classes)
-  params = train_feature_net(images, labels, num_classes, steps, key)
-  logging.info('Feature network accuracy on the training images: %.3f',
-               accuracy(params, images[:2000], labels[:2000]))
+    return _read_params(path, template())
+  cached = (cache_file(cache_folder, images, labels, num_classes, steps, key)
+            if cache_folder else '')
+  params = None
+  if cached and os.path.exists(cached):
+    try:
+      params = _read_params(cached, template())
+      logging.info('The FID feature network from the cache %s (an earlier run trained it on '
+                   'the same images with the same key and steps).', cached)
+    except CheckpointError as e:  # a damaged cache file costs a retraining, never the run
+      logging.warning('%s; training the feature network afresh and replacing it.', e)
+  if params is None:
+    logging.info('Training the FID feature network on %d images of %d (task, class) pairs.',
+                 len(images), num_classes)
+    params = train_feature_net(images, labels, num_classes, steps, key)
+    logging.info('Feature network accuracy on the training images: %.3f',
+                 accuracy(params, images[:2000], labels[:2000]))
+    if cached and jax.process_index() == 0:
+      try:
+        os.makedirs(cache_folder, exist_ok=True)
+        files.write_atomically(cached, flax.serialization.to_bytes(params))
+      except OSError as e:  # the cache is a saving, never a reason to stop the run
+        logging.warning('Cannot keep the feature network in eval.feature_net_cache=%s (%s); '
+                        'the run goes on without it.', cache_folder, e)
   if jax.process_index() == 0:
     files.write_atomically(path, flax.serialization.to_bytes(params))
   return params

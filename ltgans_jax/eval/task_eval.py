@@ -84,7 +84,7 @@ class TaskEvaluator:
     own_params = feature_net.trained_params(
         workdir, np.concatenate([t.train.images for t in tasks]), np.concatenate(labels),
         len(self.class_pairs), config.eval.feature_net_steps,
-        rng.stream_key(config.seed, rng.FEATURE_NET))
+        rng.stream_key(config.seed, rng.FEATURE_NET), config.eval.feature_net_cache)
     self.features = {'fid_own': feature_net.features_fn(own_params)}
     height, width, channels = self.test_images[0].shape[1:]
     size = f'{height}x{width}x{channels}'

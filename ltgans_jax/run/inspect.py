@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from typing import Optional, Sequence
 
 import jax
 import numpy as np
@@ -31,43 +32,60 @@ from ltgans_jax.data import sequences
 from ltgans_jax.errors import CheckpointError, ConfigError
 from ltgans_jax.eval import feature_net, figures, matrices, task_eval
 from ltgans_jax.methods import registry
-from ltgans_jax.run import checkpointing, report, resume
+from ltgans_jax.run import checkpointing, report, resume, seeds
 
 EVALUATE_FOLDER = 'evaluate'  # everything --mode=evaluate writes, inside the workdir
 
 
-def open_workdir(config, workdir):
-  """(tasks, method, restore target, task steps, checkpoint manager) of a trained one-seed
-  workdir, after the checks a run makes; CheckpointError or ConfigError saying why not. The
-  caller closes the manager."""
+def open_workdir(config, workdir, seed_index: Optional[int] = None):
+  """(tasks, method, restore target, task steps, checkpoint manager) of a trained workdir,
+  after the checks a run makes; CheckpointError or ConfigError saying why not. The caller
+  closes the manager.
+
+  A workdir of ``train.num_seeds`` = S > 1 seeds holds one checkpoint of every seed's state
+  stacked on a leading axis: ``seed_index`` (0 <= k < S) names the seed the caller will
+  ``seeds.unstack`` from the restored state; the method is then the one of that seed's
+  one-seed config. The restore target keeps the leading axis [S, ...]."""
   config_validation.validate(config)
   config_validation.check_workdir_name(workdir)
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise CheckpointError(f'{workdir} holds no checkpoints; train first with --mode=train.')
   config_validation.check_workdir(config, workdir)
   files.remove_stale_temporaries(workdir)
-  if config.train.num_seeds > 1:
+  num_seeds = seeds.count(config)
+  if num_seeds > 1 and seed_index is None:
     raise ConfigError(
-        f'{workdir} trained train.num_seeds={config.train.num_seeds} seeds together; '
+        f'{workdir} trained train.num_seeds={num_seeds} seeds together; '
         '--mode=evaluate, sample and matrices read one-seed runs only so far: each seed\'s '
-        f'report, matrices and pictures are in {workdir}/seed<k>/, written during training.')
+        f'report, matrices and pictures are in {workdir}/seed<k>/, written during training, '
+        'and api.Run.open(workdir, seed_index=k) opens seed k\'s networks.')
+  if seed_index is not None and not (isinstance(seed_index, (int, np.integer))
+                                     and 0 <= seed_index < num_seeds):
+    raise ConfigError(f'seed_index={seed_index!r}; {workdir} holds train.num_seeds='
+                      f'{num_seeds} seed(s): pass 0 to {num_seeds - 1}.')
   tasks = sequences.build_sequence(config)
-  method = registry.build(config, backend.resolve(config).layers)
+  layers = backend.resolve(config).layers
+  method = registry.build(config, layers)
   config_validation.check_memory(config, method)
-  feature_net.check_file(workdir)
-  template = _restore_target(method, config.seed)
+  for folder in seeds.report_dirs(config, workdir):
+    feature_net.check_file(folder)
+  template = _restore_target(method, seeds.seed_values(config))
+  if num_seeds > 1:
+    method = registry.build(seeds.seed_config(config, seed_index), layers)
   task_steps = durations.task_steps(config, method, [len(t.train.images) for t in tasks])
   return (tasks, method, template, task_steps,
           checkpointing.make_manager(config, workdir, task_steps))
 
 
-def _restore_target(method, seed: int):
+def _restore_target(method, seed_values: Sequence[int]):
   """The state's shapes and dtypes on the first local device, as the restore target: nothing is
-  initialised or allocated before a checkpoint is known to fit."""
+  initialised or allocated before a checkpoint is known to fit. Several seeds: their states
+  stacked on a leading axis, as training saves them."""
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  shapes = jax.eval_shape(lambda: seeds.stack([method.init_state(jax.random.key(seed))
+                                               for seed in seed_values]))
   return jax.tree_util.tree_map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
-      jax.eval_shape(method.init_state, jax.random.key(seed)))
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), shapes)
 
 
 def boundary_states(config, workdir: str):
