@@ -6,7 +6,8 @@ Usage (from the repository root):
   python experiments/reproduce.py --data_dir=D [--artefacts=table3,fig4b] [--seeds=3]
       [--size=cpu|paper] [--batch_seeds] [--steps_per_task=N] [--quick]
       [--workdir_root=workdirs/paper] [--results=experiments/results/paper]
-      [--plan_only] [--report_only] [--max_runs=N] [--seconds_per_step=X] [--set KEY=VALUE]
+      [--plan_only] [--report_only] [--max_runs=N] [--jobs=N] [--seconds_per_step=X]
+      [--set KEY=VALUE]
 
 What it does, in order:
 
@@ -26,6 +27,9 @@ What it does, in order:
 2. **Runs** what is not finished, in plan order; rerunning the command resumes an interrupted run
    from its checkpoints (Ctrl-C or SIGTERM stops the run after saving a checkpoint) and skips the
    finished ones. A workdir trained with other settings (steps, beta, ...) stops the driver.
+   ``--jobs=N`` trains N runs at once, each pinned to its own 1/N of the CPUs. Every run reads
+   and fills the FID feature-network cache ``<workdir_root>/feature_nets``
+   (``eval.feature_net_cache``): the methods of one seed share one classifier, trained once.
 3. **Copies** each finished seed's numbers into ``<results>/<artefact>/<run>_seed<s>.json`` (the
    per-task values after the last task, the matrices, wall time, command, commit) and its last
    sample grids into ``<results>/<artefact>/figures/``.
@@ -38,6 +42,7 @@ What it does, in order:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
 import glob
@@ -45,6 +50,7 @@ import json
 import logging
 import math
 import os
+import queue
 import re
 import signal
 import statistics
@@ -63,6 +69,11 @@ SIZES = ('cpu', 'paper')
 DRIVER_RECORD = 'reproduce_run.json'  # in a workdir: the commit and wall time that made it
 VERDICTS = ('reproduced', 'not reproduced', 'not runnable here', 'not yet run')
 DONE = ('finished', 'recorded')  # statuses of a run that is not trained again
+# Paths on this machine, not settings: neither compared with a workdir's values nor recorded.
+# The feature-network cache: every method of one seed and config measures FID with the network
+# the first of them trained (``eval.feature_net_cache``).
+MACHINE_KEYS = ('data.data_dir', 'eval.feature_net_cache')
+NOTES_FILE = 'NOTES.md'  # <results>/<artefact>/NOTES.md: written by hand, quoted by the report
 
 
 # ----------------------------------------------------------------------------- planning
@@ -133,13 +144,13 @@ def _same(a, b) -> bool:
 
 def workdir_conflicts(workdir: str, overrides: Mapping[str, object]) -> List[str]:
   """'key: workdir value != planned value' for the planned overrides the workdir's config.json
-  contradicts (data.data_dir aside: the data may move)."""
+  contradicts (``MACHINE_KEYS`` aside: the data and the cache may move)."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return []
   values = common.run_config_values(workdir)
   return [f'{k}: {values.get(k)!r} != {v!r}' for k, v in overrides.items()
-          if k != 'data.data_dir' and k in values and not _same(v, values[k])]
+          if k not in MACHINE_KEYS and k in values and not _same(v, values[k])]
 
 
 def run_status(run: PlannedRun) -> str:
@@ -155,7 +166,7 @@ def seed_file(results: str, run: PlannedRun, seed: int) -> str:
 
 
 # What says which seeds a run holds, not how they were trained (batched or one per run).
-SEED_KEYS = ('data.data_dir', 'seed', 'train.num_seeds')
+SEED_KEYS = (*MACHINE_KEYS, 'seed', 'train.num_seeds')
 
 
 def _training_overrides(overrides: Mapping[str, object]) -> dict:
@@ -207,7 +218,9 @@ def plan(artefacts: Sequence[paper_specs.Artefact], args,
       for group in groups:
         name = (f'{spec.name}_seed{group[0]}' if len(group) == 1
                 else f'{spec.name}_seeds{group[0]}-{group[-1]}')
-        overrides = {'data.data_dir': os.path.abspath(args.data_dir), **shared,
+        overrides = {'data.data_dir': os.path.abspath(args.data_dir),
+                     'eval.feature_net_cache': os.path.join(args.workdir_root, 'feature_nets'),
+                     **shared,
                      'method': spec.method, **spec.overrides, 'seed': group[0]}
         if len(group) > 1:
           overrides['train.num_seeds'] = len(group)
@@ -339,7 +352,8 @@ def read_driver_record(workdir: str) -> dict:
 def seed_record(run: PlannedRun, index: int, args,
                 extra: Optional[Mapping[str, List[float]]] = None) -> dict:
   """One seed's small JSON: enough to re-derive every number of the report. ``seconds``: the
-  run's wall time, None when it was resumed (the interrupted part was not timed)."""
+  run's wall time, over all its invocations when it was stopped and resumed; None where an
+  invocation was not timed (killed outright)."""
   report = common.load_report(run.seed_dirs()[index])
   made = read_driver_record(run.workdir)
   seconds = made.get('seconds')
@@ -352,8 +366,11 @@ def seed_record(run: PlannedRun, index: int, args,
       'quick': bool(args.quick), 'config': run.config, 'tasks': report['tasks'],
       'final': {**last['evaluation'], **(extra or {})}, 'matrix': matrix,
       'steps': run.steps, 'seeds_in_run': len(run.seeds), 'seconds': seconds,
+      # The CPUs the run had, and how many runs shared the machine's (--jobs); older files
+      # lack them.
+      'cpus': made.get('cpus'), 'jobs': made.get('jobs'),
       'seconds_per_step': seconds / (run.steps * len(run.seeds)) if seconds else None,
-      'overrides': {k: v for k, v in run.overrides.items() if k != 'data.data_dir'},
+      'overrides': {k: v for k, v in run.overrides.items() if k not in MACHINE_KEYS},
       'command': common.shell_line(common.build_command(run.config, run.workdir,
                                                         run.overrides)),
       'commit': made.get('commit', 'unknown'),
@@ -371,12 +388,13 @@ def copy_grids(run: PlannedRun, artefact: paper_specs.Artefact, results: str) ->
 
 def collect(run: PlannedRun, artefact: paper_specs.Artefact, args) -> List[str]:
   """Writes the run's per-seed files and copies its grids; returns the files' paths."""
-  extra = None
-  if 'mse' in artefact.extra_metrics and not run.batched:
-    error = common.student_reconstruction_error(run.workdir)
-    extra = {'mse': error['mse'], 'sse': error['sse']}
   paths = []
   for i, seed in enumerate(run.seeds):
+    extra = None
+    if 'mse' in artefact.extra_metrics:
+      error = common.student_reconstruction_error(run.workdir,
+                                                  seed_index=i if run.batched else None)
+      extra = {'mse': error['mse'], 'sse': error['sse']}
     path = seed_file(args.results, run, seed)
     common.write_json(path, seed_record(run, i, args, extra))
     paths.append(path)
@@ -384,32 +402,68 @@ def collect(run: PlannedRun, artefact: paper_specs.Artefact, args) -> List[str]:
   return paths
 
 
+def _train(run: PlannedRun, cpus: Optional[Sequence[int]] = None, jobs: int = 1) -> bool:
+  """Trains (or resumes) one run; records its commit and wall time in its workdir; whether it
+  finished."""
+  logging.info('%s/%s: %s%s', run.artefact, run.name, run.status,
+               f' on CPUs {",".join(map(str, cpus))}' if cpus else '')
+  result = common.run_config(f'{run.artefact}/{run.name}', run.config, run.workdir,
+                             run.overrides, cpus=cpus)
+  if not result.ok:
+    logging.error('%s/%s failed: %s (log %s)', run.artefact, run.name, result.error,
+                  result.log)
+    return False
+  run.status = 'finished'
+  common.write_json(os.path.join(run.workdir, DRIVER_RECORD), {
+      'commit': git_commit(), 'seconds': result.total_seconds,
+      'cpus': len(cpus) if cpus else len(os.sched_getaffinity(0)), 'jobs': jobs})
+  return True
+
+
 def execute(runs: Sequence[PlannedRun], artefacts: Mapping[str, paper_specs.Artefact],
             args) -> int:
-  """Runs what is not finished (at most ``--max_runs``) and collects every finished run;
-  returns how many runs were trained."""
-  trained = 0
-  for run in runs:
-    artefact = artefacts[run.artefact]
-    if run.status == 'recorded':
-      continue  # its per-seed files are already in --results
-    if run.status != 'finished':
-      if args.max_runs is not None and trained >= args.max_runs:
-        logging.info('--max_runs=%d reached; rerun the command to go on.', args.max_runs)
-        break
-      logging.info('%s/%s: %s', run.artefact, run.name, run.status)
-      result = common.run_config(f'{run.artefact}/{run.name}', run.config, run.workdir,
-                                 run.overrides)
-      trained += 1
-      if not result.ok:
-        logging.error('%s/%s failed: %s (log %s)', run.artefact, run.name, result.error,
-                      result.log)
-        continue
-      run.status = 'finished'
-      common.write_json(os.path.join(run.workdir, DRIVER_RECORD), {
-          'commit': git_commit(), 'seconds': None if result.resumed else result.seconds})
-    collect(run, artefact, args)
-  return trained
+  """Runs what is not finished (at most ``--max_runs``; ``--jobs`` at once, each on its own
+  CPUs) and collects every finished run; returns how many runs were trained.
+
+  With ``--jobs=N`` the CPUs are split into N disjoint sets (``common.cpu_sets``) and each run
+  starts on whichever set is free; a run's per-seed files are written as soon as it ends."""
+  to_train = [r for r in runs if r.status not in DONE]
+  if args.max_runs is not None and len(to_train) > args.max_runs:
+    to_train = to_train[:args.max_runs]
+    logging.info('--max_runs=%d: %s this time; rerun the command to go on.', args.max_runs,
+                 ', '.join(f'{r.artefact}/{r.name}' for r in to_train))
+  for run in runs:  # finished earlier, maybe not yet collected
+    if run.status == 'finished':
+      collect(run, artefacts[run.artefact], args)
+  if args.jobs == 1:
+    for run in to_train:
+      if _train(run):
+        collect(run, artefacts[run.artefact], args)
+    return len(to_train)
+  free = queue.Queue()
+  for cpus in common.cpu_sets(args.jobs):
+    free.put(cpus)
+
+  def train_on_free_cpus(run):
+    cpus = free.get()
+    try:
+      return _train(run, cpus, args.jobs)
+    finally:
+      free.put(cpus)
+
+  with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+    futures = {pool.submit(train_on_free_cpus, run): run for run in to_train}
+    try:
+      for future in concurrent.futures.as_completed(futures):
+        run = futures[future]
+        if future.result():
+          collect(run, artefacts[run.artefact], args)
+    except KeyboardInterrupt:
+      for future in futures:
+        future.cancel()  # the runs not started yet
+      common.stop_all()  # the ones in progress checkpoint and stop
+      raise
+  return len(to_train)
 
 
 # ------------------------------------------------------------------------ report
@@ -477,17 +531,22 @@ def verdict(artefact: paper_specs.Artefact, size: str, by_run: Mapping[str, List
 
 
 def our_table(artefact: paper_specs.Artefact, by_run: Mapping[str, List[dict]],
-              metric: str) -> str:
+              metric: str, together: bool = False) -> str:
+  """Tasks x runs of ``metric`` after the last task, mean ± 95% interval over seeds, and the
+  average over tasks; ``together``: also ``<metric>_all`` (every task's test images at once)."""
   names = next(iter(by_run.values()))[0]['tasks']
   header = ['task'] + [f'{r.title or r.name} (n={len(by_run.get(r.name, []))})'
                        for r in artefact.runs if r.name in by_run]
+  lines = [(task, metric, j) for j, task in enumerate(names)]
+  lines.append(('**Average**', metric, 'average'))
+  if together:
+    lines.append(('**All tasks together**', f'{metric}_all', 0))
   rows = []
-  for j, task in enumerate(names + ['average']):
-    row = [task if task != 'average' else '**Average**']
+  for title, name, index in lines:
+    row = [title]
     for spec in artefact.runs:
       if spec.name in by_run:
-        cell = interval([row_value(r, metric, 'average' if task == 'average' else j)
-                         for r in by_run[spec.name]])
+        cell = interval([row_value(r, name, index) for r in by_run[spec.name]])
         row.append(cell if cell is None or cell.n > 1 else float(cell))  # one seed: no interval
     rows.append(row)
   return common.markdown_table(header, rows)
@@ -524,6 +583,13 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
                 our_table(artefact, by_run, metric)]
   else:
     parts += ['', f'Ours: no per-seed files for this setting in `{artefact.name}/` yet.']
+  if by_run and artefact.metric != 'fid_own':
+    parts += ['', 'Have the generators learnt? `fid_own` after the last task: the FID, in the '
+              'features of the project\'s classifier of the sequence, of the network each '
+              'method samples from (the Assistant for the GAN methods, the VAE for LGM and '
+              'CURL; lower is better), per task and against every task\'s test images at once '
+              '(a generator that holds every task); the grids below show the same networks:',
+              '', our_table(artefact, by_run, 'fid_own', together=True)]
   if artefact.claims:
     rows = [[paper_specs.METHOD_TITLES.get(c.better, c.better) + ' < ' +
              paper_specs.METHOD_TITLES.get(c.worse, c.worse),
@@ -539,7 +605,21 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
     parts += [f'- `{os.path.basename(g)}`: ![{os.path.basename(g)}]'
               f'({os.path.relpath(g, args.results)})' for g in grids]
   if mine:
-    parts += ['', 'Per-seed files: ' + ', '.join(f'`{r["_file"]}`' for r in mine) + '.']
+    rows = [[f'`{r["_file"]}`', duration(r.get('seconds')),
+             r.get('cpus') or 'not recorded', r.get('jobs') or 'not recorded', r.get('commit')]
+            for r in mine]
+    parts += ['', 'The per-seed files, and how each run was made (wall time of training and '
+              'every evaluation, of all its seeds when batched, summed over its invocations when '
+              'it was stopped and resumed; "unknown" where one went untimed, e.g. killed '
+              'outright; the CPUs it had and how many runs shared the machine, `--jobs`):',
+              '',
+              common.markdown_table(['file', 'wall time', 'CPUs', 'runs at once', 'commit'],
+                                    rows)]
+  notes = os.path.join(args.results, artefact.name, NOTES_FILE)
+  if os.path.exists(notes):
+    with open(notes) as f:
+      parts += ['', f'Notes on these runs (by hand, `{artefact.name}/{NOTES_FILE}`):', '',
+                f.read().strip()]
   if others:
     parts += ['', 'Files of other settings here, not used above: ' + '; '.join(others) + '.']
   seeds = sum(len(v) for v in by_run.values())
@@ -604,9 +684,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help='Rewrite <results>/README.md from the per-seed files; run nothing.')
   parser.add_argument('--max_runs', type=int, default=None,
                       help='Train at most N runs in this invocation (rerun to go on).')
+  parser.add_argument('--jobs', type=int, default=1,
+                      help='Train N runs at once, each on its own 1/N of the CPUs: for '
+                      'machines with more cores than one run uses. On 2 CPUs two runs side by '
+                      'side gained 5%% over one at a time '
+                      '(experiments/results/benchmark/jobs_side_by_side/).')
   parser.add_argument('--seconds_per_step', type=float, default=None,
                       help='Use this rate for the estimate instead of the measured ones.')
   args = parser.parse_args(argv)
+  try:
+    common.cpu_sets(args.jobs)
+  except ValueError as e:
+    parser.error(str(e))
   args.workdir_root = os.path.abspath(args.workdir_root)
   args.results = os.path.abspath(args.results)
   return args

@@ -285,3 +285,27 @@ def test_every_config_file_loads_and_validates():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config_validation.validate(module.get_config())
+
+
+def test_a_resumed_run_s_wall_time_adds_its_timed_invocations(tmp_path, monkeypatch):
+  """run_config keeps every invocation's seconds beside the workdir: a run stopped (SIGTERM,
+  Ctrl-C) and resumed has a known wall time, one whose earlier part went untimed has none."""
+  workdir = str(tmp_path / 'run')
+  os.makedirs(os.path.join(workdir, 'checkpoints'))  # as a stopped run leaves it
+  monkeypatch.setattr(common.runner, 'build_command',
+                      lambda *a, **k: [sys.executable, '-c', 'pass'])
+  records = workdir + common.runner.INVOCATIONS_SUFFIX
+  with open(records, 'w') as f:
+    json.dump([40.0, 2.0], f)  # two earlier invocations, each stopped through run_config
+  result = common.run_config('test', 'configs/test.py', workdir, {})
+  assert result.ok and result.resumed and result.earlier_seconds == 42.0
+  assert result.total_seconds == pytest.approx(42.0 + result.seconds)
+  with open(records) as f:
+    assert json.load(f) == [40.0, 2.0, result.seconds]
+  with open(records, 'w') as f:
+    json.dump([40.0, None], f)  # the second one was killed outright
+  assert common.run_config('test', 'configs/test.py', workdir, {}).total_seconds is None
+  fresh = str(tmp_path / 'fresh')
+  os.makedirs(fresh)  # what the real command would make
+  result = common.run_config('test', 'configs/test.py', fresh, {})
+  assert not result.resumed and result.total_seconds == result.seconds

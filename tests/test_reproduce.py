@@ -12,6 +12,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
 
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 import paper_specs  # pylint: disable=g-import-not-at-top,wrong-import-position
 import reproduce  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -25,6 +26,7 @@ TINY = paper_specs.Artefact(
     paper_columns=('ltgans', 'lgm'),
     paper_rows={'digits 0-4': (1.5, 2.5), 'Average': (3.0, 4.0)},
     claims=(paper_specs.Claim('nll_paper', 'ltgans', 'lgm', 'average', '"a test claim"'),),
+    extra_metrics=('mse',),
     paper_text='a test artefact')
 PAPER_ONLY = paper_specs.Artefact(
     name='paper_only', title='Paper only: no cpu setting',
@@ -152,6 +154,10 @@ def test_an_interrupted_plan_resumes_and_reuses_the_finished_run(interrupted_the
     assert f.read() == log_after_first  # not retrained: nothing appended to its log
   runs, _ = reproduce.plan([TINY], reproduce.parse_args(argv), {})
   assert [r.status for r in runs] == ['finished', 'finished']
+  # One FID feature network for seed 0 of the config: trained by the first run, read by lgm's.
+  assert len(os.listdir(tmp / 'work' / 'feature_nets')) == 1
+  with open(runs[1].workdir + '.log') as f:
+    assert 'The FID feature network from the cache' in f.read()
   reproduce.main(argv + ['--plan_only'], ARTEFACTS)
   assert '2 runs: 2 finished (reused), 0 to run or resume' in capsys.readouterr().out
 
@@ -187,10 +193,22 @@ def test_the_report_comes_from_the_per_seed_files(interrupted_then_resumed):
     assert records[f'ltgans_seed{s}']['final']['nll_paper'] == (
         report['records'][-1]['evaluation']['nll_paper'])
     assert records[f'ltgans_seed{s}']['seed'] == s
+    # Fig. 4b's MSE, per seed of the batched run: that seed's Student, not seed 0's.
+    error = common.student_reconstruction_error(runs[0].workdir, seed_index=s)
+    assert records[f'ltgans_seed{s}']['final']['mse'] == error['mse']
+    assert len(error['mse']) == len(TASKS)
+  assert records['ltgans_seed0']['final']['mse'] != records['ltgans_seed1']['final']['mse']
   assert records['lgm_seed0']['seconds_per_step'] > 0
+  (results / 'tiny' / reproduce.NOTES_FILE).write_text('A note by hand.\n')
   assert reproduce.main(argv + ['--report_only', '--artefacts=tiny,paper_only,unrun'],
                         ARTEFACTS) == 0
   text = (results / 'README.md').read_text()
+  fid_all = records['lgm_seed0']['final']['fid_own_all'][0]
+  assert 'Have the generators learnt?' in text and '| **All tasks together** |' in text
+  assert f'{fid_all:.2f} |' in text  # lgm's one seed, against every task's images at once
+  assert '| file | wall time | CPUs | runs at once | commit |' in text
+  assert '| `tiny/lgm_seed0.json` |' in text
+  assert 'Notes on these runs (by hand, `tiny/NOTES.md`):\n\nA note by hand.' in text
   averages = [np.mean(records[f'ltgans_seed{s}']['final']['nll_paper']) for s in (0, 1)]
   half = stats.t.ppf(0.975, 1) * np.std(averages, ddof=1) / np.sqrt(2)
   assert f'{np.mean(averages):.2f} ± {half:.2f}' in text
@@ -205,3 +223,44 @@ def test_the_report_comes_from_the_per_seed_files(interrupted_then_resumed):
   assert '| unrun | Unrun | not yet run |' in text
   assert 'experiments/results/table3_fuzzy_offline/' in text  # superseded, named
   assert any(f.endswith('.png') for f in os.listdir(results / 'tiny' / 'figures'))
+
+
+def test_jobs_train_runs_side_by_side_each_on_its_own_cpus(tmp_path, monkeypatch):
+  """--jobs=2 on 4 CPUs: two runs in flight at once, on disjoint halves of the CPUs, every run
+  trained once and collected as soon as it ends (the training itself stubbed)."""
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3})
+  assert common.cpu_sets(2) == [(0, 1), (2, 3)]
+  assert common.cpu_sets(3) == [(0, 1), (2,), (3,)]
+  with pytest.raises(ValueError, match=r'--jobs=5; this process may use 4 CPU\(s\): pass 1 to 4.'):
+    common.cpu_sets(5)
+  lock, in_flight, seen, collected = threading.Lock(), [], [], []
+
+  def fake_run(name, config, workdir, overrides, mode='train', cpus=None):
+    with lock:
+      in_flight.append(name)
+      seen.append((name, tuple(cpus), len(in_flight)))
+    time.sleep(0.3)
+    with lock:
+      in_flight.remove(name)
+    os.makedirs(workdir, exist_ok=True)
+    return common.RunResult(name, [], workdir, workdir + '.log', 0.3, 0)
+
+  monkeypatch.setattr(common, 'run_config', fake_run)
+  monkeypatch.setattr(reproduce, 'collect',
+                      lambda run, artefact, args: collected.append(run.name))
+  args = args_for(tmp_path, '--jobs=2')
+  runs, _ = reproduce.plan([TINY], args, {})
+  assert reproduce.execute(runs, ARTEFACTS, args) == 3
+  assert sorted(name for name, _, _ in seen) == ['tiny/lgm_seed0', 'tiny/ltgans_seed0',
+                                                  'tiny/ltgans_seed1']
+  assert max(n for _, _, n in seen) == 2  # two at once, never three
+  first_two = {cpus for _, cpus, _ in seen[:2]}
+  assert first_two == {(0, 1), (2, 3)}  # side by side on disjoint CPUs
+  assert sorted(collected) == ['lgm_seed0', 'ltgans_seed0', 'ltgans_seed1']
+  with open(os.path.join(runs[0].workdir, reproduce.DRIVER_RECORD)) as f:
+    record = json.load(f)
+  assert (record['cpus'], record['jobs']) == (2, 2)
+  with pytest.raises(SystemExit):
+    reproduce.parse_args(['--jobs=5'])

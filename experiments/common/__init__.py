@@ -36,8 +36,8 @@ from .readback import (Interval, SeedRow, config_from_workdir, final_interval, f
                        interval_over_seeds, is_complete, load_eval, load_report, mean_or_none,
                        per_task_after_each, record_row, seed_summaries,
                        student_reconstruction_error, task_names)
-from .runner import (RUN_RECORD, RunResult, build_command, format_value, method_runs, run_all,
-                     run_config, shell_line)
+from .runner import (RUN_RECORD, RunResult, build_command, cpu_sets, format_value, method_runs,
+                     run_all, run_config, shell_line, stop_all)
 from .setting import (IGNORED_DIFFERENCES, config_differences, flatten, load_config_file,
                       run_config_values, setting_section)
 from .tables import (FORGETTING_KEYS, fmt, forgetting_cells, forgetting_table, markdown_table,

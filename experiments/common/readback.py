@@ -155,13 +155,15 @@ def config_from_workdir(workdir: str):
 
 
 def student_reconstruction_error(workdir: str, num_examples: Optional[int] = None,
-                                 batch_size: int = 250) -> Dict[str, object]:
+                                 batch_size: int = 250,
+                                 seed_index: Optional[int] = None) -> Dict[str, object]:
   """Squared error of the Student's mean reconstruction after the last finished task.
 
   Restores the last task-boundary checkpoint, encodes each task's evaluation subset of
   ``num_examples`` test images (default ``eval.num_examples``; ``ltgans_jax.eval.eval_subset``),
   decodes the posterior mean, and compares sigmoid(decoder logits) with the image, pixels in
-  [0, 1]. Returns {'tasks': [...], 'sse': [...] per-image sum over pixels (the reconstruction
+  [0, 1]. ``seed_index``: which seed of a workdir that trained several (``train.num_seeds``);
+  None for a one-seed workdir. Returns {'tasks': [...], 'sse': [...] per-image sum over pixels (the reconstruction
   part of the paper's NLL, deterministic), 'mse': [...] per-pixel mean, 'num_examples': n}.
   """
   import jax  # pylint: disable=g-import-not-at-top
@@ -170,13 +172,14 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
   from ltgans_jax import api, pixels  # pylint: disable=g-import-not-at-top
   from ltgans_jax.eval import eval_subset  # pylint: disable=g-import-not-at-top
 
-  report = load_report(workdir)
+  report_dir = workdir if seed_index is None else os.path.join(workdir, f'seed{seed_index}')
+  report = load_report(report_dir)
   if not report or not report['records']:
-    raise ValueError(f'{workdir} has no finished task (no report.json records).')
+    raise ValueError(f'{report_dir} has no finished task (no report.json records).')
   finished = len(report['records'])
   # The library's own opening of a workdir (its config.json, task sequence, method, and the
   # checkpoint at the end of the last finished task), as ``--mode=evaluate`` restores it.
-  run = api.Run.open(workdir, after_task=finished - 1)
+  run = api.Run.open(workdir, after_task=finished - 1, seed_index=seed_index)
   config, tasks = run.config, run.tasks
   vae = run.method.vae_view(run.state)  # the Student; for CURL its most likely component
 
