@@ -1,10 +1,11 @@
 """Two real processes on this machine train ``configs/test.py`` through the ordinary command
 (``tests/entry/recording_main.py`` is ``python -m ltgans_jax.main`` plus a record of the
-images each process placed), with the launcher's variables set: a coordinator on 127.0.0.1 at
-a free port, JAX's CPU collectives (gloo, ``jax_cpu_collectives_implementation``'s default),
-one CPU device each. The reference is one process with two CPU devices: the same global mesh
-of 2, so the same programs, and the final parameters must agree bit for bit. It runs beside
-the two-process launches, not before them.
+images each process placed, and JAX's persistent compilation cache written by process 1 too,
+which JAX leaves to process 0), with the launcher's variables set: a coordinator on 127.0.0.1
+at a free port, JAX's CPU collectives (gloo, ``jax_cpu_collectives_implementation``'s
+default), one CPU device each. The reference is one process with two CPU devices: the same
+global mesh of 2, so the same programs, and the final parameters must agree bit for bit. It
+runs beside the two-process launches, not before them.
 
 What is checked (issue 31): the final parameters against the reference's; that each process
 placed only its half of every global batch; that one set of checkpoints and one report are
