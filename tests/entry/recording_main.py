@@ -56,7 +56,7 @@ _cache_write = jax_compiler._cache_write  # pylint: disable=protected-access
 def _cache_write_from_every_process(*args, **kwargs):
   """JAX's own ``_cache_write``, run as if by process 0. JAX writes persistent-cache entries
   from process 0 alone, but on the CPU process 1's cache keys differ from process 0's (its
-  compile options name its own device, even for the programs both run), so process 1 never
+  serialized compile options differ, even for the programs both run), so process 1 never
   found an entry: every launch compiled all its ~110 programs again, 74 s of CPU of a
   launch's 100 s here, while process 0 waited for it at the next collective. Its keys being
   its own, no two processes write one entry."""
