@@ -28,12 +28,15 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 if [ "${GPU_SESSION_DRY:-0}" = 1 ]; then  # tiny sizes, every command line as on the day
   LOOP_ARGS=(--part1=test --part2=test --steps=4 --demo_steps=4 --rounds=1
              --seed_batching=vmap --test_critic_steps=1)
+  # No forgetting heatmaps in the dry runs: 2 x 21 matplotlib figures per run, about 10 s of a
+  # tiny run (experiments/results/test_suite/), which nothing here reads (the test suite's
+  # reference run draws them for the tests that read them).
   TINY=(--config.train.steps_per_task=4 --config.train.log_every=2 --config.train.batch_size=8
         --config.train.checkpoint_every=2 --config.model.generator_width=4
         --config.model.critic_width=4 --config.vae.width=4 --config.eval.num_examples=16
         --config.eval.grid_rows=2 --config.eval.iwae_samples=3
-        --config.eval.feature_net_steps=5)
-  REPRODUCE_ARGS=(--artefacts=fig4b --seeds=1 --quick --max_runs=1)
+        --config.eval.feature_net_steps=5 --config.eval.heatmaps=False)
+  REPRODUCE_ARGS=(--artefacts=fig4b --seeds=1 --quick --max_runs=1 --set=eval.heatmaps=False)
 else
   LOOP_ARGS=(--part1=mnist_fashion,mnist_fashion_cpu --part2=mnist_fashion_cpu --steps=300
              --demo_steps=200 --rounds=2 --seed_batching=vmap)

@@ -4,7 +4,9 @@ devices for each call of the training loop (``run.loop.place_batches``), for
 process, task, seed, first step, number of steps, the placed array's shape and a digest of its
 bytes); and, in ``$LTGANS_TEST_WRITES``, every file it opens for writing (or renames into
 place) in ``$LTGANS_TEST_WORKDIR`` outside the checkpoints, which orbax writes from every
-process. Everything else is the ordinary command, flags included."""
+process. One more change, to the test's time only: every process writes JAX's persistent
+compilation cache (``_cache_write_from_every_process``). Everything else is the ordinary
+command, flags included."""
 
 import builtins
 import hashlib
@@ -16,6 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
+from jax._src import compiler as jax_compiler
+from jax._src import distributed as jax_distributed
 from ltgans_jax import main
 from ltgans_jax.run import loop as loop_lib
 
@@ -45,6 +49,26 @@ def _recording_place(loop, task_batches, first_step, num_steps):
 
 
 loop_lib.place_batches = _recording_place
+
+_cache_write = jax_compiler._cache_write  # pylint: disable=protected-access
+
+
+def _cache_write_from_every_process(*args, **kwargs):
+  """JAX's own ``_cache_write``, run as if by process 0. JAX writes persistent-cache entries
+  from process 0 alone, but on the CPU process 1's cache keys differ from process 0's (its
+  serialized compile options differ, even for the programs both run), so process 1 never
+  found an entry: every launch compiled all its ~110 programs again, 74 s of CPU of a
+  launch's 100 s here, while process 0 waited for it at the next collective. Its keys being
+  its own, no two processes write one entry."""
+  state = jax_distributed.global_state
+  process_id, state.process_id = state.process_id, 0
+  try:
+    return _cache_write(*args, **kwargs)
+  finally:
+    state.process_id = process_id
+
+
+jax_compiler._cache_write = _cache_write_from_every_process  # pylint: disable=protected-access
 
 _open, _replace = builtins.open, os.replace
 _WORKDIR = os.path.abspath(os.environ['LTGANS_TEST_WORKDIR']) + os.sep
