@@ -191,13 +191,17 @@ def _read_params(path: str, template):
   return params
 
 
+def _shapes(images: np.ndarray, labels: np.ndarray, num_classes: int, key: jax.Array):
+  """The classifier's parameter shapes and dtypes (no training)."""
+  return jax.eval_shape(lambda: train_feature_net(images[:2], labels[:2], num_classes, 0, key))
+
+
 def cache_file(folder: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
-               steps: int, key: jax.Array) -> str:
+               steps: int, key: jax.Array, shapes=None) -> str:
   """Where ``folder`` keeps the classifier of ``train_feature_net(images, labels, num_classes,
   steps, key)``: a file named by a digest of everything that decides it (the images and labels
-  themselves, the classes, steps, key and the network's shapes)."""
-  shapes = jax.eval_shape(lambda: train_feature_net(images[:2], labels[:2], num_classes, 0,
-                                                    key))
+  themselves, the classes, steps, key and the network's ``shapes``)."""
+  shapes = shapes or _shapes(images, labels, num_classes, key)
   digest = hashlib.sha256()
   for part in (np.ascontiguousarray(images), np.ascontiguousarray(labels).astype(np.int64),
                np.asarray(jax.random.key_data(key))):
@@ -223,16 +227,15 @@ def trained_params(workdir: str, images: np.ndarray, labels: np.ndarray, num_cla
     cache_folder: '' for no cache.
   """
   path = os.path.join(workdir, FILE_NAME)
-  template = lambda: jax.eval_shape(
-      lambda: train_feature_net(images[:2], labels[:2], num_classes, 0, key))
+  template = _shapes(images, labels, num_classes, key)
   if os.path.exists(path):
-    return _read_params(path, template())
-  cached = (cache_file(cache_folder, images, labels, num_classes, steps, key)
+    return _read_params(path, template)
+  cached = (cache_file(cache_folder, images, labels, num_classes, steps, key, template)
             if cache_folder else '')
   params = None
   if cached and os.path.exists(cached):
     try:
-      params = _read_params(cached, template())
+      params = _read_params(cached, template)
       logging.info('The FID feature network from the cache %s (an earlier run trained it on '
                    'the same images with the same key and steps).', cached)
     except CheckpointError as e:  # a damaged cache file costs a retraining, never the run
