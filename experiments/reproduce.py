@@ -623,7 +623,7 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
   if others:
     parts += ['', 'Files of other settings here, not used above: ' + '; '.join(others) + '.']
   seeds = sum(len(v) for v in by_run.values())
-  return result, '\n'.join(parts), f'{seeds} seed files'
+  return result, '\n'.join(parts), f'{seeds} seed file{"" if seeds == 1 else "s"}'
 
 
 def write_report(artefacts: Sequence[paper_specs.Artefact], args) -> str:
