@@ -163,7 +163,9 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
   ``num_examples`` test images (default ``eval.num_examples``; ``ltgans_jax.eval.eval_subset``),
   decodes the posterior mean, and compares sigmoid(decoder logits) with the image, pixels in
   [0, 1]. ``seed_index``: which seed of a workdir that trained several (``train.num_seeds``);
-  None for a one-seed workdir. Returns {'tasks': [...], 'sse': [...] per-image sum over pixels (the reconstruction
+  None for a one-seed workdir.
+
+  Returns {'tasks': [...], 'sse': [...] per-image sum over pixels (the reconstruction
   part of the paper's NLL, deterministic), 'mse': [...] per-pixel mean, 'num_examples': n}.
   """
   import jax  # pylint: disable=g-import-not-at-top
@@ -171,8 +173,9 @@ def student_reconstruction_error(workdir: str, num_examples: Optional[int] = Non
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ltgans_jax import api, pixels  # pylint: disable=g-import-not-at-top
   from ltgans_jax.eval import eval_subset  # pylint: disable=g-import-not-at-top
+  from ltgans_jax.run import seeds  # pylint: disable=g-import-not-at-top
 
-  report_dir = workdir if seed_index is None else os.path.join(workdir, f'seed{seed_index}')
+  report_dir = workdir if seed_index is None else seeds.seed_workdir(workdir, seed_index)
   report = load_report(report_dir)
   if not report or not report['records']:
     raise ValueError(f'{report_dir} has no finished task (no report.json records).')
