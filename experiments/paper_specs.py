@@ -73,8 +73,11 @@ class Artefact:
   paper_columns: Tuple[str, ...] = ()  # RunSpec names of the paper's columns
   paper_rows: Mapping[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)
   claims: Tuple[Claim, ...] = ()
+  # The sampled networks' grids after the last task: the GAN methods' Assistant, every
+  # method's Student (LGM's VAE), CURL's mixture (one row per component).
   pictures: Tuple[str, ...] = ('samples/task{last}_assistant_*samples.png',
-                               'samples/task{last}_student_samples.png')
+                               'samples/task{last}_student_samples.png',
+                               'samples/task{last}_mixture_samples_*.png')
   extra_metrics: Tuple[str, ...] = ()  # also tabulated (e.g. Fig. 4b's 'mse')
   not_runnable: str = ''  # why the paper's setting cannot run on this project's data
   paper_text: str = ''  # what the paper says the artefact shows
