@@ -26,6 +26,12 @@ def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
   return grid
 
 
+def display_scale(image_size: int) -> int:
+  """How much the written PNGs enlarge a grid of ``image_size``-pixel images: to at least 56
+  pixels per image (2 for 28-64 px, 4 for 16 px), so that small images stay legible."""
+  return max(2, -(-56 // image_size))
+
+
 def save_png(path: str, grid: np.ndarray, scale: int = 1) -> None:
   """Writes a uint8 [H, W, C] image (C = 1 or 3), optionally enlarged by ``scale``."""
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)

@@ -22,7 +22,7 @@ from tests.helpers import set_config_value as _set, tree_equal, write_mnist_fold
 # (override path, value, error type, pattern the message must match)
 BAD_VALUES = [
     ('data.image_size', 48, ConfigError, r'data.image_size=48 is not supported; use one of'),
-    ('data.image_size', 16, ConfigError, r'data.image_size=16 is not supported'),
+    ('data.image_size', 20, ConfigError, r'data.image_size=20 is not supported'),
     ('data.channels', 2, ConfigError, r'data.channels=2; use 1 or 3'),
     ('data.source', 'internet', ConfigError, r"data.source='internet'; use one of"),
     ('data.sequence', 'nope', ConfigError, r"data.sequence='nope' is unknown; use one of"),

@@ -138,7 +138,7 @@ def test_gradient_modes():
     backend.conv_layer('fast')
 
 
-@pytest.mark.parametrize('size', [28, 32])
+@pytest.mark.parametrize('size', [16, 28, 32])
 def test_strided_networks_have_the_same_parameters_and_function_with_the_cpu_layers(size):
   """With ``resample='strided'``, the CPU's layers give the networks flax's parameter trees
   (the same initial values: checkpoints move between backends) and outputs."""

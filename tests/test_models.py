@@ -17,8 +17,9 @@ def test_space_to_depth_inverts_depth_to_space():
 
 
 @pytest.mark.parametrize('size, channels, resample', [
-    (28, 1, 'pixel_shuffle'), (32, 3, 'pixel_shuffle'), (64, 3, 'pixel_shuffle'),
-    (28, 3, 'strided'), (32, 1, 'strided'), (64, 1, 'strided')])
+    (16, 1, 'pixel_shuffle'), (28, 1, 'pixel_shuffle'), (32, 3, 'pixel_shuffle'),
+    (64, 3, 'pixel_shuffle'), (16, 3, 'strided'), (28, 3, 'strided'), (32, 1, 'strided'),
+    (64, 1, 'strided')])
 def test_network_shapes(size, channels, resample):
   key = jax.random.key(0)
   generator = models.Generator(size, channels, width=4, resample=resample)

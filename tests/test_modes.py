@@ -5,8 +5,10 @@ import os
 import shutil
 
 import numpy as np
+from PIL import Image
 import pytest
 
+from ltgans_jax import viz
 from ltgans_jax.errors import ConfigError
 from ltgans_jax.run import inspect as inspect_run
 from ltgans_jax.run.checkpointing import CheckpointError
@@ -40,7 +42,12 @@ def test_sample_mode_writes_npz_and_grid(test_config, tmp_path, reference_run, n
   path = inspect_run.sample(test_config, workdir)
   images = np.load(path)['images']
   assert images.shape == (6, 28, 28, 1) and images.dtype == np.uint8
-  assert os.path.getsize(path.replace('.npz', '.png')) > 0
+  with Image.open(path.replace('.npz', '.png')) as grid:  # 2 rows of 3, 1-pixel borders, x2
+    assert grid.size == (2 * (3 * 29 + 1), 2 * (2 * 29 + 1))
+
+
+def test_small_images_are_enlarged_more_in_the_pngs():
+  assert [viz.display_scale(size) for size in (16, 28, 32, 64)] == [4, 2, 2, 2]
 
 
 def test_modes_explain_what_is_missing(test_config, tmp_path):

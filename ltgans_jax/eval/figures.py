@@ -83,5 +83,6 @@ def write_latent_figures(vae, names: Sequence[str], test_images: Sequence[np.nda
   for name, grid in pictures.items():
     files[name] = f'figures/{prefix}_{name}.png'
     if jax.process_index() == 0:
-      viz.save_png(os.path.join(workdir, files[name]), grid, scale=2)
+      viz.save_png(os.path.join(workdir, files[name]), grid,
+                   scale=viz.display_scale(firsts[0].shape[1]))
   return files

@@ -171,7 +171,8 @@ def sample(config, workdir: str) -> str:
   np.savez_compressed(buffer, images=pixels)
   files.write_atomically(path, buffer.getvalue())
   rows = max(r for r in range(1, int(np.sqrt(len(pixels))) + 1) if len(pixels) % r == 0)
-  viz.save_png(path.replace('.npz', '.png'), viz.image_grid(np.asarray(images), rows), scale=2)
+  viz.save_png(path.replace('.npz', '.png'), viz.image_grid(np.asarray(images), rows),
+               scale=viz.display_scale(pixels.shape[1]))
   manager.close()
   logging.info('Wrote %d %s samples (task %d, step %d) to %s', len(pixels), network,
                int(state.task) + 1, int(state.task_step), path)

@@ -113,7 +113,8 @@ def write_pictures(config, method, state, test_images, task, workdir, metrics_lo
   for name, grid in pictures.items():
     files[name] = f'samples/task{task + 1}_{name}.png'
     if jax.process_index() == 0:
-      viz.save_png(os.path.join(workdir, files[name]), grid, scale=2)
+      viz.save_png(os.path.join(workdir, files[name]), grid,
+                   scale=viz.display_scale(config.data.image_size))
   metrics_log.write_images(gstep, {f'task{task + 1}/{k}': v for k, v in pictures.items()})
   return files
 
