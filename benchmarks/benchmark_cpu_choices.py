@@ -17,9 +17,10 @@ f13d791; the redesign of issue 16 dropped the setting: ``experiments/results/red
 For each image size and step, the two settings are compiled side by side in this process and
 timed in alternating windows (A B, B A, ...), so that a slow spell of the machine hits both;
 the ratio is the median of the per-round ratios. At the paper's sizes (batch 64, z=100,
-widths 64), on the CPU backend.
+widths 64, 3 channels) or, with ``--scale cpu``, at our CPU scale (widths 16, 1 channel, the
+Student's 32 latents; ``--sizes 28``), on the CPU backend.
 
-    python benchmarks/benchmark_cpu_choices.py --setting conv_gradients [--sizes 32,64]
+    python benchmarks/benchmark_cpu_choices.py --setting conv_gradients [--scale paper|cpu] [--sizes 32,64]
         [--rounds 8] [--window_s 3] [--out experiments/results/benchmark/cpu_epyc/conv_gradients.md]
 """
 
@@ -52,14 +53,20 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--setting', choices=sorted(SETTINGS), required=True)
-  parser.add_argument('--sizes', default='32', help='image sizes, comma-separated (32, 64)')
+  parser.add_argument('--scale', choices=('paper', 'cpu'), default='paper',
+                      help="the networks' sizes: the paper's (widths 64) or our CPU scale's")
+  parser.add_argument('--sizes', default=None,
+                      help='image sizes, comma-separated (default: 32 at paper scale, 28 at cpu)')
   parser.add_argument('--rounds', type=int, default=8, help='timed windows per setting')
   parser.add_argument('--window_s', type=float, default=3.0, help='seconds per window')
   parser.add_argument('--out', default=None, help='also write the table to this Markdown file')
   parser.add_argument('--quick', action='store_true',
                       help='tiny networks, 2 rounds of 0.1 s: checks that the script runs')
   args = parser.parse_args()
-  sizes = settings.QUICK if args.quick else settings.FULL
+  sizes = (settings.QUICK if args.quick else
+           settings.CPU_SCALE if args.scale == 'cpu' else settings.FULL)
+  if args.sizes is None:
+    args.sizes = ','.join(str(s) for s in sizes['sizes'][:1])
   if args.quick:
     args.rounds, args.window_s = 2, 0.1
   section, key, values = SETTINGS[args.setting]
@@ -91,11 +98,12 @@ def main():
       f'- Machine: {machine.cpu_model()}, {os.cpu_count()} logical cores;'
       f' XLA_FLAGS: `{os.environ.get("XLA_FLAGS", "(unset)")}` (plus what `import ltgans_jax`'
       ' adds).',
-      f'- Run: `python benchmarks/benchmark_cpu_choices.py --setting {args.setting} --sizes '
+      f'- Run: `python benchmarks/benchmark_cpu_choices.py --setting {args.setting} '
+      f'--scale {args.scale} --sizes '
       f'{args.sizes} --rounds {args.rounds} --window_s {args.window_s:g}'
       f'{" --quick" if args.quick else ""}` started {started}, git {machine.git_commit()}, '
       f'{(time.time() - start) / 60:.1f} min; batch {sizes["batch"]}, z={sizes["latent"]}, '
-      f'widths {sizes["width"]}; both settings compiled in one process and timed in '
+      f'widths {sizes["width"]}, {sizes.get("channels", 3)} channel(s); both settings compiled in one process and timed in '
       'alternating windows.',
       '',
       f'| image | step | {baseline} steps/s: median [min, max] | {chosen} steps/s | '

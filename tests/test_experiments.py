@@ -270,6 +270,19 @@ def test_cpu_size_is_the_cpu_scale_config():
     assert config[section][leaf] == value, dotted
 
 
+def test_the_cpu_choices_benchmark_times_the_cpu_scale_networks():
+  """``benchmark_cpu_choices.py --scale cpu`` sizes its networks as our CPU scale does."""
+  from benchmarks.bench import settings  # pylint: disable=g-import-not-at-top
+  from ltgans_jax import config_base  # pylint: disable=g-import-not-at-top
+  cpu = config_base.cpu_scale_values()
+  sizes = settings.CPU_SCALE
+  assert (sizes['sizes'][0], sizes['channels'], sizes['batch']) == (
+      cpu['data.image_size'], cpu['data.channels'], cpu['train.batch_size'])
+  assert sizes['width'] == cpu['model.generator_width'] == cpu['model.critic_width'] == cpu[
+      'vae.width']
+  assert sizes['vae_latent'] == cpu['vae.latent_dim']
+
+
 def test_every_config_file_loads_and_validates():
   """Each configs/*.py builds a config that passes validation (no data needed for that)."""
   import glob  # pylint: disable=g-import-not-at-top

@@ -23,11 +23,12 @@ xla_flags.apply_defaults()
 
 
 def make_config(sizes: Dict, image_size: int, resample: str, batch: Optional[int] = None):
-  """configs/mnist_fashion.py at the benchmark's ``sizes``, 3 channels, ``image_size`` px."""
+  """configs/mnist_fashion.py at the benchmark's ``sizes`` (3 channels unless ``sizes`` says),
+  ``image_size`` px."""
   from configs import mnist_fashion  # pylint: disable=g-import-not-at-top
   config = mnist_fashion.get_config()
   config.data.image_size = image_size
-  config.data.channels = 3
+  config.data.channels = sizes.get('channels', 3)
   config.model.resample = resample
   config.model.latent_dim = sizes['latent']
   config.model.generator_width = sizes['width']
@@ -89,7 +90,8 @@ class JaxImpl:
     self.train_steps = method.train_steps()
     state = method.init_state(jax.random.key(0))
     size, b = config.data.image_size, config.train.batch_size
-    batch = np.random.default_rng(0).integers(0, 256, (b, size, size, 3), dtype=np.uint8)
+    batch = np.random.default_rng(0).integers(0, 256, (b, size, size, config.data.channels),
+                                              dtype=np.uint8)
     replay = networks.generator.apply(
         {'params': state.teacher.params},
         jax.random.normal(jax.random.key(1), (b, config.model.latent_dim)))

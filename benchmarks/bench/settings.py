@@ -13,6 +13,9 @@ FULL = dict(batch=64, latent=100, width=64, vae_latent=64, sizes=(32, 64),
             batch_scaling=(32, 64, 128, 256), rounds=5, window_s=3.0, scaling_rounds=3,
             tasks=(1, 5, 10), device_counts=(1, 2, 4), worker_rounds=3, memory_sizes=(32, 64),
             flags_ab=True)
+# Our CPU-scale setting (``config_base.cpu_scale_values``: 28x28x1, widths 16, the Student's 32
+# latents), where the project's long runs train; ``benchmark_cpu_choices.py --scale cpu``.
+CPU_SCALE = dict(batch=64, latent=100, width=16, vae_latent=32, channels=1, sizes=(28,))
 # The smoke run: every code path once (except torch.compile and the XLA flags A/B, which are
 # slow to start), tiny networks, one image size.
 QUICK = dict(batch=8, latent=16, width=8, vae_latent=8, sizes=(32,),
