@@ -20,8 +20,9 @@ the ratio is the median of the per-round ratios. At the paper's sizes (batch 64,
 widths 64, 3 channels) or, with ``--scale cpu``, at our CPU scale (widths 16, 1 channel, the
 Student's 32 latents; ``--sizes 28``), on the CPU backend.
 
-    python benchmarks/benchmark_cpu_choices.py --setting conv_gradients [--scale paper|cpu] [--sizes 32,64]
-        [--rounds 8] [--window_s 3] [--out experiments/results/benchmark/cpu_epyc/conv_gradients.md]
+    python benchmarks/benchmark_cpu_choices.py --setting conv_gradients [--scale paper|cpu]
+        [--sizes 32,64] [--rounds 8] [--window_s 3]
+        [--out experiments/results/benchmark/cpu_epyc/conv_gradients.md]
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def main():
       f'{args.sizes} --rounds {args.rounds} --window_s {args.window_s:g}'
       f'{" --quick" if args.quick else ""}` started {started}, git {machine.git_commit()}, '
       f'{(time.time() - start) / 60:.1f} min; batch {sizes["batch"]}, z={sizes["latent"]}, '
-      f'widths {sizes["width"]}, {sizes.get("channels", 3)} channel(s); both settings compiled in one process and timed in '
-      'alternating windows.',
+      f'widths {sizes["width"]}, {sizes.get("channels", 3)} channel(s); both settings compiled '
+      'in one process and timed in alternating windows.',
       '',
       f'| image | step | {baseline} steps/s: median [min, max] | {chosen} steps/s | '
       f'**{chosen} / {baseline}**: median of per-round ratios [min, max] |',
