@@ -35,8 +35,9 @@ What it does, in order:
    sample grids into ``<results>/<artefact>/figures/``.
 4. **Reports** ``<results>/README.md`` from those files alone: per artefact the paper's numbers,
    ours as mean ± 95% interval over seeds (Student's t), the orderings the paper claims and the
-   measured ones, a verdict (reproduced / not reproduced / not runnable here / not yet run), and
-   the grids. ``--report_only`` rewrites the README without planning or running anything.
+   measured ones, a verdict (reproduced / not reproduced / not runnable here / not yet run;
+   marked provisional while a compared run has fewer per-seed files than the plan), and the
+   grids. ``--report_only`` rewrites the README without planning or running anything.
 """
 
 from __future__ import annotations
@@ -552,6 +553,16 @@ def our_table(artefact: paper_specs.Artefact, by_run: Mapping[str, List[dict]],
   return common.markdown_table(header, rows)
 
 
+def seeds_still_missing(artefact: paper_specs.Artefact, by_run: Mapping[str, List[dict]],
+                        seeds: Optional[int]) -> List[str]:
+  """'curl: 2 of 3 seeds' for each run a claim compares that has fewer per-seed files than
+  the plan gives it (``seeds`` caps the spec's, as ``--seeds`` does)."""
+  claimed = {name for c in artefact.claims for name in (c.better, c.worse)}
+  return [f'{spec.name}: {len(by_run.get(spec.name, []))} of {spec.seeds} seeds'
+          for spec in artefact.runs_for(seeds)
+          if spec.name in claimed and len(by_run.get(spec.name, [])) < spec.seeds]
+
+
 def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, str]:
   """(verdict, markdown body, one-line summary)."""
   label = setting_label(args)
@@ -563,6 +574,9 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
     by_run.setdefault(record['run'], []).append(record)
   judged = [judge(c, by_run) for c in artefact.claims]
   result = verdict(artefact, args.size, by_run, judged)
+  missing = seeds_still_missing(artefact, by_run, args.seeds)
+  if missing and result.startswith(('reproduced', 'not reproduced')):
+    result += f'; provisional, per-seed files so far: {", ".join(missing)}'
   setting = artefact.settings.get(args.size)
   parts = [f'**Verdict: {result}.**', '', f'What the paper shows: {artefact.paper_text}']
   if setting:

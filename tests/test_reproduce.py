@@ -225,6 +225,21 @@ def test_the_report_comes_from_the_per_seed_files(interrupted_then_resumed):
   assert any(f.endswith('.png') for f in os.listdir(results / 'tiny' / 'figures'))
 
 
+def test_a_verdict_from_fewer_seeds_than_planned_says_it_is_provisional(
+    interrupted_then_resumed, tmp_path):
+  """With one of LT-GANs' two seed files gone, the verdict names what is missing."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  tmp, argv, _, _, _ = interrupted_then_resumed
+  results = tmp_path / 'res'
+  shutil.copytree(tmp / 'res', results)
+  os.remove(results / 'tiny' / 'ltgans_seed1.json')
+  assert reproduce.main([f'--results={results}', '--artefacts=tiny', '--report_only'],
+                        ARTEFACTS) == 0
+  assert ('| tiny | Tiny | not reproduced (1 claimed orderings: 1 unresolved (one seed or '
+          'overlapping intervals)); provisional, per-seed files so far: ltgans: 1 of 2 seeds |'
+          ) in (results / 'README.md').read_text()
+
+
 def test_jobs_train_runs_side_by_side_each_on_its_own_cpus(tmp_path, monkeypatch):
   """--jobs=2 on 4 CPUs: two runs in flight at once, on disjoint halves of the CPUs, every run
   trained once and collected as soon as it ends (the training itself stubbed)."""
