@@ -104,6 +104,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   # 'with_generator' (once per generator update, as the authors' code does; the same thing
   # when gan.critic_steps = 1). The VAE baselines update every step either way.
   config.vae.update_schedule = 'every_step'
+  # Levers of the study of the Student's forgetting (experiments/student_gap.py; ours, read by
+  # the GAN methods only; the defaults are eq. 5 as the paper writes it): the weight of the
+  # replay term in the Student's loss (eq. 5 adds the data and replay terms: 1); Student updates
+  # per training step (each after the first on the same data and replay with fresh noise); and
+  # whose samples the Student replays: 'teacher' (the paper) or 'both' (half the replay batch
+  # from the Teacher, half from the Assistant as it learns the current task).
+  config.vae.replay_weight = 1.0
+  config.vae.updates_per_step = 1
+  config.vae.replay_from = 'teacher'
 
   # Baselines (config.method='lgm' / 'curl'); their VAEs use the Student's sizes above.
   config.lgm = ml_collections.ConfigDict()

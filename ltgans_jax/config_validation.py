@@ -115,6 +115,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(vae.update_schedule in ltgans_steps.STUDENT_SCHEDULES,
            f'vae.update_schedule={vae.update_schedule!r}; use one of '
            f'{ltgans_steps.STUDENT_SCHEDULES}.')
+  _require(vae.replay_weight >= 0,
+           f'vae.replay_weight={vae.replay_weight}; it must be >= 0 (1 is eq. 5).')
+  _require(vae.updates_per_step >= 1,
+           f'vae.updates_per_step={vae.updates_per_step}; it must be >= 1.')
+  _require(vae.replay_from in ltgans_steps.REPLAY_SOURCES,
+           f'vae.replay_from={vae.replay_from!r}; use one of {ltgans_steps.REPLAY_SOURCES}.')
   opt = config.optim
   _require(opt.gan_optimizer in network_state.GAN_OPTIMIZERS,
            f'optim.gan_optimizer={opt.gan_optimizer!r}; use one of '

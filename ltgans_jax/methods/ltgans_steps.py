@@ -16,7 +16,10 @@ In each, the Student VAE takes one step on the task's data plus, where the phase
 Teacher's samples (eqs. 5-6). A step is one critic update and, when ``update_generators`` is set
 (every ``config.gan.critic_steps``-th step; ``GanMethod`` decides), one generator update; the
 Student updates every step (``vae.update_schedule='every_step'``, ours) or with the generators
-only ('with_generator', the authors' code).
+only ('with_generator', the authors' code). Three levers of the study of the Student's forgetting
+(ours, off by default; ``config.vae``) change that update and nothing else: the replay term's
+weight (``replay_weight``), more Student updates per step (``updates_per_step``), and half the
+replay drawn from the Assistant (``replay_from='both'``).
 
 Where the authors' code (GitHub dtuzi123/Lifelong-Dual-GAN,
 ``TwinGenerative_Upsupervised_ThreeData_Measument.py`` and its ``_Without.py``, read at commit
@@ -67,6 +70,7 @@ from ltgans_jax.methods.network_state import apply_gradients, NetworkState
 
 Metrics = Dict[str, jnp.ndarray]
 STUDENT_SCHEDULES = ('every_step', 'with_generator')  # config.vae.update_schedule
+REPLAY_SOURCES = ('teacher', 'both')  # config.vae.replay_from
 StepFn = Callable[[LifelongState, jnp.ndarray, jax.Array], Tuple[LifelongState, Metrics]]
 KEY_NAMES = ('critic_z_teacher', 'critic_z_assistant', 'penalty_teacher', 'penalty_assistant',
              'mix', 'generator_z_teacher', 'generator_z_assistant', 'student_noise',
@@ -100,6 +104,10 @@ class GanSteps:
   teacher_fraction: float
   student_every_step: bool
   student_loss_kwargs: Dict
+  # The Student-study levers (``config.vae``; ours, off by default: eq. 5 as the paper writes it).
+  replay_weight: float = 1.0
+  student_updates: int = 1
+  replay_from_both: bool = False
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, networks: Networks,
@@ -108,7 +116,8 @@ class GanSteps:
     return cls(networks, optimizers, config.model.latent_dim, vae.latent_dim,
                config.gan.gradient_penalty_weight, config.gan.teacher_fraction,
                vae.update_schedule == 'every_step',
-               dict(beta=vae.beta, likelihood=vae.likelihood, decoder_std=vae.decoder_std))
+               dict(beta=vae.beta, likelihood=vae.likelihood, decoder_std=vae.decoder_std),
+               vae.replay_weight, vae.updates_per_step, vae.replay_from == 'both')
 
   # The networks as functions -----------------------------------------------------------------
   def generate(self, params, key, num):
@@ -165,15 +174,17 @@ class GanSteps:
   def student_update(self, student: NetworkState, data, replay, keys
                      ) -> Tuple[NetworkState, Metrics]:
     """One step of eq. 5/6: the mean loss on ``data`` plus, when ``replay`` is given, the mean
-    loss on the replayed samples (both [B, H, W, C] in [-1, 1])."""
+    loss on the replayed samples (both [B, H, W, C] in [-1, 1]), weighted by
+    ``vae.replay_weight`` (ours; 1 in eq. 5)."""
     def loss_fn(params):
       loss, parts = self.student_elbo(params, data, keys['student_noise'])
       metrics = {'student/loss_data': loss, 'student/recon_data': parts['recon'],
                  'student/kl_data': parts['kl']}
       if replay is not None:
-        metrics['student/loss_replay'], _ = self.student_elbo(params, replay,
-                                                              keys['student_replay_noise'])
-        loss = loss + metrics['student/loss_replay']
+        replay_loss, _ = self.student_elbo(params, replay, keys['student_replay_noise'])
+        metrics['student/loss_replay'] = replay_loss
+        loss = loss + (replay_loss if self.replay_weight == 1 else
+                       self.replay_weight * replay_loss)
       return loss, metrics
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
     return apply_gradients(student, grads, self.optimizers.student), metrics
@@ -217,13 +228,31 @@ class GanSteps:
           assistant, critic.params, keys['generator_z_assistant'], num)
     return state.replace(assistant=assistant, critic=critic), metrics
 
+  def student_replay(self, state: LifelongState, samples, keys) -> jnp.ndarray:
+    """What the Student replays: the Teacher's ``samples`` [B, H, W, C] (eqs. 5-6), or, with
+    ``vae.replay_from='both'`` (ours), their first B - B // 2 beside B // 2 samples of the
+    Assistant as it stands after this step's update."""
+    if not self.replay_from_both:
+      return samples
+    num = samples.shape[0] // 2
+    # Latents of their own (fold 1 of 'mix' is joint_mix's); data for the Student only.
+    assistant = jax.lax.stop_gradient(self.generate(
+        state.assistant.params, jax.random.fold_in(keys['mix'], 2), num))
+    return jnp.concatenate([samples[:samples.shape[0] - num], assistant])
+
   def then_student(self, state: LifelongState, data, replay, keys, update_generators: bool,
                    metrics: Metrics) -> Tuple[LifelongState, Metrics]:
     """The step's end: the Student's update (eqs. 5-6; on a step without a generator update
-    none when ``vae.update_schedule='with_generator'``) and the step counted."""
+    none when ``vae.update_schedule='with_generator'``), ``vae.updates_per_step`` times (ours;
+    1 in the paper: each further one on the same images with fresh noise), and the step
+    counted."""
     student, student_metrics = state.student, {}
     if self.student_every_step or update_generators:
-      student, student_metrics = self.student_update(state.student, data, replay, keys)
+      for update in range(self.student_updates):
+        student, student_metrics = self.student_update(
+            student, data, replay, keys if update == 0 else {
+                **keys, **{name: jax.random.fold_in(keys[name], update)
+                           for name in ('student_noise', 'student_replay_noise')}})
     return (state.replace(student=student, task_step=state.task_step + 1),
             {**metrics, **student_metrics})
 
@@ -245,7 +274,8 @@ class GanSteps:
         state.teacher.params, jax.random.fold_in(keys['mix'], 1), data.shape[0]))
     real = mix_with_teacher(data, mixed_in, keys['mix'], self.teacher_fraction)
     state, metrics = self.twins_against_critic(state, real, keys, update_generators)
-    return self.then_student(state, data, mixed_in, keys, update_generators, metrics)
+    return self.then_student(state, data, self.student_replay(state, mixed_in, keys), keys,
+                             update_generators, metrics)
 
   def lakd(self, state: LifelongState, batch, key, update_generators: bool):
     """Task k >= 2 (eq. 3): the frozen Teacher's samples join the data on the critic's real
@@ -254,7 +284,8 @@ class GanSteps:
     replay = self.teacher_samples(state, keys, data.shape[0])
     real = mix_with_teacher(data, replay, keys['mix'], self.teacher_fraction)
     state, metrics = self.assistant_against_critic(state, real, keys, update_generators)
-    return self.then_student(state, data, replay, keys, update_generators, metrics)
+    return self.then_student(state, data, self.student_replay(state, replay, keys), keys,
+                             update_generators, metrics)
 
   def plain(self, state: LifelongState, batch, key, update_generators: bool):
     """The Assistant and the Student on the data alone, a plain WGAN-GP step and VAE step (the
