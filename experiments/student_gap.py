@@ -245,14 +245,14 @@ def table3_records(folder: str) -> List[dict]:
   """The Table 3 per-seed files of the paper's three methods at the default setting, in this
   study's record form (lever 'paper')."""
   records = []
-  for path in sorted(glob.glob(os.path.join(folder, '*_seed*.json'))):
+  for path in sorted(glob.glob(os.path.join(folder, '*_seed*.json')) if folder else []):
     with open(path) as f:
       record = json.load(f)
     if record.get('method') in ('ltgans',) + COMPARED and record.get('setting') == 'cpu':
       records.append({'lever': 'paper', 'method': record['method'], 'seed': record['seed'],
                       'nll_paper': record['final']['nll_paper'],
                       'fid_own_all': record['final'].get('fid_own_all', [None])[0],
-                      'seconds': record.get('seconds'), 'source': os.path.basename(path)})
+                      'seconds': record.get('seconds'), 'table3': True})
   return records
 
 
@@ -268,16 +268,19 @@ def report_rows(records: Sequence[dict]) -> List[List[object]]:
   the two tasks, the sampled network's FID against both tasks' images, wall time, seeds."""
   groups: Dict[Tuple[str, str], List[dict]] = {}
   for record in records:
-    groups.setdefault((record['lever'], record['method']), []).append(record)
+    method = record['method'] + (' (Table 3 files)' if record.get('table3') else '')
+    groups.setdefault((record['lever'], method), []).append(record)
   rows = []
   order = list(LEVERS)
   for (lever, method), group in sorted(groups.items(), key=lambda kv: (
-      order.index(kv[0][0]) if kv[0][0] in order else len(order), kv[0][1] != 'ltgans',
-      kv[0][1])):
+      order.index(kv[0][0]) if kv[0][0] in order else len(order),
+      not kv[0][1].startswith('ltgans'),
+      kv[0][1])):  # levers in LEVERS' order, LT-GANs first
     spec = LEVERS.get(lever)
     seconds = [r['seconds'] for r in group if r.get('seconds')]
+    name, _, source = method.partition(' ')
     rows.append([spec.title if spec else lever, spec.setting if spec else '',
-                 common.METHOD_TITLES.get(method, method), str(len(group)),
+                 f'{common.METHOD_TITLES.get(name, name)} {source}'.strip(), str(len(group)),
                  _cell([r['nll_paper'][0] for r in group]),
                  _cell([sum(r['nll_paper']) / len(r['nll_paper']) for r in group]),
                  _cell([r.get('fid_own_all') for r in group]),
@@ -286,9 +289,9 @@ def report_rows(records: Sequence[dict]) -> List[List[object]]:
 
 
 def write_report(args) -> str:
-  records = table3_records(args.table3) + [r for r in load_results(args.results)
-                                           if r['lever'] != 'paper' or r['method'] != 'ltgans'
-                                           or not args.table3]
+  # The study's own paper-method runs (the bases of its branches, on the machine the branches
+  # ran on) and Table 3's files of the same setting, each in a row of its own.
+  records = table3_records(args.table3) + load_results(args.results)
   header = ['lever', 'setting', 'method', 'seeds', 'Student NLL, task 1 after task 2',
             'Student NLL, average', 'FID (sampled network, both tasks)', 'wall time per run']
   lines = ['# Why LT-GANs\' Student trails CURL at our CPU scale: the levers', '',
