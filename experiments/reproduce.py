@@ -18,7 +18,9 @@ What it does, in order:
    (``<workdir_root>/<size>/<artefact>/<run>``) holds a finished run (``report.json`` with a
    record for every task), or ``<results>`` already holds every seed's file of it at the same
    setting and overrides (a run finished on another machine, or whose workdir is gone, once
-   its per-seed files are committed); either is reused.
+   its per-seed files are committed); either is reused. An artefact drawn from another's runs
+   (``Artefact.drawn_from``: Figs. 2-3 at the cpu size, from Fig. 4b's LT-GANs runs) plans
+   those runs, once, and gets its pictures when they are collected.
    The estimate is seconds per step x steps x seeds, the seconds per step measured: by the
    committed per-seed files of earlier runs of this driver (``<results>/*/*.json``, same config
    and method), else by the ``--size=cpu`` runs committed by the scripts it replaced
@@ -193,14 +195,30 @@ def is_recorded(run: PlannedRun, args) -> bool:
   return True
 
 
+def source_of(artefact: paper_specs.Artefact, size: str,
+              artefacts: Mapping[str, paper_specs.Artefact]) -> paper_specs.Artefact:
+  """The artefact whose runs make ``artefact`` at ``size``: itself, or the one it is drawn
+  from (``Artefact.drawn_from``)."""
+  name = artefact.drawn_from.get(size)
+  return artefacts[name] if name else artefact
+
+
 def plan(artefacts: Sequence[paper_specs.Artefact], args,
-         rates: Mapping[Tuple[str, str], Tuple[float, str]]) -> Tuple[List[PlannedRun],
-                                                                      List[str]]:
-  """(the runs, in order, with status and estimate; lines on artefacts that cannot run)."""
+         rates: Mapping[Tuple[str, str], Tuple[float, str]],
+         every: Optional[Mapping[str, paper_specs.Artefact]] = None
+         ) -> Tuple[List[PlannedRun], List[str]]:
+  """(the runs, in order, with status and estimate; lines on artefacts that cannot run).
+
+  An artefact drawn from another at this size (``every`` holds that one; default: the paper's)
+  plans that artefact's runs of its names, once, however many chosen artefacts need them: it is
+  planned after the others, and a run whose seeds a planned run of the same name already holds
+  (batched or not) is not planned again."""
+  every = every or paper_specs.ARTEFACTS
   runs, skipped = [], []
   shared = setting_overrides(args)
-  for artefact in artefacts:
-    setting = artefact.settings.get(args.size)
+  for artefact in sorted(artefacts, key=lambda a: args.size in a.drawn_from):
+    source = source_of(artefact, args.size, every)
+    setting = source.settings.get(args.size)
     if setting is None:
       skipped.append(f'{artefact.name}: no {args.size} setting; ' + (
           artefact.not_runnable or 'see experiments/paper_specs.py') + ' On such data run: '
@@ -216,6 +234,9 @@ def plan(artefacts: Sequence[paper_specs.Artefact], args,
     for spec in artefact.runs_for(args.seeds):
       seeds = list(range(spec.seeds))
       groups = [seeds] if args.batch_seeds else [[s] for s in seeds]
+      held = {s for r in runs if (r.artefact, r.spec.name) == (source.name, spec.name)
+              for s in r.seeds}
+      groups = [group for group in groups if not set(group) <= held]
       for group in groups:
         name = (f'{spec.name}_seed{group[0]}' if len(group) == 1
                 else f'{spec.name}_seeds{group[0]}-{group[-1]}')
@@ -225,8 +246,8 @@ def plan(artefacts: Sequence[paper_specs.Artefact], args,
                      'method': spec.method, **spec.overrides, 'seed': group[0]}
         if len(group) > 1:
           overrides['train.num_seeds'] = len(group)
-        run = PlannedRun(artefact.name, spec, name, group,
-                         os.path.join(args.workdir_root, args.size, artefact.name, name),
+        run = PlannedRun(source.name, spec, name, group,
+                         os.path.join(args.workdir_root, args.size, source.name, name),
                          setting.config, overrides, steps)
         conflicts = workdir_conflicts(run.workdir, overrides)
         if conflicts:
@@ -380,15 +401,28 @@ def seed_record(run: PlannedRun, index: int, args,
 
 
 def copy_grids(run: PlannedRun, artefact: paper_specs.Artefact, results: str) -> List[str]:
+  """Copies ``artefact.pictures`` of the run's first seed into ``<results>/<artefact>/figures``,
+  named after the run."""
   first = run.seed_dirs()[0]
   last = len(common.task_names(first))
   patterns = [p.format(last=last) for p in artefact.pictures]
-  return common.copy_pictures(first, patterns, os.path.join(results, run.artefact, 'figures'),
+  return common.copy_pictures(first, patterns, os.path.join(results, artefact.name, 'figures'),
                               f'{run.name}_')
 
 
-def collect(run: PlannedRun, artefact: paper_specs.Artefact, args) -> List[str]:
-  """Writes the run's per-seed files and copies its grids; returns the files' paths."""
+def drawing_on(run: PlannedRun, size: str,
+               artefacts: Mapping[str, paper_specs.Artefact]) -> List[paper_specs.Artefact]:
+  """The artefacts drawn at ``size`` from ``run``'s artefact that take their pictures from
+  this run (a run of theirs by name, with their seed 0)."""
+  return [a for a in artefacts.values()
+          if a.drawn_from.get(size) == run.artefact and run.seeds[0] == 0
+          and any(spec.name == run.spec.name for spec in a.runs)]
+
+
+def collect(run: PlannedRun, artefacts: Mapping[str, paper_specs.Artefact], args) -> List[str]:
+  """Writes the run's per-seed files and copies its grids (and the pictures of the artefacts
+  drawn from it); returns the per-seed files' paths."""
+  artefact = artefacts[run.artefact]
   paths = []
   for i, seed in enumerate(run.seeds):
     extra = None
@@ -400,6 +434,8 @@ def collect(run: PlannedRun, artefact: paper_specs.Artefact, args) -> List[str]:
     common.write_json(path, seed_record(run, i, args, extra))
     paths.append(path)
   copy_grids(run, artefact, args.results)
+  for drawn in drawing_on(run, args.size, artefacts):
+    copy_grids(run, drawn, args.results)
   return paths
 
 
@@ -435,11 +471,11 @@ def execute(runs: Sequence[PlannedRun], artefacts: Mapping[str, paper_specs.Arte
                  ', '.join(f'{r.artefact}/{r.name}' for r in to_train))
   for run in runs:  # finished earlier, maybe not yet collected
     if run.status == 'finished':
-      collect(run, artefacts[run.artefact], args)
+      collect(run, artefacts, args)
   if args.jobs == 1:
     for run in to_train:
       if _train(run):
-        collect(run, artefacts[run.artefact], args)
+        collect(run, artefacts, args)
     return len(to_train)
   free = queue.Queue()
   for cpus in common.cpu_sets(args.jobs):
@@ -458,7 +494,7 @@ def execute(runs: Sequence[PlannedRun], artefacts: Mapping[str, paper_specs.Arte
       for future in concurrent.futures.as_completed(futures):
         run = futures[future]
         if future.result():
-          collect(run, artefacts[run.artefact], args)
+          collect(run, artefacts, args)
     except KeyboardInterrupt:
       for future in futures:
         future.cancel()  # the runs not started yet
@@ -563,10 +599,17 @@ def seeds_still_missing(artefact: paper_specs.Artefact, by_run: Mapping[str, Lis
           if spec.name in claimed and len(by_run.get(spec.name, [])) < spec.seeds]
 
 
-def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, str]:
-  """(verdict, markdown body, one-line summary)."""
+def artefact_section(artefact: paper_specs.Artefact, args,
+                     every: Optional[Mapping[str, paper_specs.Artefact]] = None
+                     ) -> Tuple[str, str, str]:
+  """(verdict, markdown body, one-line summary). An artefact drawn from another reads that
+  one's per-seed files of its runs (``every`` holds it; default: the paper's artefacts)."""
   label = setting_label(args)
-  records = load_seed_files(args.results, artefact.name)
+  source = source_of(artefact, args.size, every or paper_specs.ARTEFACTS)
+  records = load_seed_files(args.results, source.name)
+  if source is not artefact:
+    wanted = {spec.name: spec.seeds for spec in artefact.runs}
+    records = [r for r in records if r['seed'] < wanted.get(r['run'], 0)]
   mine = [r for r in records if r.get('setting') == label]
   others = sorted({r.get('setting') for r in records} - {label})
   by_run: Dict[str, List[dict]] = {}
@@ -582,6 +625,11 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
   if setting:
     parts += ['', f'Our setting ({label}): `{setting.config}`, tasks '
               f'{" -> ".join(setting.tasks)}. {setting.note}'.rstrip()]
+  if source is not artefact:
+    parts += ['', f'Drawn from `{source.name}`\'s runs ' + ', '.join(
+        f'`{spec.name}` (seed{"s" if spec.seeds > 1 else ""} '
+        f'{", ".join(map(str, range(spec.seeds)))}: {spec.title})' for spec in artefact.runs)
+              + '; nothing trained for it alone.']
   if artefact.not_runnable:
     parts += ['', f'Not runnable here as in the paper: {artefact.not_runnable} On data that has '
               'it (a GPU): `python experiments/reproduce.py --data_dir=D '
@@ -615,7 +663,8 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
               common.markdown_table(['claimed', 'measure', 'measured', 'status'], rows)]
   grids = sorted(glob.glob(os.path.join(args.results, artefact.name, 'figures', '*.png')))
   if grids:
-    parts += ['', 'Sample grids (seed 0 of each run, after the last task):', '']
+    parts += ['', 'Pictures after the last task, one set per run (a batched run\'s first '
+              'seed):', '']
     parts += [f'- `{os.path.basename(g)}`: ![{os.path.basename(g)}]'
               f'({os.path.relpath(g, args.results)})' for g in grids]
   if mine:
@@ -640,10 +689,11 @@ def artefact_section(artefact: paper_specs.Artefact, args) -> Tuple[str, str, st
   return result, '\n'.join(parts), f'{seeds} seed file{"" if seeds == 1 else "s"}'
 
 
-def write_report(artefacts: Sequence[paper_specs.Artefact], args) -> str:
+def write_report(artefacts: Sequence[paper_specs.Artefact], args,
+                 every: Optional[Mapping[str, paper_specs.Artefact]] = None) -> str:
   sections, summary = [], []
   for artefact in artefacts:
-    result, body, counts = artefact_section(artefact, args)
+    result, body, counts = artefact_section(artefact, args, every)
     sections.append((artefact.title, body))
     summary.append([artefact.name, artefact.title.split(':')[0], result, counts])
   lines = [
@@ -734,7 +784,7 @@ def main(argv=None, artefacts: Optional[Mapping[str, paper_specs.Artefact]] = No
   artefacts = dict(artefacts or paper_specs.ARTEFACTS)
   chosen = choose(args.artefacts, artefacts)
   if args.report_only:
-    print(f'README: {write_report(chosen, args)}')
+    print(f'README: {write_report(chosen, args, artefacts)}')
     return 0
   legacy = [os.path.join(common.REPO_ROOT, 'experiments', 'results', d)
             for d in paper_specs.EARLIER_CPU] if args.size == 'cpu' else []
@@ -742,7 +792,7 @@ def main(argv=None, artefacts: Optional[Mapping[str, paper_specs.Artefact]] = No
   if args.seconds_per_step is not None:
     rates = {('*', spec.method): (args.seconds_per_step, '--seconds_per_step')
              for a in chosen for spec in a.runs}
-  runs, skipped = plan(chosen, args, rates)
+  runs, skipped = plan(chosen, args, rates, artefacts)
   print(format_plan(runs, skipped, args, rates), flush=True)
   if args.plan_only:
     return 0
@@ -754,7 +804,7 @@ def main(argv=None, artefacts: Optional[Mapping[str, paper_specs.Artefact]] = No
           'checkpoint and stop; one stopped before its first checkpoint starts over).',
           flush=True)
     return 130
-  print(f'README: {write_report(chosen, args)}')
+  print(f'README: {write_report(chosen, args, artefacts)}')
   return 0
 
 

@@ -36,7 +36,13 @@ UNRUN = paper_specs.Artefact(
     name='unrun', title='Unrun', settings={'cpu': paper_specs.Setting('configs/test.py', TASKS)},
     runs=(paper_specs.RunSpec('ltgans', 'ltgans', 1),),
     claims=(paper_specs.Claim('nll_paper', 'ltgans', 'ltgans'),))
-ARTEFACTS = {a.name: a for a in (TINY, PAPER_ONLY, UNRUN)}
+DRAWN = paper_specs.Artefact(
+    name='drawn', title='Drawn: pictures of tiny\'s LT-GANs',
+    settings={'cpu': paper_specs.Setting('configs/test.py', TASKS)},
+    runs=(paper_specs.RunSpec('ltgans', 'ltgans', 1, {}, 'the pictures'),),
+    drawn_from={'cpu': 'tiny'}, pictures=('figures/final_interpolation_*.png',),
+    not_runnable='pictures only.')
+ARTEFACTS = {a.name: a for a in (TINY, PAPER_ONLY, UNRUN, DRAWN)}
 
 
 def args_for(tmp_path, *extra):
@@ -72,6 +78,14 @@ def test_every_paper_artefact_has_a_spec_and_the_paper_numbers():
   assert 'cpu' not in paper_specs.TABLE2.settings
   assert {r.name for r in paper_specs.FIG4B.runs} == {
       'ltgans_beta1', 'no_lakd_beta1', 'ltgans_beta4', 'no_lakd_beta4'}
+  assert {r.name: r.seeds for r in paper_specs.FIG4A.runs} == {
+      'ltgans': 3, 'curl': 3, 'lgm': 3, 'finetune': 3}
+  # Figs. 2-3 at the cpu size: seed 0 of Fig. 4b's LT-GANs runs, not runs of their own.
+  assert paper_specs.FIGS2_3.drawn_from == {'cpu': 'fig4b'}
+  fig4b = {r.name: r for r in paper_specs.FIG4B.runs}
+  for run in paper_specs.FIGS2_3.runs:
+    assert run.seeds == 1 and dict(run.overrides) == dict(fig4b[run.name].overrides)
+  assert [r.name for r in paper_specs.FIGS2_3.runs] == ['ltgans_beta1', 'ltgans_beta4']
   for artefact in paper_specs.ARTEFACTS.values():
     for setting in artefact.settings.values():
       assert os.path.exists(os.path.join(ROOT, setting.config)), setting.config
@@ -238,6 +252,37 @@ def test_a_verdict_from_fewer_seeds_than_planned_says_it_is_provisional(
   assert ('| tiny | Tiny | not reproduced (1 claimed orderings: 1 unresolved (one seed or '
           'overlapping intervals)); provisional, per-seed files so far: ltgans: 1 of 2 seeds |'
           ) in (results / 'README.md').read_text()
+
+
+def test_an_artefact_drawn_from_another_trains_nothing_of_its_own_and_gets_its_pictures(
+    interrupted_then_resumed, tmp_path):
+  """Figs. 2-3 at the cpu size are pictures of Fig. 4b's LT-GANs runs: the same workdirs and
+  per-seed files, planned once, with the pictures copied when the run is collected."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  tmp, argv, _, _, _ = interrupted_then_resumed
+  # Chosen first, planned last: seed 0 of tiny's batched LT-GANs run is the one it needs.
+  both, _ = reproduce.plan([DRAWN, TINY], reproduce.parse_args(
+      argv[:2] + ['--artefacts=tiny,drawn', '--batch_seeds']), {}, ARTEFACTS)
+  assert [(r.artefact, r.name, r.status) for r in both] == [
+      ('tiny', 'ltgans_seeds0-1', 'finished'), ('tiny', 'lgm_seed0', 'finished')]
+  alone, _ = reproduce.plan([DRAWN], reproduce.parse_args(
+      [f'--workdir_root={tmp_path}/gone', argv[1], '--artefacts=drawn']), {}, ARTEFACTS)
+  assert [(r.artefact, r.name, r.seeds, r.status) for r in alone] == [
+      ('tiny', 'ltgans_seed0', [0], 'recorded')]
+  assert alone[0].workdir == os.path.join(tmp_path, 'gone', 'cpu', 'tiny', 'ltgans_seed0')
+  # Collected with the tiny runs: the drawn artefact's pictures of seed 0, under its name.
+  pictures = sorted(os.listdir(tmp / 'res' / 'drawn' / 'figures'))
+  assert pictures and all(p.startswith('ltgans_seeds0-1_final_interpolation_')
+                          for p in pictures), pictures
+  results = tmp_path / 'res'
+  shutil.copytree(tmp / 'res', results)
+  assert reproduce.main([f'--results={results}', '--artefacts=drawn', '--report_only'],
+                        ARTEFACTS) == 0
+  text = (results / 'README.md').read_text()
+  assert '| drawn | Drawn | not runnable here | 1 seed file |' in text
+  assert "Drawn from `tiny`'s runs `ltgans` (seed 0: the pictures)" in text
+  assert '`tiny/ltgans_seed0.json`' in text and 'tiny/ltgans_seed1.json' not in text
+  assert f'](drawn/figures/{pictures[0]})' in text
 
 
 def test_jobs_train_runs_side_by_side_each_on_its_own_cpus(tmp_path, monkeypatch):
