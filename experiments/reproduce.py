@@ -711,11 +711,7 @@ def write_report(artefacts: Sequence[paper_specs.Artefact], args,
       ', '.join(f'`experiments/results/{d}/`' for d in paper_specs.EARLIER_CPU) + '.']
   for title, body in sections:
     lines += ['', f'## {title}', '', body]
-  os.makedirs(args.results, exist_ok=True)
-  path = os.path.join(args.results, 'README.md')
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  return path
+  return common.write_markdown(args.results, lines)
 
 
 # ------------------------------------------------------------------------ main

@@ -306,11 +306,7 @@ def write_report(args) -> str:
   if os.path.exists(notes):
     with open(notes) as f:
       lines += ['', f.read().strip()]
-  os.makedirs(args.results, exist_ok=True)
-  path = os.path.join(args.results, 'README.md')
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  return path
+  return common.write_markdown(args.results, lines)
 
 
 # ------------------------------------------------------------------------ main

@@ -29,7 +29,7 @@ from .cli import (BASELINE_METHODS, METHOD_TITLES, PAPER_METHODS, QUICK_OVERRIDE
 from .machine import cpu_name, devices_from_report, jax_devices, machine_description
 from .nll import FID_METRICS, NLL_METRICS, nll_sections
 from .output import (copy_pictures, finish, reset_outputs, results_payload, write_json,
-                     write_readme)
+                     write_markdown, write_readme)
 from .paths import REPO_ROOT, display_path, rel
 from .plots import grouped_bars, new_figure
 from .readback import (Interval, SeedRow, config_from_workdir, final_interval, final_row,

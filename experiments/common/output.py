@@ -42,13 +42,18 @@ def reset_outputs(out: str) -> None:
 
 def write_readme(out: str, title: str, sections: Sequence[Tuple[str, str]]) -> str:
   """<out>/README.md: a title, then (heading, markdown) sections."""
-  os.makedirs(out, exist_ok=True)
   lines = [f'# {title}', '',
            f'Written by the experiment script on '
            f'{datetime.datetime.now().isoformat(timespec="seconds")}.']
   for heading, body in sections:
     lines += ['', f'## {heading}', '', body.rstrip()]
-  path = os.path.join(out, 'README.md')
+  return write_markdown(out, lines)
+
+
+def write_markdown(out: str, lines: Sequence[str], name: str = 'README.md') -> str:
+  """<out>/<name> from markdown ``lines``; returns its path."""
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, name)
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
   return path
