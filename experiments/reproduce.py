@@ -57,7 +57,6 @@ import queue
 import re
 import signal
 import statistics
-import subprocess
 import sys
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -350,17 +349,6 @@ def format_plan(runs: Sequence[PlannedRun], skipped: Sequence[str], args,
 # ------------------------------------------------------------------------ running
 
 
-def git_commit() -> str:
-  try:
-    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=common.REPO_ROOT,
-                          capture_output=True, text=True, check=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                           cwd=common.REPO_ROOT, capture_output=True, text=True).stdout.strip()
-    return head + ('+uncommitted changes' if dirty else '')
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-
-
 def read_driver_record(workdir: str) -> dict:
   """What this driver wrote when the run finished (commit, seconds); {} for a workdir another
   tool trained."""
@@ -452,7 +440,7 @@ def _train(run: PlannedRun, cpus: Optional[Sequence[int]] = None, jobs: int = 1)
     return False
   run.status = 'finished'
   common.write_json(os.path.join(run.workdir, DRIVER_RECORD), {
-      'commit': git_commit(), 'seconds': result.total_seconds,
+      'commit': common.git_commit(), 'seconds': result.total_seconds,
       'cpus': len(cpus) if cpus else len(os.sched_getaffinity(0)), 'jobs': jobs})
   return True
 

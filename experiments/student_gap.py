@@ -196,18 +196,9 @@ def seed_record(run: StudyRun, quick: bool) -> dict:
       # Wall time of this run's invocation(s); a branch's covers task 2 only.
       'seconds': seconds_of(run.workdir),
       'command': common.shell_line(common.build_command(CONFIG, run.workdir, run.overrides)),
-      'commit': _commit(),
+      'commit': common.git_commit(),
       'written': datetime.datetime.now().isoformat(timespec='seconds'),
   }
-
-
-def _commit() -> str:
-  import subprocess  # pylint: disable=g-import-not-at-top
-  try:
-    return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=common.REPO_ROOT,
-                          capture_output=True, text=True, check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
 
 
 def result_file(results: str, run: StudyRun) -> str:

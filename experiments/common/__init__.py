@@ -26,7 +26,8 @@ from .cli import (BASELINE_METHODS, METHOD_TITLES, PAPER_METHODS, QUICK_OVERRIDE
                   add_common_flags, add_folder_flags, config_path, missing_folders,
                   parse_assignments, resolve_folders, setup_logging, size_overrides,
                   small_overrides, split_methods)
-from .machine import cpu_name, devices_from_report, jax_devices, machine_description
+from .machine import (cpu_name, devices_from_report, git_commit, jax_devices,
+                      machine_description)
 from .nll import FID_METRICS, NLL_METRICS, nll_sections
 from .output import (copy_pictures, finish, reset_outputs, results_payload, write_json,
                      write_markdown, write_readme)

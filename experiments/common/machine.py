@@ -1,5 +1,5 @@
 """What the runs ran on, for the README's Machine section: the CPU, ``jax.devices()`` (asked
-in a subprocess) and the devices each run's report.md names."""
+in a subprocess), the devices each run's report.md names, and the commit of the code."""
 
 from __future__ import annotations
 
@@ -55,3 +55,15 @@ def machine_description(results: Sequence[RunResult]) -> str:
   return (f'`{platform.node()}`: {cpu_name()}, {os.cpu_count()} CPU cores visible; '
           f'`jax.devices()`: {jax_devices()}; the runs\' report.md: {reported}; Python '
           f'{platform.python_version()}, interpreter `{display_path(sys.executable)}`.')
+
+
+def git_commit() -> str:
+  """This checkout's short commit, with '+uncommitted changes' when tracked files differ."""
+  try:
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    return head + ('+uncommitted changes' if dirty else '')
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
