@@ -172,11 +172,7 @@ def _train(run: StudyRun) -> common.RunResult:
 def seconds_of(workdir: str) -> Optional[float]:
   """The run's wall time over its invocations (a branch's: task 2's); None where one of them
   went untimed (killed outright)."""
-  path = workdir.rstrip('/') + common.runner.INVOCATIONS_SUFFIX
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    values = json.load(f)
+  values = common.runner.invocations(workdir)
   return None if not values or any(v is None for v in values) else sum(values)
 
 

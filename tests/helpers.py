@@ -24,6 +24,16 @@ def build(config):
   return method.networks, method.optimizers, state, method.train_steps()
 
 
+def second_task_start(config):
+  """(``config``'s method, a fresh state moved on to the start of task 2, a batch, a key):
+  where the LAKD step and the Student's replay first run."""
+  from ltgans_jax.methods import ltgans_state  # pylint: disable=g-import-not-at-top
+  method = build_method(config)
+  state = method.init_state(jax.random.key(0))
+  state = ltgans_state.begin_next_task(state, method.optimizers.generator)
+  return method, state, random_batch(config, 1), jax.random.key(5)
+
+
 def random_batch(config, seed=0):
   shape = (config.train.batch_size, config.data.image_size, config.data.image_size,
            config.data.channels)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ltgans_jax import pixels
-from ltgans_jax.methods import ltgans_state as state_lib, ltgans_steps
-from tests.helpers import build_method, random_batch, tree_equal
+from ltgans_jax.methods import ltgans_steps
+from tests.helpers import second_task_start, tree_equal
 
 
 class RecordingSteps(ltgans_steps.GanSteps):
@@ -26,14 +26,12 @@ class RecordingSteps(ltgans_steps.GanSteps):
 def second_task(config, teacher_fraction):
   """(recording steps, a state at the start of task 2, a batch, a key)."""
   config.gan.teacher_fraction = teacher_fraction
-  method = build_method(config)
+  method, state, batch, key = second_task_start(config)
   fields = {f.name: getattr(method.gan_steps, f.name)
             for f in dataclasses.fields(ltgans_steps.GanSteps)}
   steps = RecordingSteps(**fields)
   object.__setattr__(steps, 'seen', [])
-  state = method.init_state(jax.random.key(0))
-  state = state_lib.begin_next_task(state, method.optimizers.generator)
-  return steps, state, random_batch(config, 1), jax.random.key(5)
+  return steps, state, batch, key
 
 
 def perturbed_teacher(state, scale=0.5, seed=7):

@@ -12,18 +12,16 @@ import pytest
 
 from ltgans_jax import config_validation, pixels
 from ltgans_jax.errors import ConfigError
-from ltgans_jax.methods import ltgans_state as state_lib, ltgans_steps
-from tests.helpers import build_method, random_batch, tree_equal
+from ltgans_jax.methods import ltgans_steps
+from tests.helpers import second_task_start, tree_equal
 
 
 def second_task(config, **vae):
   """(steps, a state at the start of task 2, a batch, a key) with ``config.vae`` changed."""
   for name, value in vae.items():
     config.vae[name] = value
-  method = build_method(config)
-  state = method.init_state(jax.random.key(0))
-  state = state_lib.begin_next_task(state, method.optimizers.generator)
-  return method.gan_steps, state, random_batch(config, 1), jax.random.key(5)
+  method, state, batch, key = second_task_start(config)
+  return method.gan_steps, state, batch, key
 
 
 def test_the_defaults_are_eq5():

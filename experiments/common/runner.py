@@ -82,7 +82,8 @@ RUN_RECORD = 'experiment_run.json'  # written into a workdir after a successful 
 INVOCATIONS_SUFFIX = '.invocations.json'
 
 
-def _invocations(workdir: str) -> List[Optional[float]]:
+def invocations(workdir: str) -> List[Optional[float]]:
+  """The wall seconds of each invocation of the run in ``workdir`` (``INVOCATIONS_SUFFIX``)."""
   path = workdir.rstrip('/') + INVOCATIONS_SUFFIX
   if not os.path.exists(path):
     return []
@@ -92,7 +93,7 @@ def _invocations(workdir: str) -> List[Optional[float]]:
 
 def _record_invocation(workdir: str, seconds: Optional[float], new: bool) -> List[Optional[float]]:
   """Appends (``new``) or sets the last invocation's seconds; returns the list."""
-  values = _invocations(workdir)
+  values = invocations(workdir)
   values = values + [seconds] if new or not values else values[:-1] + [seconds]
   with open(workdir.rstrip('/') + INVOCATIONS_SUFFIX, 'w') as f:
     json.dump(values, f)

@@ -183,6 +183,8 @@ class GanSteps:
       if replay is not None:
         replay_loss, _ = self.student_elbo(params, replay, keys['student_replay_noise'])
         metrics['student/loss_replay'] = replay_loss
+        # At weight 1 the sum is written as eq. 5 writes it: the paper's step stays the
+        # program it was before the lever existed.
         loss = loss + (replay_loss if self.replay_weight == 1 else
                        self.replay_weight * replay_loss)
       return loss, metrics
