@@ -238,6 +238,7 @@ def table3_records(folder: str) -> List[dict]:
     if record.get('method') in ('ltgans',) + COMPARED and record.get('setting') == 'cpu':
       records.append({'lever': 'paper', 'method': record['method'], 'seed': record['seed'],
                       'nll_paper': record['final']['nll_paper'],
+                      'matrix_nll_paper': record.get('matrix', {}).get('nll_paper'),
                       'fid_own_all': record['final'].get('fid_own_all', [None])[0],
                       'seconds': record.get('seconds'), 'table3': True})
   return records
@@ -250,9 +251,17 @@ def _cell(values: Sequence[Optional[float]]) -> object:
   return common.interval_over_seeds(values) if len(values) > 1 else values[0]
 
 
+def _first_task_after_first_task(record: dict) -> Optional[float]:
+  """The Student's NLL on task 1 when task 1 ends (the forgetting matrix's first cell)."""
+  matrix = record.get('matrix_nll_paper')
+  return matrix[0][0] if matrix else None
+
+
 def report_rows(records: Sequence[dict]) -> List[List[object]]:
-  """One row per (lever, method): the Student's NLL on task 1 after task 2, its average over
-  the two tasks, the sampled network's FID against both tasks' images, wall time, seeds."""
+  """One row per (lever, method): the Student's NLL on task 1 when task 1 ends and after task 2,
+  the difference (what task 2 made it forget; the first splits a gap between methods into what
+  was never learnt and what was forgotten), the average over the two tasks after task 2, the
+  sampled network's FID against both tasks' images, wall time, seeds."""
   groups: Dict[Tuple[str, str], List[dict]] = {}
   for record in records:
     method = record['method'] + (' (Table 3 files)' if record.get('table3') else '')
@@ -268,7 +277,10 @@ def report_rows(records: Sequence[dict]) -> List[List[object]]:
     name, _, source = method.partition(' ')
     rows.append([spec.title if spec else lever, spec.setting if spec else '',
                  f'{common.METHOD_TITLES.get(name, name)} {source}'.strip(), str(len(group)),
+                 _cell([_first_task_after_first_task(r) for r in group]),
                  _cell([r['nll_paper'][0] for r in group]),
+                 _cell([r['nll_paper'][0] - _first_task_after_first_task(r) for r in group
+                        if _first_task_after_first_task(r) is not None]),
                  _cell([sum(r['nll_paper']) / len(r['nll_paper']) for r in group]),
                  _cell([r.get('fid_own_all') for r in group]),
                  f'{sum(seconds) / len(seconds) / 60:.0f} min' if seconds else 'n/a'])
@@ -279,8 +291,8 @@ def write_report(args) -> str:
   # The study's own paper-method runs (the bases of its branches, on the machine the branches
   # ran on) and Table 3's files of the same setting, each in a row of its own.
   records = table3_records(args.table3) + load_results(args.results)
-  header = ['lever', 'setting', 'method', 'seeds', 'Student NLL, task 1 after task 2',
-            'Student NLL, average', 'FID (sampled network, both tasks)', 'wall time per run']
+  header = ['lever', 'setting', 'method', 'seeds', 'Student NLL, task 1 after task 1',
+            'Student NLL, task 1 after task 2', 'forgotten (nats)', 'Student NLL, average', 'FID (sampled network, both tasks)', 'wall time per run']
   lines = ['# Why LT-GANs\' Student trails CURL at our CPU scale: the levers', '',
            f'Written by `python experiments/student_gap.py --report_only` from the JSON files '
            'in this folder and the Table 3 per-seed files of `experiments/results/paper/table3/` '

@@ -68,19 +68,24 @@ def test_the_report_tabulates_each_lever_and_method_over_seeds(tmp_path):
   for (lever, method, seed), nll in values.items():
     (results / f'{lever}_{method}_seed{seed}.json').write_text(json.dumps({
         'lever': lever, 'method': method, 'seed': seed, 'nll_paper': list(nll),
-        'fid_own_all': 50.0 + seed, 'seconds': 600.0}))
+        'matrix_nll_paper': [[nll[0] - 1.0 - seed], list(nll)], 'fid_own_all': 50.0 + seed, 'seconds': 600.0}))
   table3 = tmp_path / 'table3'
   table3.mkdir()
   (table3 / 'ltgans_seed0.json').write_text(json.dumps({
       'method': 'ltgans', 'seed': 0, 'setting': 'cpu', 'seconds': 1800.0,
-      'final': {'nll_paper': [37.0, 28.0], 'fid_own_all': [41.0]}}))
+      'final': {'nll_paper': [37.0, 28.0], 'fid_own_all': [41.0]},
+      'matrix': {'nll_paper': [[31.5], [37.0, 28.0]]}}))
   args = student_gap.parse_args([f'--results={results}', f'--table3={table3}',
                                  '--report_only'])
   text = open(student_gap.write_report(args)).read()
   from scipy import stats  # pylint: disable=g-import-not-at-top
   half = stats.t.ppf(0.975, 1) * np.std([30.0, 32.0], ddof=1) / np.sqrt(2)
+  # Seed 0 learnt task 1 to 29 and forgot 1 nat, seed 1 to 30 and forgot 2: after task 2 they
+  # are 30 and 32, so the first two columns have the same interval, the third a zero-width one.
   assert (f"| share of replay in the Student's loss | replay term x2 | LT-GANs | 2 | "
-          f'31.00 ± {half:.2f} | 30.00 ± {half / 2:.2f} |') in text
-  assert '| budget | 3000 steps per task | CURL | 1 | 31.00 | 28.50 | 50.00 | 10 min |' in text
+          f'29.50 ± {half / 2:.2f} | 31.00 ± {half:.2f} | 1.50 ± {half / 2:.2f} | '
+          f'30.00 ± {half / 2:.2f} |') in text
+  assert ('| budget | 3000 steps per task | CURL | 1 | 30.00 | 31.00 | 1.00 | 28.50 | 50.00 | '
+          '10 min |') in text
   assert ("| none (the paper's method) | eq. 5, 6000 steps per task | LT-GANs (Table 3 files) | "
-          '1 | 37.00 | 32.50 | 41.00 | 30 min |') in text
+          '1 | 31.50 | 37.00 | 5.50 | 32.50 | 41.00 | 30 min |') in text
