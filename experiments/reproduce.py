@@ -38,7 +38,8 @@ What it does, in order:
 4. **Reports** ``<results>/README.md`` from those files alone: per artefact the paper's numbers,
    ours as mean ± 95% interval over seeds (Student's t), the orderings the paper claims and the
    measured ones, a verdict (reproduced / not reproduced / not runnable here / not yet run;
-   marked provisional while a compared run has fewer per-seed files than the plan), and the
+   marked provisional while a compared run has fewer per-seed files than the plan, and
+   "undecided so far" then where no ordering is reversed with the intervals apart), and the
    grids. ``--report_only`` rewrites the README without planning or running anything.
 """
 
@@ -69,7 +70,8 @@ DEFAULT_RESULTS = os.path.join(common.REPO_ROOT, 'experiments', 'results', 'pape
 DEFAULT_WORKDIRS = os.path.join(common.REPO_ROOT, 'workdirs', 'paper')
 SIZES = ('cpu', 'paper')
 DRIVER_RECORD = 'reproduce_run.json'  # in a workdir: the commit and wall time that made it
-VERDICTS = ('reproduced', 'not reproduced', 'not runnable here', 'not yet run')
+VERDICTS = ('reproduced', 'not reproduced', 'undecided so far', 'not runnable here',
+            'not yet run')
 DONE = ('finished', 'recorded')  # statuses of a run that is not trained again
 # Paths on this machine, not settings: neither compared with a workdir's values nor recorded.
 # The feature-network cache: every method of one seed and config measures FID with the network
@@ -607,6 +609,11 @@ def artefact_section(artefact: paper_specs.Artefact, args,
   result = verdict(artefact, args.size, by_run, judged)
   missing = seeds_still_missing(artefact, by_run, args.seeds)
   if missing and result.startswith(('reproduced', 'not reproduced')):
+    if result.startswith('not reproduced') and not any(status == 'reversed'
+                                                       for _, status, _ in judged):
+      # Only unresolved orderings, and seeds still to come: the missing seeds may resolve
+      # them, so nothing is decided yet (a reversal with the intervals apart already counts).
+      result = 'undecided so far' + result[len('not reproduced'):]
     result += f'; provisional, per-seed files so far: {", ".join(missing)}'
   setting = artefact.settings.get(args.size)
   parts = [f'**Verdict: {result}.**', '', f'What the paper shows: {artefact.paper_text}']

@@ -241,7 +241,8 @@ def test_the_report_comes_from_the_per_seed_files(interrupted_then_resumed):
 
 def test_a_verdict_from_fewer_seeds_than_planned_says_it_is_provisional(
     interrupted_then_resumed, tmp_path):
-  """With one of LT-GANs' two seed files gone, the verdict names what is missing."""
+  """With one of LT-GANs' two seed files gone, the verdict names what is missing, and its one
+  ordering, unresolved on one seed, is undecided rather than not reproduced."""
   import shutil  # pylint: disable=g-import-not-at-top
   tmp, argv, _, _, _ = interrupted_then_resumed
   results = tmp_path / 'res'
@@ -249,7 +250,7 @@ def test_a_verdict_from_fewer_seeds_than_planned_says_it_is_provisional(
   os.remove(results / 'tiny' / 'ltgans_seed1.json')
   assert reproduce.main([f'--results={results}', '--artefacts=tiny', '--report_only'],
                         ARTEFACTS) == 0
-  assert ('| tiny | Tiny | not reproduced (1 claimed orderings: 1 unresolved (one seed or '
+  assert ('| tiny | Tiny | undecided so far (1 claimed orderings: 1 unresolved (one seed or '
           'overlapping intervals)); provisional, per-seed files so far: ltgans: 1 of 2 seeds |'
           ) in (results / 'README.md').read_text()
 
