@@ -538,7 +538,11 @@ def judge(claim: paper_specs.Claim, by_run: Mapping[str, List[dict]]) -> Tuple[s
 
 
 def verdict(artefact: paper_specs.Artefact, size: str, by_run: Mapping[str, List[dict]],
-            judged: Sequence[Tuple[str, str, bool]]) -> str:
+            judged: Sequence[Tuple[str, str, bool]], seeds_to_come: bool = False) -> str:
+  """The artefact's verdict from its judged orderings. ``seeds_to_come``: a compared run has
+  fewer per-seed files than the plan; orderings that are only unresolved are then 'undecided so
+  far' (the missing seeds may resolve them), while a reversal with the intervals apart already
+  counts against."""
   if size not in artefact.settings:
     return 'not runnable here'
   if not by_run:
@@ -554,7 +558,8 @@ def verdict(artefact: paper_specs.Artefact, size: str, by_run: Mapping[str, List
   unresolved = sum(not ok and status != 'reversed' for _, status, ok in judged)
   reasons = ([f'{reversed_apart} reversed with the intervals apart'] if reversed_apart else []) + (
       [f'{unresolved} unresolved (one seed or overlapping intervals)'] if unresolved else [])
-  return f'not reproduced ({len(judged)} claimed orderings: {"; ".join(reasons)})'
+  decided = 'undecided so far' if seeds_to_come and not reversed_apart else 'not reproduced'
+  return f'{decided} ({len(judged)} claimed orderings: {"; ".join(reasons)})'
 
 
 def our_table(artefact: paper_specs.Artefact, by_run: Mapping[str, List[dict]],
@@ -606,14 +611,9 @@ def artefact_section(artefact: paper_specs.Artefact, args,
   for record in mine:
     by_run.setdefault(record['run'], []).append(record)
   judged = [judge(c, by_run) for c in artefact.claims]
-  result = verdict(artefact, args.size, by_run, judged)
   missing = seeds_still_missing(artefact, by_run, args.seeds)
-  if missing and result.startswith(('reproduced', 'not reproduced')):
-    if result.startswith('not reproduced') and not any(status == 'reversed'
-                                                       for _, status, _ in judged):
-      # Only unresolved orderings, and seeds still to come: the missing seeds may resolve
-      # them, so nothing is decided yet (a reversal with the intervals apart already counts).
-      result = 'undecided so far' + result[len('not reproduced'):]
+  result = verdict(artefact, args.size, by_run, judged, seeds_to_come=bool(missing))
+  if missing and result.startswith(('reproduced', 'not reproduced', 'undecided so far')):
     result += f'; provisional, per-seed files so far: {", ".join(missing)}'
   setting = artefact.settings.get(args.size)
   parts = [f'**Verdict: {result}.**', '', f'What the paper shows: {artefact.paper_text}']

@@ -292,7 +292,8 @@ def write_report(args) -> str:
   # ran on) and Table 3's files of the same setting, each in a row of its own.
   records = table3_records(args.table3) + load_results(args.results)
   header = ['lever', 'setting', 'method', 'seeds', 'Student NLL, task 1 after task 1',
-            'Student NLL, task 1 after task 2', 'forgotten (nats)', 'Student NLL, average', 'FID (sampled network, both tasks)', 'wall time per run']
+            'Student NLL, task 1 after task 2', 'forgotten (nats)', 'Student NLL, average',
+            'FID (sampled network, both tasks)', 'wall time per run']
   lines = ['# Why LT-GANs\' Student trails CURL at our CPU scale: the levers', '',
            f'Written by `python experiments/student_gap.py --report_only` from the JSON files '
            'in this folder and the Table 3 per-seed files of `experiments/results/paper/table3/` '
