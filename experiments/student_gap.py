@@ -275,12 +275,12 @@ def report_rows(records: Sequence[dict]) -> List[List[object]]:
     spec = LEVERS.get(lever)
     seconds = [r['seconds'] for r in group if r.get('seconds')]
     name, _, source = method.partition(' ')
+    learnt = [_first_task_after_first_task(r) for r in group]
+    kept = [r['nll_paper'][0] for r in group]
     rows.append([spec.title if spec else lever, spec.setting if spec else '',
                  f'{common.METHOD_TITLES.get(name, name)} {source}'.strip(), str(len(group)),
-                 _cell([_first_task_after_first_task(r) for r in group]),
-                 _cell([r['nll_paper'][0] for r in group]),
-                 _cell([r['nll_paper'][0] - _first_task_after_first_task(r) for r in group
-                        if _first_task_after_first_task(r) is not None]),
+                 _cell(learnt), _cell(kept),
+                 _cell([k - l for k, l in zip(kept, learnt) if l is not None]),
                  _cell([sum(r['nll_paper']) / len(r['nll_paper']) for r in group]),
                  _cell([r.get('fid_own_all') for r in group]),
                  f'{sum(seconds) / len(seconds) / 60:.0f} min' if seconds else 'n/a'])
